@@ -1,0 +1,265 @@
+"""Type-aware alignment of every modality onto one timeline ``t_k = k / fps``.
+
+Resampling by declared kind (never by column name):
+
+- continuous: linear interpolation between the two bracketing samples, so a value never
+  leaves the range of its neighbours
+- binary / discrete / count: forward fill (the last sample at or before t_k)
+- embedding: linear interpolation, then L2 renormalisation (an all-zero row stays zero)
+- grid: linear interpolation per cell
+
+No extrapolation: a step before the first sample, after the last, or inside a gap between
+samples longer than ``max_gap_s`` is masked (``is_valid = False``) and zero-filled.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gazelib.io import read_npz, read_table
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("audio", "text", "visual", "track")
+INTERP_KINDS = ("continuous", "embedding", "grid")
+FFILL_KINDS = ("binary", "discrete", "count")
+
+
+@dataclass
+class Resampled:
+    values: np.ndarray     # [T, ...] zero where not valid
+    is_valid: np.ndarray   # [T] bool
+    exact: np.ndarray      # [T] bool: a source sample lies on t_k (not interpolated)
+
+
+def timeline(*, duration_s: float, fps: float) -> np.ndarray:
+    n = max(int(np.floor(duration_s * fps + 1e-9)), 1)
+    return np.arange(n) / fps
+
+
+def _bracket(src_t: np.ndarray, dst_t: np.ndarray, max_gap_s: float):
+    """Indices of the samples at/before and after each target, and which targets are covered."""
+    src_t = np.asarray(src_t, np.float64)
+    if src_t.size == 0:
+        z = np.zeros(dst_t.size, np.int64)
+        return z, z, np.zeros(dst_t.size, bool)
+    hi = np.searchsorted(src_t, dst_t, side="left")
+    hi_c = np.clip(hi, 0, src_t.size - 1)
+    lo_c = np.clip(hi - 1, 0, src_t.size - 1)
+    exact = np.isclose(src_t[hi_c], dst_t, atol=1e-9)
+    lo_c = np.where(exact, hi_c, lo_c)
+    inside = (dst_t >= src_t[0] - 1e-9) & (dst_t <= src_t[-1] + 1e-9)
+    gap = src_t[hi_c] - src_t[lo_c]
+    ok = inside & (exact | (gap <= max_gap_s + 1e-9))
+    return lo_c, hi_c, ok
+
+
+def resample_linear(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
+    """Linear interpolation along axis 0 for any trailing shape (continuous, grid)."""
+    src_v = np.asarray(src_v, np.float64)
+    out_shape = (dst_t.size,) + src_v.shape[1:]
+    lo, hi, ok = _bracket(src_t, dst_t, max_gap_s)
+    if not ok.any():
+        return Resampled(np.zeros(out_shape, np.float32), ok, np.zeros(dst_t.size, bool))
+    src_t = np.asarray(src_t, np.float64)
+    span = src_t[hi] - src_t[lo]
+    w = np.where(span > 0, (dst_t - src_t[lo]) / np.where(span > 0, span, 1), 0.0)
+    w = np.clip(w, 0, 1).reshape((-1,) + (1,) * (src_v.ndim - 1))
+    vals = (1 - w) * src_v[lo] + w * src_v[hi]
+    # keep exact bounds: convex combination can overshoot by rounding only
+    vals = np.clip(vals, np.minimum(src_v[lo], src_v[hi]), np.maximum(src_v[lo], src_v[hi]))
+    vals[~ok] = 0
+    exact = ok & np.isclose(src_t[lo], dst_t, atol=1e-9)
+    return Resampled(vals.astype(np.float32), ok, exact)
+
+
+def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
+    """Previous sample's value (at or before t_k), valid up to ``max_gap_s`` after it."""
+    src_t = np.asarray(src_t, np.float64)
+    src_v = np.asarray(src_v)
+    out_shape = (dst_t.size,) + src_v.shape[1:]
+    if src_t.size == 0:
+        return Resampled(np.zeros(out_shape, np.float32), np.zeros(dst_t.size, bool), np.zeros(dst_t.size, bool))
+    idx = np.searchsorted(src_t, dst_t + 1e-9, side="right") - 1
+    idx_c = np.clip(idx, 0, src_t.size - 1)
+    nxt = np.clip(idx + 1, 0, src_t.size - 1)
+    gap = np.where(idx + 1 < src_t.size, src_t[nxt] - src_t[idx_c], 0.0)
+    ok = (idx >= 0) & (dst_t - src_t[idx_c] <= max_gap_s + 1e-9) & (gap <= max_gap_s + 1e-9)
+    vals = src_v[idx_c].astype(np.float32)
+    vals[~ok] = 0
+    exact = ok & np.isclose(src_t[idx_c], dst_t, atol=1e-9)
+    return Resampled(vals, ok, exact)
+
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero."""
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return np.where(n > 1e-12, v / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+
+
+def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float) -> Resampled:
+    if kind in FFILL_KINDS:
+        return resample_ffill(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s)
+    if kind in INTERP_KINDS:
+        r = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s)
+        if kind == "embedding":
+            r.values = l2_normalise(r.values)
+        return r
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def resample_gaze(*, t: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndarray, dst_t: np.ndarray,
+                  max_gap_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest gaze sample within ``max_gap_s`` of each step: gaze [T,2], inout [T], valid [T].
+
+    A step is valid only when its nearest sample is valid (a blink stays missing, never
+    "out"); inout is 1 when that sample lies inside [0, 1]^2.
+    """
+    gaze = np.zeros((dst_t.size, 2), np.float32)
+    if len(t) == 0:
+        return gaze, np.zeros(dst_t.size, np.int8), np.zeros(dst_t.size, bool)
+    t = np.asarray(t, np.float64)
+    i = np.clip(np.searchsorted(t, dst_t), 1, max(t.size - 1, 1))
+    i = np.where((t.size > 1) & (np.abs(t[i - 1] - dst_t) <= np.abs(t[np.minimum(i, t.size - 1)] - dst_t)),
+                 i - 1, np.minimum(i, t.size - 1))
+    near = np.abs(t[i] - dst_t) <= max_gap_s
+    ok = near & np.asarray(valid, bool)[i] & np.isfinite(x[i]) & np.isfinite(y[i])
+    gaze[ok] = np.stack([x[i], y[i]], 1)[ok]
+    inout = (ok & (gaze[:, 0] >= 0) & (gaze[:, 0] <= 1) & (gaze[:, 1] >= 0) & (gaze[:, 1] <= 1)).astype(np.int8)
+    return gaze, inout, ok
+
+
+def find_gaps(*, src_t: np.ndarray, min_gap_s: float) -> list[tuple[float, float]]:
+    """(start, end) of every interval between consecutive samples longer than ``min_gap_s``."""
+    src_t = np.asarray(src_t, np.float64)
+    if src_t.size < 2:
+        return []
+    d = np.diff(src_t)
+    idx = np.nonzero(d > min_gap_s)[0]
+    return [(float(src_t[i]), float(src_t[i + 1])) for i in idx]
+
+
+@dataclass
+class ModalityBlock:
+    values: np.ndarray              # [T, D] (or [T, C, Gh, Gw] for grid)
+    is_valid: np.ndarray            # [T]
+    columns: list[str]
+    kinds: list[str]
+    interpolated_share: float = 0.0
+    gaps: list = field(default_factory=list)
+
+
+def align_table(*, df: pd.DataFrame, kinds: dict[str, str], dst_t: np.ndarray, max_gap_s: float) -> ModalityBlock:
+    """Resample every declared column of a feature table; a step is valid if all columns are."""
+    cols = [c for c in df.columns if c != "t" and c in kinds]
+    src_t = df["t"].to_numpy(np.float64)
+    if len(cols) == 0:
+        return ModalityBlock(np.zeros((dst_t.size, 0), np.float32), np.zeros(dst_t.size, bool), [], [])
+    vals, valid, exact = [], np.ones(dst_t.size, bool), np.ones(dst_t.size, bool)
+    for c in cols:
+        r = resample_kind(kind=kinds[c], src_t=src_t, src_v=df[c].to_numpy(np.float64), dst_t=dst_t,
+                          max_gap_s=max_gap_s)
+        vals.append(r.values)
+        valid &= r.is_valid
+        exact &= r.exact
+    v = np.stack(vals, 1)
+    v[~valid] = 0
+    share = float(1 - exact[valid].mean()) if valid.any() else 0.0
+    return ModalityBlock(v, valid, cols, [kinds[c] for c in cols], share,
+                         find_gaps(src_t=src_t, min_gap_s=max_gap_s))
+
+
+def align_arrays(*, src_t: np.ndarray, arrays: dict[str, np.ndarray], kinds: dict[str, str],
+                 dst_t: np.ndarray, max_gap_s: float) -> ModalityBlock:
+    """Resample vector arrays [N, D] (embeddings) into one [T, sum D] block."""
+    vals, names, knd, valid = [], [], [], np.ones(dst_t.size, bool)
+    for name, arr in arrays.items():
+        r = resample_kind(kind=kinds[name], src_t=src_t, src_v=arr, dst_t=dst_t, max_gap_s=max_gap_s)
+        vals.append(r.values.reshape(dst_t.size, -1))
+        valid &= r.is_valid
+        names += [f"{name}_{i}" for i in range(vals[-1].shape[1])]
+        knd += [kinds[name]] * vals[-1].shape[1]
+    v = np.concatenate(vals, 1) if vals else np.zeros((dst_t.size, 0), np.float32)
+    v[~valid] = 0
+    return ModalityBlock(v, valid, names, knd)
+
+
+def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.ndarray, max_gap_s: float,
+                  grid_shape: tuple[int, int, int] | None = None) -> tuple[ModalityBlock, np.ndarray | None]:
+    """Load ``<feat_dir>/<modality>/<video_id>.parquet`` (+ .npz) aligned to ``dst_t``.
+
+    Returns the block and, for visual, the aligned grid [T, C, Gh, Gw]. A missing or
+    unavailable file gives an all-masked block (logged), never an error.
+    """
+    path = feat_dir / modality / f"{video_id}.parquet"
+    if not path.exists():
+        log.warning("%s: no %s features (%s); modality masked", video_id, modality, path)
+        return ModalityBlock(np.zeros((dst_t.size, 0), np.float32), np.zeros(dst_t.size, bool), [], []), None
+    df, meta = read_table(path)
+    if "t" not in df.columns:
+        raise ValueError(f"{video_id}: feature file {path} has no column 't'")
+    kinds = meta.get("kinds", {})
+    block = align_table(df=df, kinds=kinds, dst_t=dst_t, max_gap_s=max_gap_s)
+    if not meta.get("available", True):
+        block.is_valid[:] = False
+        log.info("%s: %s marked unavailable by its extractor; masked", video_id, modality)
+    grid = None
+    npz_path = path.with_suffix(".npz")
+    if npz_path.exists():
+        arrs = read_npz(npz_path)
+        src_t = arrs.pop("t")
+        if "grid" in arrs:
+            r = resample_kind(kind="grid", src_t=src_t, src_v=arrs["grid"], dst_t=dst_t, max_gap_s=max_gap_s)
+            grid = r.values
+            block.is_valid &= r.is_valid
+        emb = {k: v for k, v in arrs.items() if kinds.get(k) == "embedding"}
+        if emb:
+            eb = align_arrays(src_t=src_t, arrays=emb, kinds=kinds, dst_t=dst_t, max_gap_s=max_gap_s)
+            block.values = np.concatenate([block.values, eb.values], 1)
+            block.columns += eb.columns
+            block.kinds += eb.kinds
+            block.is_valid &= eb.is_valid
+    block.values[~block.is_valid] = 0
+    if grid is not None:
+        grid[~block.is_valid] = 0
+    log.info("%s: loaded %s (%d columns), %.0f%% of steps interpolated", video_id, path,
+             len(block.columns), 100 * block.interpolated_share)
+    if block.interpolated_share > 0.5 and modality != "text":
+        log.warning("%s: %s: %.0f%% of steps interpolated", video_id, modality, 100 * block.interpolated_share)
+    for g0, g1 in block.gaps:
+        if g1 - g0 > 5.0:
+            log.warning("%s: %s has a %.1f s gap [%.2f, %.2f]", video_id, modality, g1 - g0, g0, g1)
+    return block, grid
+
+
+def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.DataFrame, cfg: dict,
+                grid_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Everything the aligned NPZ holds for one video (see the design contract)."""
+    t = timeline(duration_s=duration_s, fps=cfg["fps"])
+    out: dict[str, np.ndarray] = {"t": t}
+    mask = np.zeros((t.size, 4), bool)
+    for m_i, modality in enumerate(("audio", "text", "visual")):
+        block, grid = load_modality(feat_dir=feat_dir, modality=modality, video_id=video_id, dst_t=t,
+                                    max_gap_s=cfg["max_gap_s"])
+        out[modality] = block.values.astype(np.float32)
+        out[f"{modality}_columns"] = np.array(block.columns, dtype=str)
+        out[f"{modality}_kinds"] = np.array(block.kinds, dtype=str)
+        mask[:, m_i] = block.is_valid
+        if modality == "visual":
+            out["grid"] = grid if grid is not None else np.zeros((t.size, *grid_shape), np.float32)
+    viewers = sorted(gaze["viewer_id"].unique()) if len(gaze) else []
+    g = np.zeros((len(viewers), t.size, 2), np.float32)
+    inout = np.zeros((len(viewers), t.size), np.int8)
+    valid = np.zeros((len(viewers), t.size), bool)
+    for v_i, (_, d) in enumerate(gaze.groupby("viewer_id", sort=True)):
+        g[v_i], inout[v_i], valid[v_i] = resample_gaze(
+            t=d["t"].to_numpy(), x=d["x"].to_numpy(), y=d["y"].to_numpy(), valid=d["valid"].to_numpy(),
+            dst_t=t, max_gap_s=cfg["gaze_max_gap_s"])
+    mask[:, 3] = valid.any(0) if len(viewers) else False
+    out.update({"gaze": g, "inout": inout, "valid": valid, "mask": mask,
+                "viewers": np.array(viewers, dtype=str)})
+    return out

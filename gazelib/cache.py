@@ -1,0 +1,120 @@
+"""Per-video cache: skip a video whose inputs and stage params did not change.
+
+DVC reruns a whole stage when any dependency changes; this cache keeps the
+per-video work. A record ``<out_dir>/_cache/<video_id>.json`` holds the key
+(hash of stage name, input hash and params) and the files produced. The record
+is written last, so a video interrupted mid-way is recomputed on the next run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from gazelib.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def hash_obj(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def cache_key(*, stage: str, input_hash: str, params: dict) -> str:
+    return hash_obj({"stage": stage, "input": input_hash, "params": params})
+
+
+@dataclass
+class CacheRun:
+    """What a per-video loop did: ids computed, reused from cache, failed, removed."""
+
+    computed: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"computed": self.computed, "cached": self.cached, "failed": self.failed,
+                "removed": self.removed}
+
+
+class VideoCache:
+    def __init__(self, out_dir: str | Path, stage: str):
+        self.out_dir = Path(out_dir)
+        self.stage = stage
+        self.record_dir = self.out_dir / "_cache"
+
+    def _record_path(self, video_id: str) -> Path:
+        return self.record_dir / f"{video_id}.json"
+
+    def is_fresh(self, video_id: str, key: str) -> bool:
+        path = self._record_path(video_id)
+        if not path.exists():
+            return False
+        record = json.loads(path.read_text())
+        files_ok = all((self.out_dir / f).exists() for f in record.get("files", []))
+        return record.get("key") == key and files_ok
+
+    def commit(self, video_id: str, key: str, files: Iterable[str | Path]) -> None:
+        rel = sorted(str(Path(f).relative_to(self.out_dir)) if Path(f).is_absolute() or
+                     str(f).startswith(str(self.out_dir)) else str(f) for f in files)
+        write_json(self._record_path(video_id), {"key": key, "stage": self.stage, "files": rel})
+
+    def prune(self, keep_ids: set[str]) -> list[str]:
+        """Delete outputs of videos no longer in the manifest; returns their ids."""
+        removed = []
+        if not self.record_dir.exists():
+            return removed
+        for rec in sorted(self.record_dir.glob("*.json")):
+            vid = rec.stem
+            if vid in keep_ids:
+                continue
+            for f in json.loads(rec.read_text()).get("files", []):
+                (self.out_dir / f).unlink(missing_ok=True)
+            rec.unlink()
+            removed.append(vid)
+        return removed
+
+
+def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
+                  compute: Callable[[dict], list[Path]], on_error: str = "raise",
+                  progress: bool = True) -> CacheRun:
+    """Run ``compute(item)`` for each manifest row whose cache key changed.
+
+    ``item`` needs ``video_id`` and ``media_hash``; ``compute`` returns the files it wrote.
+    With ``on_error='skip'`` a failing video is logged and listed, the rest go on.
+    """
+    from tqdm import tqdm
+
+    run = CacheRun()
+    run.removed = cache.prune({it["video_id"] for it in items})
+    for item in tqdm(items, desc=cache.stage, disable=not progress, leave=False):
+        vid = item["video_id"]
+        key = cache_key(stage=cache.stage, input_hash=item["media_hash"], params=params)
+        if cache.is_fresh(vid, key):
+            run.cached.append(vid)
+            continue
+        try:
+            files = compute(item)
+        except Exception as exc:  # noqa: BLE001 - reported per video, re-raised unless skipping
+            if on_error != "skip":
+                raise
+            log.error("%s: %s failed: %s", vid, cache.stage, exc)
+            run.failed[vid] = str(exc)
+            continue
+        cache.commit(vid, key, files)
+        run.computed.append(vid)
+    log.info("%s: computed %d, cached %d, failed %d, removed %d", cache.stage,
+             len(run.computed), len(run.cached), len(run.failed), len(run.removed))
+    return run

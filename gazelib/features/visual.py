@@ -1,0 +1,148 @@
+"""Visual features per sampled frame: scalars, face boxes and a spatial grid [C, Gh, Gw].
+
+Frames are decoded by PTS at ``sample_fps`` and processed one at a time (memory does not
+grow with the video). Grid channels are cell means of full-resolution maps:
+
+- ``lab_l, lab_a, lab_b``: CIE Lab colour, each scaled to [0, 1]
+- ``motion``: |gray_t - gray_{t-1}| / 255
+- ``saliency``: spectral residual saliency (Hou & Zhang 2007), normalised to max 1 per frame
+- ``edges``: Sobel gradient magnitude / 255
+- ``face``: share of the cell covered by detected face boxes
+- ``mouth_motion``: motion inside the lower third of each face box
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from gazelib.io import feature_meta, write_npz, write_table
+from gazelib.media import iter_frames
+
+log = logging.getLogger(__name__)
+
+KINDS = {"motion": "continuous", "brightness": "continuous", "contrast": "continuous",
+         "saliency_peak": "continuous", "mouth_motion": "continuous", "face_count": "count",
+         "scene_cut": "binary"}
+GRID_CHANNELS = ["lab_l", "lab_a", "lab_b", "motion", "saliency", "edges", "face", "mouth_motion"]
+
+
+def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
+    """Saliency map at ``gray``'s size: S = G * |F^-1[exp(R + iP)]|^2, R = log A - mean3x3(log A)."""
+    small = cv2.resize(gray.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    f = np.fft.fft2(small)
+    log_amp = np.log(np.abs(f) + 1e-8)
+    residual = log_amp - cv2.blur(log_amp, (3, 3))
+    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(f)))) ** 2
+    sal = cv2.GaussianBlur(sal, (0, 0), 2.5)
+    sal = cv2.resize(sal, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return sal / max(float(sal.max()), 1e-12)
+
+
+class FaceDetector:
+    """OpenCV's bundled Haar cascade (frontal face); boxes normalised (x0, y0, x1, y1)."""
+
+    def __init__(self, *, kind: str = "haar", min_size: int = 20):
+        if kind != "haar":
+            raise ValueError(f"unknown face detector {kind!r} (available: haar)")
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+        self.min_size = min_size
+        self.name = f"opencv-haar-frontalface {cv2.__version__}"
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        h, w = gray.shape
+        boxes = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
+                                              minSize=(self.min_size, self.min_size))
+        if len(boxes) == 0:
+            return np.zeros((0, 4), np.float32)
+        b = np.asarray(boxes, np.float32)
+        return np.stack([b[:, 0] / w, b[:, 1] / h, (b[:, 0] + b[:, 2]) / w, (b[:, 1] + b[:, 3]) / h], 1)
+
+
+def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> list[tuple[slice, slice]]:
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        ys = y0 + (y1 - y0) * 2 / 3 if lower_third else y0
+        out.append((slice(int(ys * h), max(int(ys * h) + 1, int(y1 * h))),
+                    slice(int(x0 * w), max(int(x0 * w) + 1, int(x1 * w)))))
+    return out
+
+
+@dataclass
+class VisualFeatures:
+    table: pd.DataFrame
+    grid: np.ndarray                       # [T, C, Gh, Gw] float32
+    faces: pd.DataFrame
+    channels: list[str] = field(default_factory=lambda: list(GRID_CHANNELS))
+
+
+def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray) -> tuple[dict, dict]:
+    """Full-resolution maps for the grid and per-frame scalars of one frame."""
+    h, w = rgb.shape[:2]
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32) / 255.0
+    motion = np.abs(gray - prev_gray) / 255.0 if prev_gray is not None else np.zeros_like(gray)
+    sal = spectral_residual(gray)
+    gx, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    edges = np.minimum(np.hypot(gx, gy) / 255.0, 1.0)
+    face = np.zeros_like(gray)
+    mouth = np.zeros_like(gray)
+    mouth_vals = []
+    for (fs, ms) in zip(box_mask(boxes, h, w), box_mask(boxes, h, w, lower_third=True)):
+        face[fs] = 1.0
+        mouth[ms] = motion[ms]
+        mouth_vals.append(float(motion[ms].mean()) if motion[ms].size else 0.0)
+    maps = {"lab_l": lab[..., 0], "lab_a": lab[..., 1], "lab_b": lab[..., 2], "motion": motion,
+            "saliency": sal, "edges": edges, "face": face, "mouth_motion": mouth}
+    scalars = {"motion": float(motion.mean()), "brightness": float(gray.mean() / 255.0),
+               "contrast": float(gray.std() / 255.0), "saliency_peak": float(sal.mean()),
+               "mouth_motion": float(max(mouth_vals, default=0.0)), "face_count": len(boxes)}
+    return maps, {"gray": gray, **scalars, "mouth_vals": mouth_vals}
+
+
+def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
+                            detector: FaceDetector | None = None) -> VisualFeatures:
+    detector = detector or FaceDetector(kind=cfg["face_detector"], min_size=cfg["face_min_size"])
+    gh, gw = cfg["grid_h"], cfg["grid_w"]
+    rows, grids, face_rows = [], [], []
+    prev_gray, prev_hist = None, None
+    for t, rgb in iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
+                              height=cfg["work_height"], video_id=video_id):
+        gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        boxes = detector.detect(gray_u8)
+        maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes)
+        grids.append(np.stack([cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
+                               for c in GRID_CHANNELS]).astype(np.float32))
+        hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
+        hist /= max(hist.sum(), 1)
+        cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
+        rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
+        for b, mv in zip(boxes, info["mouth_vals"]):
+            face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
+        prev_gray, prev_hist = info["gray"], hist
+    if not rows:
+        raise ValueError(f"{video_id}: no frame decoded from {video_path}")
+    table = pd.DataFrame(rows)[["t", *KINDS]]
+    table = table.astype({k: (np.int16 if v in ("count", "binary") else np.float32) for k, v in KINDS.items()})
+    faces = pd.DataFrame(face_rows, columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"])
+    return VisualFeatures(table=table, grid=np.stack(grids), faces=faces)
+
+
+def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_id: str, cfg: dict,
+                          detector_name: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    meta = feature_meta(video_id=video_id, modality="visual", kinds={**KINDS, "grid": "grid"},
+                        backend="pyav+opencv", params=cfg, models={"faces": detector_name},
+                        extra={"grid_channels": feats.channels})
+    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / f"{video_id}_faces.parquet"]
+    write_table(paths[0], feats.table, meta=meta)
+    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid, grid_channels=np.array(feats.channels))
+    write_table(paths[2], feats.faces, meta={"video_id": video_id, "detector": detector_name})
+    return paths

@@ -1,0 +1,113 @@
+"""Atomic file writes and typed feature artifacts (Parquet with column kinds, NPZ).
+
+Every writer goes through a temp file in the destination folder followed by
+``os.replace``, so an interrupted run never leaves a half-written file behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+KINDS = ("continuous", "binary", "discrete", "count", "embedding", "grid")
+META_KEY = b"gazelib"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual mode
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Load every array of an NPZ eagerly; pickled objects are refused."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def write_table(path: str | os.PathLike, df: pd.DataFrame, meta: dict | None = None) -> None:
+    """Write a DataFrame as Parquet, with ``meta`` (JSON) in the schema metadata."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if meta is not None:
+        merged = dict(table.schema.metadata or {})
+        merged[META_KEY] = json.dumps(meta, sort_keys=True, default=_json_default).encode()
+        table = table.replace_schema_metadata(merged)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_table(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """Return ``(frame, meta)`` for a Parquet file written by :func:`write_table`."""
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(META_KEY)
+    meta = json.loads(raw) if raw else {}
+    return table.to_pandas(), meta
+
+
+def feature_meta(*, video_id: str, modality: str, kinds: dict[str, str], backend: str,
+                 params: dict, available: bool = True, models: dict | None = None,
+                 extra: dict | None = None) -> dict:
+    """Metadata every feature artifact carries (contract: kinds, backend, model, params)."""
+    bad = {c: k for c, k in kinds.items() if k not in KINDS}
+    if bad:
+        raise ValueError(f"{video_id}: unknown column kinds {bad}; allowed {KINDS}")
+    from gazelib import __version__
+
+    return {
+        "video_id": video_id,
+        "modality": modality,
+        "kinds": kinds,
+        "backend": backend,
+        "models": models or {},
+        "params": params,
+        "available": bool(available),
+        "gazelib_version": __version__,
+        **(extra or {}),
+    }

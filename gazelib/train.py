@@ -1,0 +1,237 @@
+"""Training: heatmap + in/out loss, AdamW with warm-up and cosine decay, early stopping,
+checkpoints with metadata, resume, dvclive curves.
+
+Loss per batch, over non-padded steps:
+
+    L = lambda_heatmap * mean_{valid, in-frame} CE(q_t, softmax(s_t)) + lambda_inout * mean_{valid} BCE(o_t, inout_t)
+
+with q_t a Gaussian (``heatmap_sigma``) around the gaze on the grid, normalised to sum 1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from gazelib import __version__
+from gazelib.dataset import GazeWindows, VideoBlockSampler, feature_dims
+from gazelib.io import atomic_path, write_json
+from gazelib.metrics import cell_centres
+from gazelib.model import ModelConfig, build_model
+
+log = logging.getLogger(__name__)
+CHECKPOINT_TYPE = "gazelib.gaze_transformer"
+
+
+class CheckpointError(ValueError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = False
+
+
+def stats_hash(stats: dict) -> str:
+    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[B,T,2] gaze -> [B,T,cells] Gaussian target distribution (sum 1)."""
+    d2 = ((gaze.unsqueeze(-2) - centres) ** 2).sum(-1)
+    return torch.softmax(-d2 / (2 * sigma ** 2), dim=-1)
+
+
+def compute_loss(out: dict, batch: dict, centres: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, dict]:
+    keep = (~batch["pad"]) & batch["valid"]
+    inframe = keep & (batch["inout"] > 0.5)
+    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"])
+    ce = -(target * F.log_softmax(out["heatmap_logits"], -1)).sum(-1)
+    hm = ce[inframe].mean() if inframe.any() else ce.sum() * 0
+    bce = F.binary_cross_entropy_with_logits(out["inout_logits"], batch["inout"], reduction="none")
+    io = bce[keep].mean() if keep.any() else bce.sum() * 0
+    loss = cfg["lambda_heatmap"] * hm + cfg["lambda_inout"] * io
+    return loss, {"loss": loss.item(), "heatmap_ce": hm.item(), "inout_bce": io.item()}
+
+
+def model_inputs(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def make_model_config(*, variant: str, modalities: list[str], stats: dict, grid_shape: tuple[int, int, int],
+                      model_cfg: dict) -> ModelConfig:
+    c, gh, gw = grid_shape
+    return ModelConfig(modalities=list(modalities), input_dims=feature_dims(stats), grid_channels=c,
+                       grid_h=gh, grid_w=gw, **model_cfg, extra={"variant": variant})
+
+
+def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, best: float, bad_epochs: int,
+                    meta: dict, history: list) -> None:
+    state = {"type": CHECKPOINT_TYPE, "meta": meta, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
+             "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history),
+             "rng_torch": torch.get_rng_state(), "rng_numpy": json.dumps(_np_state())}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _np_state() -> list:
+    s = np.random.get_state()
+    return [s[0], s[1].tolist(), int(s[2]), int(s[3]), float(s[4])]
+
+
+def load_checkpoint(path: str | Path, *, expect: dict | None = None) -> dict:
+    """Load with ``weights_only=True``; refuse a file that is not a gazelib checkpoint or whose
+    metadata disagrees with ``expect`` (variant, modalities, dims, norm-stats hash)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
+        raise CheckpointError(f"{path}: not a loadable checkpoint: {exc}") from exc
+    if not isinstance(state, dict) or state.get("type") != CHECKPOINT_TYPE:
+        raise CheckpointError(f"{path}: not a {CHECKPOINT_TYPE} checkpoint "
+                              f"(type {state.get('type') if isinstance(state, dict) else type(state).__name__!r})")
+    for key, want in (expect or {}).items():
+        have = state["meta"].get(key)
+        if have != want:
+            raise CheckpointError(f"{path}: checkpoint {key} is {have!r}, expected {want!r}")
+    return state
+
+
+def model_from_checkpoint(path: str | Path, expect: dict | None = None):
+    state = load_checkpoint(path, expect=expect)
+    model = build_model(ModelConfig(**state["meta"]["model_config"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state
+
+
+def train_variant(*, variant: str, modalities: list[str], train_files: list[Path], val_files: list[Path],
+                  index: dict, stats: dict, grid_shape: tuple[int, int, int], fps: float, cfg: dict,
+                  model_cfg: dict, out_dir: Path, seed: int, live=None, max_epochs: int | None = None) -> dict:
+    """Train one variant; writes ``best.pt`` and ``latest.pt`` in ``out_dir``; resumes from latest."""
+    from tqdm import tqdm
+
+    seed_everything(seed)
+    torch.set_num_threads(cfg.get("num_threads", 2))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gh, gw = grid_shape[1:]
+    ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
+                   n_viewers=index["viewers"])
+    train_ds = GazeWindows(files=train_files, **ds_args)
+    val_ds = GazeWindows(files=val_files, stride_s=cfg["window_s"], **ds_args)
+    if len(train_ds) == 0:
+        raise ValueError(f"{variant}: no training windows (no train videos with viewers)")
+    sampler = VideoBlockSampler(train_ds.index, block=4, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    train_dl = DataLoader(train_ds, batch_size=cfg["batch_size"], sampler=sampler, generator=gen)
+    val_dl = DataLoader(val_ds, batch_size=cfg["batch_size"], shuffle=False)
+    mcfg = make_model_config(variant=variant, modalities=modalities, stats=stats, grid_shape=grid_shape,
+                             model_cfg=model_cfg)
+    model = build_model(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    epochs = cfg["epochs"]
+    steps = max(1, epochs * math.ceil(len(train_ds) / cfg["batch_size"]))
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    centres = torch.tensor(cell_centres(gh, gw), dtype=torch.float32, device=device)
+    meta = {"variant": variant, "modalities": list(modalities), "model_config": asdict(mcfg),
+            "norm_stats_hash": stats_hash(stats), "gazelib_version": __version__, "fps": fps,
+            "train_cfg": cfg, "seed": seed}
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    start_epoch, best, bad, history = 0, float("inf"), 0, []
+    latest = out_dir / "latest.pt"
+    if latest.exists():
+        state = load_checkpoint(latest, expect={"variant": variant, "modalities": list(modalities),
+                                                "norm_stats_hash": meta["norm_stats_hash"]})
+        if state["meta"].get("train_cfg") == cfg:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng_torch"])
+            ns = json.loads(state["rng_numpy"])
+            np.random.set_state((ns[0], np.array(ns[1], dtype=np.uint32), ns[2], ns[3], ns[4]))
+            start_epoch, best, bad = state["epoch"] + 1, state["best"], state["bad_epochs"]
+            history = json.loads(state["history"])
+            log.info("%s: resumed from %s at epoch %d", variant, latest, start_epoch)
+        else:
+            log.info("%s: %s was trained with other params; starting fresh", variant, latest)
+    t_start = time.time()
+    n_samples = 0
+    stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
+    for epoch in range(start_epoch, stop_at):
+        if bad >= cfg["patience"]:
+            break
+        model.train()
+        sampler.set_epoch(epoch)
+        tr = []
+        for batch in tqdm(train_dl, desc=f"{variant} epoch {epoch}", leave=False):
+            batch = model_inputs(batch, device)
+            with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+                out = model(batch)
+            loss, parts = compute_loss({k: v.float() for k, v in out.items()}, batch, centres, cfg)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            tr.append(parts)
+            n_samples += batch["pad"].shape[0]
+        val = evaluate_loss(model, val_dl, centres, cfg, device)
+        row = {"epoch": epoch, "train_loss": float(np.mean([p["loss"] for p in tr])), **{f"val_{k}": v for k, v in val.items()}}
+        history.append(row)
+        if live is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    live.log_metric(k, v)
+            live.next_step()
+        score = val["loss"] if np.isfinite(val["loss"]) else row["train_loss"]  # no val videos
+        improved = score < best - 1e-4
+        best, bad = (score, 0) if improved else (best, bad + 1)
+        if improved:
+            save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=epoch,
+                            best=best, bad_epochs=bad, meta=meta, history=history)
+        save_checkpoint(latest, model=model, optimizer=opt, scheduler=sched, epoch=epoch, best=best,
+                        bad_epochs=bad, meta=meta, history=history)
+        log.info("%s epoch %d: train %.4f val %.4f%s", variant, epoch, row["train_loss"], val["loss"],
+                 " (best)" if improved else "")
+    wall = time.time() - t_start
+    if not (out_dir / "best.pt").exists() and latest.exists():
+        (out_dir / "best.pt").write_bytes(latest.read_bytes())
+    return {"variant": variant, "epochs_run": len(history), "best_val_loss": best, "history": history,
+            "train_windows": len(train_ds), "val_windows": len(val_ds), "wall_s": wall,
+            "samples_per_s": n_samples / wall if wall > 0 else 0.0, "device": device.type,
+            "n_params": sum(p.numel() for p in model.parameters())}
+
+
+@torch.no_grad()
+def evaluate_loss(model, dl, centres, cfg, device) -> dict:
+    model.eval()
+    parts = []
+    for batch in dl:
+        batch = model_inputs(batch, device)
+        _, p = compute_loss(model(batch), batch, centres, cfg)
+        parts.append(p)
+    if not parts:
+        return {"loss": float("nan"), "heatmap_ce": float("nan"), "inout_bce": float("nan")}
+    return {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
+
+
+def write_train_metrics(path: Path, result: dict) -> None:
+    write_json(path, {k: v for k, v in result.items() if k != "history"})

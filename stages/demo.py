@@ -1,0 +1,12 @@
+"""DVC stage `demo`: parse params.yaml, run gazelib.pipeline.run_demo."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_demo
+
+
+def main() -> None:
+    setup_logging()
+    run_demo(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

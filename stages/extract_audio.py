@@ -1,0 +1,12 @@
+"""DVC stage `extract_audio`: parse params.yaml, run gazelib.pipeline.run_extract_audio."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_extract_audio
+
+
+def main() -> None:
+    setup_logging()
+    run_extract_audio(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

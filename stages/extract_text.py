@@ -1,0 +1,12 @@
+"""DVC stage `extract_text`: parse params.yaml, run gazelib.pipeline.run_extract_text."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_extract_text
+
+
+def main() -> None:
+    setup_logging()
+    run_extract_text(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""DVC stage `extract_visual`: parse params.yaml, run gazelib.pipeline.run_extract_visual."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_extract_visual
+
+
+def main() -> None:
+    setup_logging()
+    run_extract_visual(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""DVC stage `ingest`: parse params.yaml, run gazelib.pipeline.run_ingest."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_ingest
+
+
+def main() -> None:
+    setup_logging()
+    run_ingest(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

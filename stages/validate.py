@@ -1,0 +1,12 @@
+"""DVC stage `validate`: parse params.yaml, run gazelib.pipeline.run_validate."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_validate
+
+
+def main() -> None:
+    setup_logging()
+    run_validate(params=load_params())
+
+
+if __name__ == "__main__":
+    main()
