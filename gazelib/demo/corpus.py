@@ -206,20 +206,36 @@ def write_video(*, video: DemoVideo, root: Path, rng: np.random.Generator, cfg: 
     return truth
 
 
-def generate_corpus(*, out_dir: str | Path, cfg: dict) -> dict:
-    """Write the whole demo corpus under ``out_dir``; returns a summary dict."""
+def _generate_one(out_dir: str, cfg: dict, i: int) -> tuple[str, int, int]:
+    video_id = f"demo{i:03d}"
+    rng = np.random.default_rng([cfg["seed"], i])
+    video = build_video(video_id=video_id, rng=rng, cfg=cfg)
+    write_video(video=video, root=Path(out_dir), rng=rng, cfg=cfg)
+    return video_id, len(video.sentences), sum(s["named"] is not None for s in video.sentences)
+
+
+def generate_corpus(*, out_dir: str | Path, cfg: dict, workers: int = 2) -> dict:
+    """Write the whole demo corpus under ``out_dir``; returns a summary dict.
+
+    Each video is made in a fresh spawned process, so the speech synthesizer's hidden
+    state never leaks from one video (or one call of this function) into another.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
     summary = {"videos": [], "n_sentences": 0, "n_named": 0}
-    for i in tqdm(range(cfg["n_videos"]), desc="demo", leave=False):
-        video_id = f"demo{i:03d}"
-        rng = np.random.default_rng([cfg["seed"], i])
-        video = build_video(video_id=video_id, rng=rng, cfg=cfg)
-        write_video(video=video, root=root, rng=rng, cfg=cfg)
-        summary["videos"].append(video_id)
-        summary["n_sentences"] += len(video.sentences)
-        summary["n_named"] += sum(s["named"] is not None for s in video.sentences)
-        log.info("demo: wrote %s (%d sentences)", video_id, len(video.sentences))
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
+                             max_tasks_per_child=1) as pool:
+        futures = [pool.submit(_generate_one, str(root), cfg, i) for i in range(cfg["n_videos"])]
+        for fut in tqdm(futures, desc="demo", leave=False):
+            video_id, n_sent, n_named = fut.result()
+            summary["videos"].append(video_id)
+            summary["n_sentences"] += n_sent
+            summary["n_named"] += n_named
+            log.info("demo: wrote %s (%d sentences, %d naming a ball)", video_id, n_sent, n_named)
     write_text(root / "corpus.yaml", "coords: normalized\ntime_unit: s\n")
     return summary

@@ -2,6 +2,10 @@
 
 ``synthesize(text=..., voice=...)`` returns the waveform and per-word times taken from
 the synthesizer's own word events, so subtitles and truth are exact by construction.
+
+libespeak-ng keeps hidden state between utterances (even across Terminate/Initialize), so
+the waveform depends on what was said before in the same process. Callers that need
+bit-exact output run a fixed sequence of calls in a fresh process (see demo.corpus).
 """
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ def repair_word_times(words: pd.DataFrame) -> pd.DataFrame:
     w = words.reset_index(drop=True).copy()
     if w.empty:
         return w
-    s, e = w["start"].to_numpy(float), w["end"].to_numpy(float)
+    s, e = np.array(w["start"], dtype=float), np.array(w["end"], dtype=float)
     bad = ~np.isfinite(s) | ~np.isfinite(e) | (e <= s) | (e - s > _MAX_WORD_S)
     last = -np.inf
     for i in range(len(w)):

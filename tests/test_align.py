@@ -1,0 +1,164 @@
+"""Property tests for the aligner: per-kind resampling, bounds, masks, gaps, gaze labels."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from gazelib.align import (
+    align_table,
+    find_gaps,
+    l2_normalise,
+    resample_ffill,
+    resample_gaze,
+    resample_kind,
+    resample_linear,
+    timeline,
+)
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=32)
+
+
+@st.composite
+def series(draw, min_size=2, max_size=40, dim=None):
+    n = draw(st.integers(min_size, max_size))
+    dts = draw(arrays(np.float64, n - 1, elements=st.floats(0.005, 0.5)))
+    t0 = draw(st.floats(0, 2))
+    t = t0 + np.r_[0, np.cumsum(dts)]
+    shape = (n,) if dim is None else (n, dim)
+    v = draw(arrays(np.float64, shape, elements=finite))
+    return t, v
+
+
+@settings(max_examples=150, deadline=None)
+@given(series(), st.floats(0.01, 1.0))
+def test_linear_stays_between_neighbours_and_never_extrapolates(sv, max_gap):
+    t, v = sv
+    dst = np.linspace(t[0] - 1, t[-1] + 1, 97)
+    r = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap)
+    outside = (dst < t[0]) | (dst > t[-1])
+    assert not r.is_valid[outside].any()
+    assert (r.values[~r.is_valid] == 0).all()
+    for k in np.nonzero(r.is_valid)[0]:
+        hi = np.searchsorted(t, dst[k])
+        lo = max(hi - 1, 0)
+        if hi < t.size and np.isclose(t[hi], dst[k]):
+            lo = hi
+        hi = min(hi, t.size - 1)
+        a, b = v[lo], v[hi]
+        assert min(a, b) - 1e-3 * (1 + abs(a) + abs(b)) <= r.values[k] <= max(a, b) + 1e-3 * (1 + abs(a) + abs(b))
+        assert t[hi] - t[lo] <= max_gap + 1e-9 or np.isclose(t[lo], dst[k])
+
+
+@settings(max_examples=100, deadline=None)
+@given(series())
+def test_linear_is_exact_at_samples_and_on_lines(sv):
+    t, v = sv
+    r = resample_linear(src_t=t, src_v=v, dst_t=t, max_gap_s=10.0)
+    assert r.is_valid.all() and r.exact.all()
+    np.testing.assert_allclose(r.values, v.astype(np.float32), rtol=1e-5, atol=1e-3)
+    line = 3.0 * t - 2.0
+    mid = (t[:-1] + t[1:]) / 2
+    r2 = resample_linear(src_t=t, src_v=line, dst_t=mid, max_gap_s=10.0)
+    np.testing.assert_allclose(r2.values, 3.0 * mid - 2.0, rtol=1e-4, atol=1e-3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(series(), st.floats(0.01, 1.0))
+def test_forward_fill_takes_the_previous_sample(sv, max_gap):
+    t, v = sv
+    v = np.round(v)  # discrete values
+    dst = np.linspace(t[0] - 0.5, t[-1] + 0.5, 83)
+    r = resample_ffill(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap)
+    for k in np.nonzero(r.is_valid)[0]:
+        j = np.searchsorted(t, dst[k] + 1e-9, side="right") - 1
+        assert j >= 0 and r.values[k] == np.float32(v[j])
+        assert dst[k] - t[j] <= max_gap + 1e-9
+    assert not r.is_valid[dst < t[0] - 1e-6].any()
+    assert not r.is_valid[dst > t[-1] + max_gap + 1e-6].any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(series(dim=5))
+def test_embeddings_come_back_unit_length_or_zero(sv):
+    t, v = sv
+    dst = np.linspace(t[0], t[-1], 50)
+    r = resample_kind(kind="embedding", src_t=t, src_v=l2_normalise(v), dst_t=dst, max_gap_s=10.0)
+    norms = np.linalg.norm(r.values, axis=1)
+    assert np.all((np.abs(norms - 1) < 1e-4) | (norms < 1e-6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(series(dim=6))
+def test_grid_is_interpolated_per_cell(sv):
+    t, v = sv
+    grid = v.reshape(-1, 1, 2, 3)
+    dst = np.linspace(t[0], t[-1], 20)
+    r = resample_kind(kind="grid", src_t=t, src_v=grid, dst_t=dst, max_gap_s=10.0)
+    flat = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=10.0)
+    np.testing.assert_allclose(r.values.reshape(20, 6), flat.values, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=100, deadline=None)
+@given(series(min_size=2), st.floats(0.01, 0.6))
+def test_gap_detection_at_its_threshold(sv, thr):
+    t, _ = sv
+    gaps = find_gaps(src_t=t, min_gap_s=thr)
+    assert len(gaps) == int((np.diff(t) > thr).sum())
+    assert all(b - a > thr for a, b in gaps)
+
+
+def test_gap_inside_data_is_masked_not_invented():
+    t = np.r_[np.arange(0, 1, 0.01), np.arange(3, 4, 0.01)]
+    r = resample_linear(src_t=t, src_v=np.ones_like(t), dst_t=np.arange(0, 4, 0.1), max_gap_s=0.5)
+    dst = np.arange(0, 4, 0.1)
+    assert not r.is_valid[(dst > 1.0) & (dst < 3.0)].any()
+    assert r.is_valid[(dst < 0.95)].all() and r.is_valid[(dst > 3.0) & (dst < 3.95)].all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(1, 120), st.sampled_from([5, 10, 25, 30]))
+def test_timeline_is_monotonic_and_in_range(duration, fps):
+    t = timeline(duration_s=duration, fps=fps)
+    assert (np.diff(t) > 0).all() and t[0] == 0 and t[-1] < duration + 1e-9
+    assert abs(t.size - duration * fps) <= 1
+
+
+def test_align_table_reads_kinds_not_names():
+    df = pd.DataFrame({"t": [0.0, 1.0], "a": [0.0, 1.0], "b": [0.0, 1.0]})
+    dst = np.array([0.5])
+    blk = align_table(df=df, kinds={"a": "continuous", "b": "binary"}, dst_t=dst, max_gap_s=2.0)
+    assert blk.values[0].tolist() == [0.5, 0.0]
+    blk2 = align_table(df=df, kinds={"a": "binary", "b": "continuous"}, dst_t=dst, max_gap_s=2.0)
+    assert blk2.values[0].tolist() == [0.0, 0.5]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(20, 300), st.floats(0.0, 0.3), st.integers(0, 2**31 - 1))
+def test_gaze_missing_is_never_out(n, p_missing, seed):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 60.0
+    xy = rng.uniform(-0.5, 1.5, (n, 2))
+    valid = rng.uniform(size=n) >= p_missing
+    x, y = np.where(valid, xy[:, 0], np.nan), np.where(valid, xy[:, 1], np.nan)
+    dst = np.arange(0, n / 60.0, 0.1)
+    g, inout, ok = resample_gaze(t=t, x=x, y=y, valid=valid, dst_t=dst, max_gap_s=0.02)
+    assert not inout[~ok].any()
+    inside = (g[:, 0] >= 0) & (g[:, 0] <= 1) & (g[:, 1] >= 0) & (g[:, 1] <= 1)
+    assert (inout[ok] == inside[ok]).all()
+    near = np.abs(t[None, :] - dst[:, None]).argmin(1)
+    assert (ok == valid[near]).all()
+
+
+def test_missing_modality_is_zero_filled_and_masked(tmp_path):
+    from gazelib.align import align_video
+
+    gaze = pd.DataFrame({"viewer_id": ["v"] * 3, "t": [0.0, 0.1, 0.2], "x": [0.5] * 3, "y": [0.5] * 3,
+                         "valid": [True] * 3, "inout": [1] * 3})
+    out = align_video(video_id="x", duration_s=1.0, feat_dir=tmp_path, gaze=gaze,
+                      cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(2, 3, 4))
+    assert out["grid"].shape == (10, 2, 3, 4) and not out["grid"].any()
+    assert not out["mask"][:, :3].any()
+    assert out["mask"][:3, 3].all() and not out["mask"][4:, 3].any()

@@ -1,0 +1,88 @@
+"""Per-video cache: adding a video recomputes only that video; interrupted work resumes."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from gazelib import pipeline as P
+from gazelib.cache import VideoCache, cache_key, run_per_video
+from gazelib.demo.corpus import generate_corpus
+
+EXTRACT = ("extract_audio", "extract_text", "extract_visual")
+
+
+def test_adding_a_video_recomputes_only_that_video(tmp_path, tiny_corpus):
+    src, params = tiny_corpus
+    root = tmp_path / "repo"
+    shutil.copytree(src, root / "data/raw/demo")
+    P.run_ingest(params=params, root=root)
+    first = {s: getattr(P, f"run_{s}")(params=params, root=root) for s in EXTRACT}
+    assert all(sorted(r["computed"]) == ["demo000", "demo001", "demo002"] for r in first.values())
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / "data/features").rglob("demo00[012]*")}
+
+    # same seed, one more video: demo003 is new, the others are byte-identical
+    extra = tmp_path / "extra"
+    generate_corpus(out_dir=extra, cfg={**params["demo"], "n_videos": 4})
+    for sub in ("videos/demo003.mp4", "subtitles/demo003.srt", "gaze/demo003"):
+        (shutil.copytree if (extra / sub).is_dir() else shutil.copy)(extra / sub, root / "data/raw/demo" / sub)
+    P.run_ingest(params=params, root=root)
+    second = {s: getattr(P, f"run_{s}")(params=params, root=root) for s in EXTRACT}
+    for s, r in second.items():
+        assert r["computed"] == ["demo003"], (s, r)
+        assert sorted(r["cached"]) == ["demo000", "demo001", "demo002"], (s, r)
+    assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
+
+    # a changed stage param recomputes every video of that stage only
+    params2 = {**params, "visual": {**params["visual"], "cut_threshold": 0.5}}
+    r = P.run_extract_visual(params=params2, root=root)
+    assert sorted(r["computed"]) == ["demo000", "demo001", "demo002", "demo003"]
+
+
+def test_interrupted_run_resumes(tmp_path):
+    out = tmp_path / "out"
+    cache = VideoCache(out, "stage")
+    items = [{"video_id": f"v{i}", "media_hash": str(i)} for i in range(4)]
+    calls = []
+
+    def compute(item, fail_on=None):
+        if item["video_id"] == fail_on:
+            raise KeyboardInterrupt  # the run dies mid-way
+        calls.append(item["video_id"])
+        p = out / f"{item['video_id']}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+        return [p]
+
+    with pytest.raises(KeyboardInterrupt):
+        run_per_video(cache=cache, items=items, params={}, compute=lambda it: compute(it, "v2"), progress=False)
+    assert calls == ["v0", "v1"]
+    calls.clear()
+    run = run_per_video(cache=cache, items=items, params={}, compute=compute, progress=False)
+    assert calls == ["v2", "v3"] and run.cached == ["v0", "v1"]
+    # a deleted output invalidates its record
+    (out / "v0.txt").unlink()
+    run = run_per_video(cache=cache, items=items, params={}, compute=compute, progress=False)
+    assert run.computed == ["v0"]
+    # videos that left the manifest lose their outputs
+    run = run_per_video(cache=cache, items=items[:2], params={}, compute=compute, progress=False)
+    assert sorted(run.removed) == ["v2", "v3"] and not (out / "v3.txt").exists()
+    assert cache_key(stage="a", input_hash="h", params={"x": 1}) != cache_key(stage="a", input_hash="h",
+                                                                              params={"x": 2})
+
+
+def test_skip_mode_reports_and_keeps_going(tmp_path):
+    out = tmp_path / "o"
+    items = [{"video_id": f"v{i}", "media_hash": str(i)} for i in range(3)]
+
+    def compute(item):
+        if item["video_id"] == "v1":
+            raise ValueError("v1: broken file")
+        p = out / f"{item['video_id']}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("x")
+        return [p]
+
+    run = run_per_video(cache=VideoCache(out, "s"), items=items, params={}, compute=compute, on_error="skip",
+                        progress=False)
+    assert run.computed == ["v0", "v2"] and "broken" in run.failed["v1"]
