@@ -4,8 +4,10 @@ Per step t: each modality m in the variant is embedded to ``d_model`` (Linear, G
 dropout) and fused; a temporal transformer encoder (padding mask, optional causal mask)
 gives a context h_t. The spatial head scores cell c as
 
-    s_{t,c} = <W_q h_t, k_{t,c}> / sqrt(d) + w^T k_{t,c},   k_{t,c} = MLP([f_{t,c}, pos_c])
+    s_{t,c} = <W_q h_t, k_{t,c}> / sqrt(d) + w^T k_{t,c},   k_{t,c} = GELU(W_f f_{t,c} + pos_c)
 
+(one layer on the cell side keeps the [B, T, cells, d] work small; the context side
+carries the depth)
 where f_{t,c} holds the cell's grid features (visual variants) and the map of the last
 known gaze (track variants). The in/out head is a linear map of h_t.
 
@@ -113,8 +115,8 @@ class GazeTransformer(nn.Module):
         self.use_track_map = "track" in self.modalities
         cell_in = (cfg.grid_channels if self.use_grid else 0) + (1 if self.use_track_map else 0)
         self.cell_pos = nn.Parameter(torch.randn(n_cells, d) * 0.02)
-        self.cell_mlp = nn.Sequential(nn.Linear(cell_in, d), nn.GELU(), nn.Linear(d, d)) if cell_in else None
-        self.query = nn.Linear(d, d)
+        self.cell_proj = nn.Linear(cell_in, d) if cell_in else None
+        self.query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.cell_bias = nn.Linear(d, 1)
         self.inout_head = nn.Linear(d, 1)
 
@@ -132,15 +134,15 @@ class GazeTransformer(nn.Module):
         if self.cfg.causal:
             attn_mask = torch.triu(torch.full((t, t), float("-inf"), device=x.device), diagonal=1)
         h = self.norm(self.encoder(x, mask=attn_mask, src_key_padding_mask=batch["pad"]))
-        keys = self.cell_pos.unsqueeze(0).unsqueeze(0).expand(b, t, -1, -1)
+        keys = self.cell_pos.unsqueeze(0).unsqueeze(0)
         feats = []
         if self.use_grid:
             g = batch["grid"] * mask[..., 2, None, None, None]
             feats.append(g.flatten(3).transpose(2, 3))          # [B,T,cells,C]
         if self.use_track_map:
             feats.append(batch["track_map"].unsqueeze(-1))
-        if feats:
-            keys = keys + self.cell_mlp(torch.cat(feats, -1))
-        q = self.query(h).unsqueeze(2)                           # [B,T,1,d]
-        logits = (q * keys).sum(-1) / math.sqrt(d) + self.cell_bias(keys).squeeze(-1)
+        keys = nn.functional.gelu(keys + self.cell_proj(torch.cat(feats, -1))) if feats else \
+            nn.functional.gelu(keys).expand(b, t, -1, -1)
+        q = self.query(h)                                        # [B,T,d]
+        logits = torch.einsum("btcd,btd->btc", keys, q) / math.sqrt(d) + self.cell_bias(keys).squeeze(-1)
         return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}

@@ -152,7 +152,7 @@ def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
 
     cfg = params["visual"]
     out = root / FEATURES / "visual"
-    detector = FaceDetector(kind=cfg["face_detector"], min_size=cfg["face_min_size"])
+    detector = FaceDetector.from_params(cfg)
 
     def compute(item: dict) -> list[Path]:
         feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,

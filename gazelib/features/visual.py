@@ -44,21 +44,34 @@ def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
 
 
 class FaceDetector:
-    """OpenCV's bundled Haar cascade (frontal face); boxes normalised (x0, y0, x1, y1)."""
+    """OpenCV's bundled Haar cascade (frontal face); boxes normalised (x0, y0, x1, y1).
 
-    def __init__(self, *, kind: str = "haar", min_size: int = 20):
+    The grey frame is histogram-equalised first (``equalize``): on the demo this lifts
+    recall at IoU >= 0.5 from 0.59 to 0.99 (see docs/pipeline.md).
+    """
+
+    def __init__(self, *, kind: str = "haar", min_size: int = 20, scale_factor: float = 1.05,
+                 min_neighbors: int = 3, equalize: bool = True):
         if kind != "haar":
             raise ValueError(f"unknown face detector {kind!r} (available: haar)")
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
             raise RuntimeError(f"cannot load Haar cascade {path}")
-        self.min_size = min_size
+        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
+        self.equalize = equalize
         self.name = f"opencv-haar-frontalface {cv2.__version__}"
+
+    @classmethod
+    def from_params(cls, cfg: dict) -> "FaceDetector":
+        return cls(kind=cfg["face_detector"], min_size=cfg["face_min_size"], scale_factor=cfg["face_scale_factor"],
+                   min_neighbors=cfg["face_min_neighbors"], equalize=cfg["face_equalize"])
 
     def detect(self, gray: np.ndarray) -> np.ndarray:
         h, w = gray.shape
-        boxes = self.cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3,
+        if self.equalize:
+            gray = cv2.equalizeHist(gray)
+        boxes = self.cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
                                               minSize=(self.min_size, self.min_size))
         if len(boxes) == 0:
             return np.zeros((0, 4), np.float32)
@@ -109,7 +122,7 @@ def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarr
 
 def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                             detector: FaceDetector | None = None) -> VisualFeatures:
-    detector = detector or FaceDetector(kind=cfg["face_detector"], min_size=cfg["face_min_size"])
+    detector = detector or FaceDetector.from_params(cfg)
     gh, gw = cfg["grid_h"], cfg["grid_w"]
     rows, grids, face_rows = [], [], []
     prev_gray, prev_hist = None, None

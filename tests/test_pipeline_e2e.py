@@ -1,0 +1,79 @@
+"""The whole DVC pipeline on a tiny demo in a temporary clone of this repo.
+
+Covers: `dvc repro` end to end, a second `dvc repro` being a no-op, `dvc exp run -S`
+and `dvc metrics diff` showing the change.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> tuple[Path, dict]:
+    dst = tmp_path_factory.mktemp("clone")
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.split()
+    for f in files:
+        if (REPO / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dst / f)
+    (dst / "dvc.lock").unlink(missing_ok=True)
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    params["demo"].update(n_videos=3, duration_s=8.0)
+    params["train"].update(epochs=1)
+    params["evaluate"].update(n_bootstrap=100, viz_frames=1)
+    (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    _run(["git", "init", "-q"], dst, env)
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "clone"], dst, env)
+    return dst, env
+
+
+def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
+    dst, env = clone
+    out = _run(["dvc", "repro"], dst, env)
+    assert "| baseline |" in out and "| multimodal |" in out  # the table printed at the end
+    cmp = json.loads((dst / "metrics/compare.json").read_text())
+    assert set(cmp["variants"]) == {"baseline", "multimodal", "content_only"}
+    for v, e in cmp["variants"].items():
+        assert 0 <= e["metrics"]["auc"] <= 1 and e["metrics"]["l2"] >= 0
+        assert (dst / "models" / v / "best.pt").exists() and (dst / "models" / v / "latest.pt").exists()
+        assert list((dst / "reports/viz" / v).glob("viz_*.png"))
+    assert "ci95" in cmp["variants"]["multimodal"]["delta_vs_baseline"]["auc"]
+    assert json.loads((dst / "metrics/validation.json").read_text())["passed"]
+    assert (dst / "reports/validation.md").read_text().startswith("# Validation report")
+    status = _run(["dvc", "status"], dst, env)
+    assert "up to date" in status, status
+    again = _run(["dvc", "repro"], dst, env)
+    assert "Running stage" not in again, again
+
+
+def test_exp_run_and_metrics_diff(clone):
+    dst, env = clone
+    if not (dst / "dvc.lock").exists():
+        _run(["dvc", "repro"], dst, env)
+    _run(["git", "add", "-A"], dst, env)
+    _run(["git", "commit", "-qm", "baseline run"], dst, env)
+    out = _run(["dvc", "exp", "run", "-S", "train.epochs=2"], dst, env)
+    assert "train@baseline" in out
+    diff = _run(["dvc", "metrics", "diff"], dst, env)
+    assert "metrics/train/baseline.json" in diff and "epochs_run" in diff, diff
