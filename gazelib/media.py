@@ -108,7 +108,7 @@ def _check_first_frame(path: Path, tag: str) -> None:
 
 
 def iter_audio(*, path: str | Path, sample_rate: int = 16000, chunk_s: float = 30.0,
-               video_id: str = "") -> Iterator[tuple[float, np.ndarray]]:
+               video_id: str = "", truncation_tol_s: float = 0.5) -> Iterator[tuple[float, np.ndarray]]:
     """Yield ``(t0, samples)`` chunks of mono float32 audio at ``sample_rate``.
 
     Any channel layout is downmixed and resampled by libswresample; memory is bounded by
@@ -153,6 +153,12 @@ def iter_audio(*, path: str | Path, sample_rate: int = 16000, chunk_s: float = 3
                 buf, n_buf = [joined[chunk_len:]], joined.size - chunk_len
         if n_buf:
             yield (t0 or 0.0) + emitted / sample_rate, np.concatenate(buf)
+            emitted += n_buf
+        declared = (float(stream.duration * stream.time_base) if stream.duration else
+                    container.duration / av.time_base if container.duration else None)
+        if declared is not None and emitted / sample_rate < declared - truncation_tol_s:
+            raise MediaError(f"{tag} is truncated: decoded {emitted / sample_rate:.2f} s of the "
+                             f"{declared:.2f} s the stream declares")
 
 
 def read_audio(*, path: str | Path, sample_rate: int = 16000, video_id: str = "") -> tuple[float, np.ndarray]:

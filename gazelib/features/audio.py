@@ -5,8 +5,9 @@ Frame ``k`` is centred at ``t_k = k * hop_s`` (seconds from the video start). Fe
 - ``rms`` = sqrt(mean(x^2)) over a ``win_s`` Hann-free window; ``rms_db`` = 20 log10(rms + 1e-10)
 - ``spectral_centroid`` = sum_f f |X_f| / sum_f |X_f| (Hz)
 - ``onset_strength`` = sum_f max(0, log|X_f|_k - log|X_f|_{k-1}) (spectral flux)
-- ``f0`` (Hz, 0 when unvoiced) and ``voiced_prob`` from the normalised autocorrelation peak in
-  the lag range [sr/fmax, sr/fmin], refined by parabolic interpolation
+- ``f0`` (Hz, 0 when unvoiced) and ``voiced_prob`` from the normalised autocorrelation: the
+  shortest-lag local maximum in [sr/fmax, sr/fmin] within 90% of the highest one (avoids
+  sub-octave errors), refined by parabolic interpolation
 - ``vad_prob`` from silero-vad (32 ms windows) and ``is_speaking`` by hysteresis on it
 """
 from __future__ import annotations
@@ -75,12 +76,17 @@ def pitch_autocorr(*, x: np.ndarray, sr: int, centres: np.ndarray) -> tuple[np.n
     ac = ac / np.maximum(energy, 1e-10) * (win / (win - np.arange(win)))[None, :]
     lo, hi = int(sr / F0_MAX), int(sr / F0_MIN)
     seg = ac[:, lo:hi + 1]
-    k = np.argmax(seg, axis=1)
+    best = seg.max(axis=1, keepdims=True)
+    # the shortest-lag local maximum within 90% of the best avoids sub-octave errors
+    local = np.zeros_like(seg, dtype=bool)
+    local[:, 1:-1] = (seg[:, 1:-1] >= seg[:, :-2]) & (seg[:, 1:-1] >= seg[:, 2:])
+    cand = local & (seg >= 0.9 * best)
+    k = np.where(cand.any(1), np.argmax(cand, axis=1), np.argmax(seg, axis=1))
     peak = seg[np.arange(len(k)), k]
     km = np.clip(k, 1, seg.shape[1] - 2)
     a, b, c = seg[np.arange(len(k)), km - 1], seg[np.arange(len(k)), km], seg[np.arange(len(k)), km + 1]
     denom = a - 2 * b + c
-    shift = np.where(np.abs(denom) > 1e-12, 0.5 * (a - c) / denom, 0.0)
+    shift = np.divide(0.5 * (a - c), denom, out=np.zeros_like(denom), where=np.abs(denom) > 1e-12)
     lag = lo + km + np.clip(shift, -1, 1)
     voiced = np.clip(peak, 0, 1) * (energy[:, 0] > 1e-8)
     f0 = np.where(voiced > 0.5, sr / lag, 0.0)

