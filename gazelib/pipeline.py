@@ -31,10 +31,10 @@ def load_manifest(root: Path) -> pd.DataFrame:
 
 
 def grid_shape(params: dict) -> tuple[int, int, int]:
-    from gazelib.features.visual import GRID_CHANNELS
+    from gazelib.features.visual import grid_channel_names
 
     v = params["visual"]
-    return (len(GRID_CHANNELS), v["grid_h"], v["grid_w"])
+    return (len(grid_channel_names(v)), v["grid_h"], v["grid_w"])
 
 
 # ---------------------------------------------------------------- demo / ingest
@@ -148,15 +148,16 @@ def summarise_asr(text_dir: Path) -> dict:
 
 
 def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.features.visual import FaceDetector, extract_visual_features, write_visual_features
+    from gazelib.features.visual import FaceDetector, extract_visual_features, make_image_encoder, write_visual_features
 
     cfg = params["visual"]
     out = root / FEATURES / "visual"
     detector = FaceDetector.from_params(cfg)
+    encoder = make_image_encoder(cfg)
 
     def compute(item: dict) -> list[Path]:
         feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
-                                        detector=detector)
+                                        detector=detector, encoder=encoder)
         return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                      detector_name=detector.name)
 

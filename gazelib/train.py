@@ -74,8 +74,9 @@ def model_inputs(batch: dict, device: torch.device) -> dict:
 
 def make_model_config(*, variant: str, modalities: list[str], stats: dict, grid_shape: tuple[int, int, int],
                       model_cfg: dict) -> ModelConfig:
-    c, gh, gw = grid_shape
-    return ModelConfig(modalities=list(modalities), input_dims=feature_dims(stats), grid_channels=c,
+    _, gh, gw = grid_shape
+    # channel count from the data the stats were fitted on, so params edited after align cannot disagree
+    return ModelConfig(modalities=list(modalities), input_dims=feature_dims(stats), grid_channels=len(stats["grid"]["mean"]),
                        grid_h=gh, grid_w=gw, **model_cfg, extra={"variant": variant})
 
 

@@ -12,8 +12,8 @@ from gazelib.features.visual import GRID_CHANNELS, extract_visual_features
 from gazelib.media import ffmpeg_exe, iter_frames, write_mp4
 
 CFG = {"sample_fps": 10, "work_width": 160, "work_height": 90, "grid_h": 9, "grid_w": 16, "cut_threshold": 0.35,
-       "face_detector": "haar", "face_min_size": 20, "face_scale_factor": 1.05, "face_min_neighbors": 3,
-       "face_equalize": True}
+       "face_detector": "haar", "face_min_size": 20, "face_scale_factor": 1.1, "face_min_neighbors": 3,
+       "face_equalize": True, "face_fps": 5, "image_model": "none"}
 
 
 def _square_video(path, n=20):
@@ -106,3 +106,57 @@ def test_unknown_detector_fails_clearly():
 
     with pytest.raises(ValueError, match="unknown face detector"):
         FaceDetector(kind="magic")
+
+
+# ------------------------------------------------------------------ pretrained encoders
+def test_efficientnet_loads_strictly_and_fails_loudly_on_a_wrong_state_dict(tmp_path):
+    import torch
+
+    from gazelib.features.image_models import default_lite0_weights, load_efficientnet_lite0
+
+    net = load_efficientnet_lite0(feature_block=4)
+    x = torch.zeros(1, 3, 128, 224)
+    out = net(x)
+    assert out["embedding"].shape == (1, 1280) and out["feature_map"].shape == (1, 40, 16, 28)
+    state = torch.load(default_lite0_weights(), map_location="cpu", weights_only=True)
+    del state["_fc.bias"]
+    torch.save(state, tmp_path / "missing.pth")
+    with pytest.raises(RuntimeError, match="(?s)do not match the network.*_fc.bias"):
+        load_efficientnet_lite0(weights=tmp_path / "missing.pth")
+    state = torch.load(default_lite0_weights(), map_location="cpu", weights_only=True)
+    state["_conv_stem.weight"] = torch.zeros(16, 3, 3, 3)
+    torch.save(state, tmp_path / "shape.pth")
+    with pytest.raises(RuntimeError, match="do not match"):
+        load_efficientnet_lite0(weights=tmp_path / "shape.pth")
+
+
+def test_efficientnet_features_on_the_grid_and_embedding(tmp_path):
+    from gazelib.features.visual import grid_channel_names, make_image_encoder
+
+    cfg = {**CFG, "image_model": "efficientnet-lite0", "embed_fps": 5, "embed_width": 160, "embed_height": 96,
+           "embed_batch": 4, "cnn_grid_block": 4}
+    f = extract_visual_features(video_path=_square_video(tmp_path / "sq.mp4"), video_id="sq", cfg=cfg,
+                                encoder=make_image_encoder(cfg))
+    assert f.grid.shape == (20, len(grid_channel_names(cfg)), 9, 16) and len(f.channels) == 8 + 40
+    assert f.image_emb.shape == (20, 1280) and np.allclose(np.linalg.norm(f.image_emb, axis=1), 1, atol=1e-4)
+    assert np.isfinite(f.grid).all()
+
+
+def test_clip_path_on_a_tiny_random_model(tmp_path):
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from gazelib.features.visual import make_image_encoder
+
+    path = tmp_path / "tiny_clip"
+    cfg_clip = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=32, patch_size=8, projection_dim=16)
+    CLIPVisionModelWithProjection(cfg_clip).save_pretrained(path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(path)
+    cfg = {**CFG, "image_model": f"clip:{path}", "embed_fps": 5, "embed_width": 64, "embed_height": 48,
+           "embed_batch": 4, "cnn_grid_block": 4}
+    enc = make_image_encoder(cfg)
+    f = extract_visual_features(video_path=_square_video(tmp_path / "sq.mp4"), video_id="sq", cfg=cfg, encoder=enc)
+    assert f.image_emb.shape == (20, 16) and f.grid.shape[1] == 8  # CLIP adds no grid channels
+    assert not np.allclose(f.image_emb[0], f.image_emb[-1])       # the square moved
+    with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
+        make_image_encoder({**cfg, "image_model": "clip:/nonexistent"})

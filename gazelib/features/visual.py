@@ -1,7 +1,8 @@
 """Visual features per sampled frame: scalars, face boxes and a spatial grid [C, Gh, Gw].
 
 Frames are decoded by PTS at ``sample_fps`` and processed one at a time (memory does not
-grow with the video). Grid channels are cell means of full-resolution maps:
+grow with the video). Faces are detected at ``face_fps`` (boxes held in between); mouth
+motion is measured in the held boxes on every sampled frame. Grid channels are cell means of full-resolution maps:
 
 - ``lab_l, lab_a, lab_b``: CIE Lab colour, each scaled to [0, 1]
 - ``motion``: |gray_t - gray_{t-1}| / 255
@@ -9,6 +10,11 @@ grow with the video). Grid channels are cell means of full-resolution maps:
 - ``edges``: Sobel gradient magnitude / 255
 - ``face``: share of the cell covered by detected face boxes
 - ``mouth_motion``: motion inside the lower third of each face box
+- ``cnn_<k>``: EfficientNet-Lite0 block-``cnn_grid_block`` features average-pooled to the grid
+
+The pretrained encoder (``image_model``) runs on frames resized to ``embed_width x
+embed_height`` at ``embed_fps``; its global embedding (``image_emb``, embedding kind) and
+grid channels are linearly interpolated to the sampled frames (held at the ends).
 """
 from __future__ import annotations
 
@@ -50,7 +56,7 @@ class FaceDetector:
     recall at IoU >= 0.5 from 0.59 to 0.99 (see docs/pipeline.md).
     """
 
-    def __init__(self, *, kind: str = "haar", min_size: int = 20, scale_factor: float = 1.05,
+    def __init__(self, *, kind: str = "haar", min_size: int = 20, scale_factor: float = 1.1,
                  min_neighbors: int = 3, equalize: bool = True):
         if kind != "haar":
             raise ValueError(f"unknown face detector {kind!r} (available: haar)")
@@ -94,6 +100,41 @@ class VisualFeatures:
     grid: np.ndarray                       # [T, C, Gh, Gw] float32
     faces: pd.DataFrame
     channels: list[str] = field(default_factory=lambda: list(GRID_CHANNELS))
+    image_emb: np.ndarray | None = None    # [T, D] unit rows
+    image_model: str = ""
+
+
+def cnn_grid_channels(cfg: dict) -> int:
+    """Grid channels the pretrained encoder adds (known without loading it)."""
+    if cfg.get("image_model", "none") != "efficientnet-lite0":
+        return 0
+    from gazelib.features.image_models import LITE0_STAGES
+
+    outs = [c for _, _, _, c, n in LITE0_STAGES for _ in range(n)]
+    return outs[cfg["cnn_grid_block"]]
+
+
+def grid_channel_names(cfg: dict) -> list[str]:
+    return list(GRID_CHANNELS) + [f"cnn_{k}" for k in range(cnn_grid_channels(cfg))]
+
+
+def make_image_encoder(cfg: dict):
+    if cfg.get("image_model", "none") == "none":
+        return None
+    from gazelib.features.image_models import ImageEncoder
+
+    return ImageEncoder(model=cfg["image_model"], grid_hw=(cfg["grid_h"], cfg["grid_w"]),
+                        feature_block=cfg["cnn_grid_block"], batch_size=cfg["embed_batch"])
+
+
+def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
+    """Linear interpolation along axis 0, holding the first/last value outside [src_t]."""
+    if len(src_t) == 1:
+        return np.repeat(src_v, len(dst_t), axis=0)
+    hi = np.clip(np.searchsorted(src_t, dst_t), 1, len(src_t) - 1)
+    lo = hi - 1
+    w = np.clip((dst_t - src_t[lo]) / (src_t[hi] - src_t[lo]), 0, 1).reshape((-1,) + (1,) * (src_v.ndim - 1))
+    return ((1 - w) * src_v[lo] + w * src_v[hi]).astype(np.float32)
 
 
 def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray) -> tuple[dict, dict]:
@@ -121,15 +162,20 @@ def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarr
 
 
 def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
-                            detector: FaceDetector | None = None) -> VisualFeatures:
+                            detector: FaceDetector | None = None, encoder=None) -> VisualFeatures:
     detector = detector or FaceDetector.from_params(cfg)
+    embed = _Embedder(encoder, cfg) if encoder is not None else None
     gh, gw = cfg["grid_h"], cfg["grid_w"]
     rows, grids, face_rows = [], [], []
     prev_gray, prev_hist = None, None
+    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
     for t, rgb in iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
                               height=cfg["work_height"], video_id=video_id):
         gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        boxes = detector.detect(gray_u8)
+        if t + 1e-6 >= next_detect:
+            # faces move slowly: detect at face_fps and hold the boxes in between
+            boxes = detector.detect(gray_u8)
+            next_detect = t + 1.0 / cfg["face_fps"]
         maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes)
         grids.append(np.stack([cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
                                for c in GRID_CHANNELS]).astype(np.float32))
@@ -140,22 +186,70 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
         for b, mv in zip(boxes, info["mouth_vals"]):
             face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
         prev_gray, prev_hist = info["gray"], hist
+        if embed is not None:
+            embed.add(t, rgb)
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
+    grid = np.stack(grids)
+    image_emb = None
+    if embed is not None:
+        t_all = np.array([r["t"] for r in rows])
+        emb_t, emb, cnn = embed.finish()
+        from gazelib.align import l2_normalise
+
+        image_emb = l2_normalise(interp_clamped(emb_t, emb, t_all))
+        if cnn is not None:
+            grid = np.concatenate([grid, interp_clamped(emb_t, cnn, t_all)], axis=1)
     table = pd.DataFrame(rows)[["t", *KINDS]]
     table = table.astype({k: (np.int16 if v in ("count", "binary") else np.float32) for k, v in KINDS.items()})
     faces = pd.DataFrame(face_rows, columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"])
-    return VisualFeatures(table=table, grid=np.stack(grids), faces=faces)
+    return VisualFeatures(table=table, grid=grid, faces=faces, channels=grid_channel_names(cfg) if encoder else
+                          list(GRID_CHANNELS), image_emb=image_emb, image_model=encoder.name if encoder else "")
+
+
+class _Embedder:
+    """Collects frames at ``embed_fps`` and encodes them in batches (memory stays bounded)."""
+
+    def __init__(self, encoder, cfg: dict):
+        self.encoder, self.cfg = encoder, cfg
+        self.next_t, self.pending, self.times = -np.inf, [], []
+        self.embs, self.grids = [], []
+
+    def add(self, t: float, rgb: np.ndarray) -> None:
+        if t + 1e-6 < self.next_t:
+            return
+        self.next_t = t + 1.0 / self.cfg["embed_fps"]
+        self.pending.append(cv2.resize(rgb, (self.cfg["embed_width"], self.cfg["embed_height"]),
+                                       interpolation=cv2.INTER_AREA))
+        self.times.append(t)
+        if len(self.pending) >= self.cfg["embed_batch"]:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        e, g = self.encoder.encode(np.stack(self.pending))
+        self.embs.append(e)
+        if g is not None:
+            self.grids.append(g)
+        self.pending = []
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        self._flush()
+        return (np.array(self.times), np.concatenate(self.embs),
+                np.concatenate(self.grids) if self.grids else None)
 
 
 def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_id: str, cfg: dict,
                           detector_name: str) -> list[Path]:
     out_dir = Path(out_dir)
-    meta = feature_meta(video_id=video_id, modality="visual", kinds={**KINDS, "grid": "grid"},
-                        backend="pyav+opencv", params=cfg, models={"faces": detector_name},
-                        extra={"grid_channels": feats.channels})
+    kinds = {**KINDS, "grid": "grid", **({"image_emb": "embedding"} if feats.image_emb is not None else {})}
+    models = {"faces": detector_name, **({"image": feats.image_model} if feats.image_model else {})}
+    meta = feature_meta(video_id=video_id, modality="visual", kinds=kinds, backend="pyav+opencv+torch",
+                        params=cfg, models=models, extra={"grid_channels": feats.channels})
     paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / f"{video_id}_faces.parquet"]
     write_table(paths[0], feats.table, meta=meta)
-    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid, grid_channels=np.array(feats.channels))
+    extra = {"image_emb": feats.image_emb} if feats.image_emb is not None else {}
+    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid, grid_channels=np.array(feats.channels), **extra)
     write_table(paths[2], feats.faces, meta={"video_id": video_id, "detector": detector_name})
     return paths
