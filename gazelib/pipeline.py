@@ -62,16 +62,18 @@ def _items(manifest: pd.DataFrame) -> list[dict]:
 
 
 def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.features.audio import SileroVAD, extract_audio_features, write_audio_features
+    from gazelib.features.audio import extract_audio_features, make_audio_models, write_audio_features
 
     cfg = params["audio"]
     out = root / FEATURES / "audio"
-    vad = SileroVAD()
+    models = make_audio_models(cfg)
 
     def compute(item: dict) -> list[Path]:
         feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
-                                       duration_s=item["duration_s"], cfg=cfg, vad=vad)
-        return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg)
+                                       duration_s=item["duration_s"], cfg=cfg, vad=models["vad"],
+                                       egemaps=models["egemaps"], speech=models["speech"])
+        return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
+                                    models=models["names"])
 
     run = run_per_video(cache=VideoCache(out, "extract_audio"), items=_items(load_manifest(root)), params=cfg,
                         compute=compute, on_error=params["data"]["on_error"])
@@ -79,7 +81,6 @@ def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
 
 
 def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.features.audio import SileroVAD  # noqa: F401 - keeps import errors early
     from gazelib.features.text import TextEmbedder, text_timeline, write_text_features
     from gazelib.features.transcript import asr_quality, read_cues, words_from_cues
 

@@ -116,3 +116,53 @@ def test_hysteresis_needs_the_on_threshold_and_drops_blips():
     assert not s[20:23].any()            # 30 ms blip removed
     assert s[43:83].all()                # stays on through 0.4 (above off)
     assert not s[85:].any()
+
+
+# ------------------------------------------------------------------ optional extractors
+def test_speech_embeddings_from_a_tiny_local_model(tmp_path):
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    from gazelib.features.audio import SpeechEncoder, write_audio_features
+    from gazelib.io import read_npz, read_table
+
+    path = tmp_path / "tiny_w2v"
+    cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                         conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_feat_extract_layers=2,
+                         num_conv_pos_embeddings=4, num_conv_pos_embedding_groups=2)
+    Wav2Vec2Model(cfg).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(path)
+    sr = 16000
+    t = np.arange(int(5 * sr)) / sr
+    video = _video_with_audio(tmp_path / "tone.mp4", (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32))
+    enc = SpeechEncoder(path=path)
+    f = extract_audio_features(video_path=video, video_id="tone", duration_s=5.0, cfg=CFG, speech=enc)
+    assert f.speech_emb.shape == (len(f.table), 16)
+    assert np.allclose(np.linalg.norm(f.speech_emb, axis=1), 1, atol=1e-4)
+    files = write_audio_features(feats=f, out_dir=tmp_path / "out", video_id="tone", cfg=CFG, models={"speech": enc.name})
+    meta = read_table(files[0])[1]
+    assert meta["kinds"]["speech_emb"] == "embedding" and "Wav2Vec2Model" in meta["models"]["speech"]
+    assert read_npz(files[1])["speech_emb"].shape == (len(f.table), 16)
+
+
+def test_egemaps_missing_package_gives_a_clear_message(monkeypatch):
+    import sys
+
+    from gazelib.features.audio import EGeMAPS
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # as if not installed
+    with pytest.raises(ImportError, match="optional package 'opensmile' is not installed"):
+        EGeMAPS()
+
+
+def test_egemaps_descriptors_at_the_hop(tmp_path):
+    from gazelib.features.audio import EGeMAPS
+
+    sr = 16000
+    t = np.arange(int(3 * sr)) / sr
+    video = _video_with_audio(tmp_path / "tone.mp4", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
+    f = extract_audio_features(video_path=video, video_id="tone", duration_s=3.0, cfg=CFG, egemaps=EGeMAPS())
+    cols = [c for c in f.table.columns if c.startswith("egemaps_")]
+    assert len(cols) == 25 and all(f.kinds[c] == "continuous" for c in cols)
+    loud = [c for c in cols if "Loudness" in c]
+    assert loud and f.table[loud[0]].iloc[50:-50].mean() > 0
+    assert np.isfinite(f.table[cols].to_numpy()).all()

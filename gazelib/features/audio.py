@@ -9,6 +9,11 @@ Frame ``k`` is centred at ``t_k = k * hop_s`` (seconds from the video start). Fe
   shortest-lag local maximum in [sr/fmax, sr/fmin] within 90% of the highest one (avoids
   sub-octave errors), refined by parabolic interpolation
 - ``vad_prob`` from silero-vad (32 ms windows) and ``is_speaking`` by hysteresis on it
+
+Optional (params): ``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
+``opensmile`` (continuous, interpolated to the hop); ``speech_emb`` (embedding kind, NPZ), the
+last hidden state of a local ``transformers`` speech encoder (Wav2Vec2/HuBERT-style) pooled
+to the hop by linear interpolation of its frame sequence.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from gazelib.io import feature_meta, write_table
+from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,60 @@ class AudioFeatures:
     table: pd.DataFrame
     available: bool
     duration_s: float
+    speech_emb: np.ndarray | None = None    # [T, D] at the table's times
+    kinds: dict = None
+
+    def __post_init__(self):
+        if self.kinds is None:
+            self.kinds = {c: KINDS[c] for c in self.table.columns if c in KINDS}
+
+
+class EGeMAPS:
+    """eGeMAPSv02 low-level descriptors through the optional ``opensmile`` package."""
+
+    def __init__(self):
+        try:
+            import opensmile
+        except ImportError as exc:
+            raise ImportError("audio.egemaps is on but the optional package 'opensmile' is not installed: "
+                              "pip install 'gazelib[egemaps]' (or opensmile==2.6.0), or set audio.egemaps: false") from exc
+        self.smile = opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
+                                     feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
+        self.name = f"opensmile {opensmile.__version__} eGeMAPSv02 LLD"
+
+    def frames(self, x: np.ndarray, sr: int) -> tuple[np.ndarray, pd.DataFrame]:
+        """(centre times relative to x, descriptor table)."""
+        df = self.smile.process_signal(x, sr)
+        starts = df.index.get_level_values("start").total_seconds().to_numpy()
+        ends = df.index.get_level_values("end").total_seconds().to_numpy()
+        df = df.reset_index(drop=True)
+        df.columns = ["egemaps_" + "".join(ch if ch.isalnum() else "_" for ch in c).strip("_") for c in df.columns]
+        return (starts + ends) / 2, df
+
+
+class SpeechEncoder:
+    """A local ``transformers`` speech encoder (Wav2Vec2, HuBERT, WavLM...); nothing is downloaded."""
+
+    def __init__(self, *, path: str | Path):
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"speech model directory {path} not found (give a local transformers folder)")
+        self.extractor = AutoFeatureExtractor.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        self.dim = int(self.model.config.hidden_size)
+        self.name = f"{type(self.model).__name__} {path}"
+
+    def frames(self, x: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frame centre times relative to x, hidden states [L, D])."""
+        import torch
+
+        inputs = self.extractor(x, sampling_rate=sr, return_tensors="pt")
+        with torch.no_grad():
+            hidden = self.model(**inputs).last_hidden_state[0].numpy()
+        step = x.size / sr / max(hidden.shape[0], 1)
+        return (np.arange(hidden.shape[0]) + 0.5) * step, hidden.astype(np.float32)
 
 
 def _frames(x: np.ndarray, centres: np.ndarray, win: int) -> np.ndarray:
@@ -159,7 +218,8 @@ def _overlapped(chunks: Iterator[tuple[float, np.ndarray]], pad: int):
 
 
 def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s: float, cfg: dict,
-                           vad: SileroVAD | None = None) -> AudioFeatures:
+                           vad: SileroVAD | None = None, egemaps: EGeMAPS | None = None,
+                           speech: SpeechEncoder | None = None) -> AudioFeatures:
     """Stream the audio track and return the feature table (empty and unavailable if none)."""
     sr, hop = cfg["sample_rate"], int(round(cfg["hop_s"] * cfg["sample_rate"]))
     win = int(round(cfg["win_s"] * sr))
@@ -171,7 +231,16 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
     chunks = iter_audio(path=video_path, sample_rate=sr, chunk_s=cfg["chunk_s"], video_id=video_id)
     audio_t0 = None
     vad_carry = np.zeros(0, np.float32)
+    extra_t, extra_tables, emb_t, emb_parts = [], [], [], []
     for t0, core, padded in _overlapped(chunks, pad):
+        if egemaps is not None:
+            et, etab = egemaps.frames(core, sr)
+            extra_t.append(et + total / sr)
+            extra_tables.append(etab)
+        if speech is not None:
+            st, sv = speech.frames(core, sr)
+            emb_t.append(st + total / sr)
+            emb_parts.append(sv)
         audio_t0 = t0 if audio_t0 is None else audio_t0
         first = int(np.ceil(total / hop))
         centres = np.arange(first * hop, total + core.size, hop) - total
@@ -196,18 +265,45 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
                                       off=cfg["vad_threshold_off"], hop_s=cfg["hop_s"],
                                       min_on_s=cfg["vad_min_speech_s"],
                                       min_off_s=cfg["vad_min_silence_s"]).astype(np.int8)
+    kinds = dict(KINDS)
+    if extra_tables:
+        et = np.concatenate(extra_t)
+        etab = pd.concat(extra_tables, ignore_index=True)
+        for c in etab.columns:
+            table[c] = np.interp(t_rel, et, etab[c].to_numpy(np.float64)).astype(np.float32)
+            kinds[c] = "continuous"
+    speech_emb = None
+    if emb_parts:
+        from gazelib.align import l2_normalise
+
+        et, ev = np.concatenate(emb_t), np.concatenate(emb_parts)
+        speech_emb = l2_normalise(np.stack([np.interp(t_rel, et, ev[:, j]) for j in range(ev.shape[1])], 1))
     table.insert(0, "t", audio_t0 + t_rel)
-    table = table.astype({c: np.float32 for c in KINDS if c != "is_speaking"})
-    return AudioFeatures(table=table, available=True, duration_s=duration_s)
+    table = table.astype({c: np.float32 for c, k in kinds.items() if k == "continuous"})
+    return AudioFeatures(table=table, available=True, duration_s=duration_s, speech_emb=speech_emb, kinds=kinds)
 
 
 def write_audio_features(*, feats: AudioFeatures, out_dir: str | Path, video_id: str, cfg: dict,
-                         vad_name: str = "silero-vad") -> list[Path]:
+                         models: dict | None = None) -> list[Path]:
+    path = Path(out_dir) / f"{video_id}.parquet"
+    kinds = {**feats.kinds, **({"speech_emb": "embedding"} if feats.speech_emb is not None else {})}
+    meta = feature_meta(video_id=video_id, modality="audio", kinds=kinds, backend="pyav+numpy",
+                        params=cfg, available=feats.available, models=models or {})
+    write_table(path, feats.table, meta=meta)
+    if feats.speech_emb is None:
+        path.with_suffix(".npz").unlink(missing_ok=True)
+        return [path]
+    write_npz(path.with_suffix(".npz"), t=feats.table["t"].to_numpy(), speech_emb=feats.speech_emb)
+    return [path, path.with_suffix(".npz")]
+
+
+def make_audio_models(cfg: dict) -> dict:
+    """The models a run needs, loaded once: VAD always, eGeMAPS and a speech encoder if asked."""
     import silero_vad
 
-    path = Path(out_dir) / f"{video_id}.parquet"
-    meta = feature_meta(video_id=video_id, modality="audio", kinds=KINDS, backend="pyav+numpy",
-                        params=cfg, available=feats.available,
-                        models={"vad": f"{vad_name} {getattr(silero_vad, '__version__', '')}".strip()})
-    write_table(path, feats.table, meta=meta)
-    return [path]
+    out = {"vad": SileroVAD(), "egemaps": EGeMAPS() if cfg.get("egemaps") else None,
+           "speech": SpeechEncoder(path=cfg["speech_model"]) if cfg.get("speech_model", "none") != "none" else None}
+    out["names"] = {"vad": f"silero-vad {getattr(silero_vad, '__version__', '')}".strip(),
+                    **({"egemaps": out["egemaps"].name} if out["egemaps"] else {}),
+                    **({"speech": out["speech"].name} if out["speech"] else {})}
+    return out
