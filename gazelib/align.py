@@ -88,10 +88,11 @@ def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, m
     idx_c = np.clip(idx, 0, src_t.size - 1)
     nxt = np.clip(idx + 1, 0, src_t.size - 1)
     gap = np.where(idx + 1 < src_t.size, src_t[nxt] - src_t[idx_c], 0.0)
-    ok = (idx >= 0) & (dst_t - src_t[idx_c] <= max_gap_s + 1e-9) & (gap <= max_gap_s + 1e-9)
+    on_sample = np.isclose(src_t[idx_c], dst_t, atol=1e-9)
+    ok = (idx >= 0) & (dst_t - src_t[idx_c] <= max_gap_s + 1e-9) & ((gap <= max_gap_s + 1e-9) | on_sample)
     vals = src_v[idx_c].astype(np.float32)
     vals[~ok] = 0
-    exact = ok & np.isclose(src_t[idx_c], dst_t, atol=1e-9)
+    exact = ok & on_sample
     return Resampled(vals, ok, exact)
 
 

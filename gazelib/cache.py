@@ -31,6 +31,14 @@ def hash_obj(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def code_hash(*modules: str) -> str:
+    """Hash of the source of the modules a stage's per-video work runs, so a code change
+    invalidates cached videos just as DVC reruns the stage."""
+    import importlib
+
+    return hash_obj([hash_file(importlib.import_module(m).__file__) for m in modules])
+
+
 def cache_key(*, stage: str, input_hash: str, params: dict) -> str:
     return hash_obj({"stage": stage, "input": input_hash, "params": params})
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gazelib.cache import VideoCache, hash_file, hash_obj, run_per_video
+from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, run_per_video
 from gazelib.io import read_npz, read_table, write_json, write_npz, write_table, write_text
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
         return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                     models=models["names"])
 
-    run = run_per_video(cache=VideoCache(out, "extract_audio"), items=_items(load_manifest(root)), params=cfg,
+    run = run_per_video(cache=VideoCache(out, "extract_audio"), items=_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.audio", "gazelib.media")},
                         compute=compute, on_error=params["data"]["on_error"])
     return run.as_dict()
 
@@ -125,18 +126,19 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
                                     embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
         if asr_words is not None and subs is not None:
             q = {"video_id": vid, **asr_quality(ref=subs, hyp=asr_words)}
-            write_json(out / f"{vid}_asr.json", q)
-            paths.append(out / f"{vid}_asr.json")
+            write_json(out / "asr" / f"{vid}.json", q)
+            paths.append(out / "asr" / f"{vid}.json")
         return paths
 
-    run = run_per_video(cache=VideoCache(out, "extract_text"), items=_items(load_manifest(root)), params=cfg,
+    run = run_per_video(cache=VideoCache(out, "extract_text"), items=_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.text", "gazelib.features.transcript")},
                         compute=compute, on_error=params["data"]["on_error"])
     write_json(root / "metrics" / "asr.json", summarise_asr(out))
     return run.as_dict()
 
 
 def summarise_asr(text_dir: Path) -> dict:
-    rows = [json.loads(p.read_text()) for p in sorted(text_dir.glob("*_asr.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted((text_dir / "asr").glob("*.json"))]
     if not rows:
         return {"n_videos": 0}
     n_ref = sum(r["n_ref"] for r in rows)
@@ -162,7 +164,9 @@ def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
         return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                      detector_name=detector.name)
 
-    run = run_per_video(cache=VideoCache(out, "extract_visual"), items=_items(load_manifest(root)), params=cfg,
+    run = run_per_video(cache=VideoCache(out, "extract_visual"), items=_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.visual", "gazelib.features.image_models",
+                                                         "gazelib.media")},
                         compute=compute, on_error=params["data"]["on_error"])
     return run.as_dict()
 
@@ -179,8 +183,8 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
     gshape = grid_shape(params)
 
     def input_hash(item: dict) -> str:
-        files = sorted(p for m in ("audio", "text", "visual") for p in (feat_dir / m).glob(f"{item['video_id']}.*"))
-        return hash_obj([item["gaze_hash"], item["media_hash"]] + [hash_file(p) for p in files])
+        files = [feat_dir / m / f"{item['video_id']}{ext}" for m in ("audio", "text", "visual") for ext in (".parquet", ".npz")]
+        return hash_obj([item["gaze_hash"]] + [hash_file(p) if p.exists() else None for p in files])
 
     items = [{**it, "media_hash": input_hash(it)} for it in _items(manifest)]
 
@@ -192,7 +196,8 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
         write_npz(path, **arrays)
         return [path]
 
-    run = run_per_video(cache=VideoCache(out, "align"), items=items, params={**cfg, "grid": gshape},
+    run = run_per_video(cache=VideoCache(out, "align"), items=items,
+                        params={**cfg, "grid": gshape, "code": code_hash("gazelib.align")},
                         compute=compute, on_error=params["data"]["on_error"])
     ok = [it for it in items if it["video_id"] not in run.failed]
     rows, train_arrays = [], []

@@ -126,7 +126,8 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
         models["asr"] = asr_model
     meta = feature_meta(video_id=video_id, modality="text", kinds={**KINDS, **EMB_KINDS},
                         backend=source, params=cfg, models=models, extra={"n_words": int(len(words))})
-    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / f"{video_id}_words.parquet"]
+    # side tables live in sub-folders: "<id>_words" could be another video's id
+    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "words" / f"{video_id}.parquet"]
     write_table(paths[0], feats.table, meta=meta)
     write_npz(paths[1], t=feats.table["t"].to_numpy(), word_emb=feats.word_emb, utt_emb=feats.utt_emb,
               kinds=np.array(["embedding", "embedding"]), names=np.array(["word_emb", "utt_emb"]))

@@ -247,7 +247,7 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
     models = {"faces": detector_name, **({"image": feats.image_model} if feats.image_model else {})}
     meta = feature_meta(video_id=video_id, modality="visual", kinds=kinds, backend="pyav+opencv+torch",
                         params=cfg, models=models, extra={"grid_channels": feats.channels})
-    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / f"{video_id}_faces.parquet"]
+    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "faces" / f"{video_id}.parquet"]
     write_table(paths[0], feats.table, meta=meta)
     extra = {"image_emb": feats.image_emb} if feats.image_emb is not None else {}
     write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid, grid_channels=np.array(feats.channels), **extra)
