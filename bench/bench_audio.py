@@ -1,4 +1,5 @@
-"""extract_audio: real-time factor on the demo corpus, and peak memory for 1- vs 10-minute files.
+"""extract_audio: real-time factor on the demo corpus (VAD model loaded once, as the stage
+does), and peak memory for 1- vs 10-minute files.
 
 Run from the repo root after `dvc repro demo ingest`:  python bench/bench_audio.py
 """

@@ -1,5 +1,7 @@
 """extract_visual: real-time factor on the demo corpus beside decode-only time for the same
-frames, and peak memory for 1- vs 10-minute videos.
+frames, and peak memory for 1- vs 10-minute videos (pretrained encoder included, as the
+stage runs). The per-frame output arrays necessarily grow with duration; the bench prints
+their size so the working memory can be told apart.
 
 Run from the repo root after `dvc repro demo ingest`:  python bench/bench_visual.py
 """
@@ -12,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from bench._util import make_long_video, peak_rss_mb
-from gazelib.features.visual import FaceDetector, extract_visual_features
+from gazelib.features.visual import FaceDetector, extract_visual_features, make_image_encoder
 from gazelib.media import iter_frames
 from gazelib.pipeline import load_manifest
 
@@ -29,19 +31,21 @@ def main() -> None:
             n_frames += 1
     decode_s = time.perf_counter() - t0
     det = FaceDetector.from_params(cfg)
+    enc = make_image_encoder(cfg)
     t0 = time.perf_counter()
     for row in manifest.itertuples():
-        extract_visual_features(video_path=row.video_path, video_id=row.video_id, cfg=cfg, detector=det)
+        extract_visual_features(video_path=row.video_path, video_id=row.video_id, cfg=cfg, detector=det, encoder=enc)
     wall = time.perf_counter() - t0
     out = Path("bench/out")
     out.mkdir(parents=True, exist_ok=True)
     mem = {}
     for minutes in (1, 10):
         path = make_long_video(out / f"long_{minutes}min_v.mp4", seconds=60 * minutes, fps=10, audio=False)
-        code = (f"import yaml, json; from gazelib.features.visual import extract_visual_features\n"
+        code = (f"import yaml, json; from gazelib.features.visual import extract_visual_features, make_image_encoder\n"
                 f"cfg = yaml.safe_load(open('params.yaml'))['visual']\n"
-                f"f = extract_visual_features(video_path='{path}', video_id='long', cfg=cfg)\n"
-                f"print('JSON ' + json.dumps({{'frames': len(f.table)}}))")
+                f"f = extract_visual_features(video_path='{path}', video_id='long', cfg=cfg, encoder=make_image_encoder(cfg))\n"
+                f"out_mb = (f.grid.nbytes + (f.image_emb.nbytes if f.image_emb is not None else 0)) / 2**20\n"
+                f"print('JSON ' + json.dumps({{'frames': len(f.table), 'output_arrays_mb': round(out_mb, 1)}}))")
         mem[f"{minutes}min"] = peak_rss_mb(code)
     print(json.dumps({"demo_media_s": media_s, "frames": n_frames, "decode_only_s": round(decode_s, 2),
                       "decode_only_rtf": round(media_s / decode_s, 1), "extract_wall_s": round(wall, 2),

@@ -98,8 +98,9 @@ def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, m
 
 def l2_normalise(v: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero."""
+    v = np.asarray(v, np.float32)
     n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return np.where(n > 1e-12, v / np.maximum(n, 1e-12), 0.0).astype(np.float32)
+    return (v / np.maximum(n, 1e-12) * (n > 1e-12)).astype(np.float32, copy=False)
 
 
 def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float) -> Resampled:

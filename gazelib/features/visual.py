@@ -127,14 +127,25 @@ def make_image_encoder(cfg: dict):
                         feature_block=cfg["cnn_grid_block"], batch_size=cfg["embed_batch"])
 
 
-def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
-    """Linear interpolation along axis 0, holding the first/last value outside [src_t]."""
+def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.ndarray | None = None,
+                   chunk: int = 256) -> np.ndarray:
+    """Linear interpolation along axis 0, holding the first/last value outside [src_t].
+
+    Works in float32 chunks of ``chunk`` rows written into ``out``, so the only memory that
+    grows with the video is the output itself.
+    """
+    out = np.empty((len(dst_t),) + src_v.shape[1:], np.float32) if out is None else out
     if len(src_t) == 1:
-        return np.repeat(src_v, len(dst_t), axis=0)
-    hi = np.clip(np.searchsorted(src_t, dst_t), 1, len(src_t) - 1)
-    lo = hi - 1
-    w = np.clip((dst_t - src_t[lo]) / (src_t[hi] - src_t[lo]), 0, 1).reshape((-1,) + (1,) * (src_v.ndim - 1))
-    return ((1 - w) * src_v[lo] + w * src_v[hi]).astype(np.float32)
+        out[:] = src_v[0]
+        return out
+    for i in range(0, len(dst_t), chunk):
+        d = dst_t[i:i + chunk]
+        hi = np.clip(np.searchsorted(src_t, d), 1, len(src_t) - 1)
+        lo = hi - 1
+        w = np.clip((d - src_t[lo]) / (src_t[hi] - src_t[lo]), 0, 1).astype(np.float32)
+        w = w.reshape((-1,) + (1,) * (src_v.ndim - 1))
+        out[i:i + chunk] = src_v[lo] + w * (src_v[hi] - src_v[lo])
+    return out
 
 
 def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray) -> tuple[dict, dict]:
@@ -190,16 +201,20 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
             embed.add(t, rgb)
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
-    grid = np.stack(grids)
-    image_emb = None
+    image_emb, cnn, n_base = None, None, len(GRID_CHANNELS)
     if embed is not None:
-        t_all = np.array([r["t"] for r in rows])
         emb_t, emb, cnn = embed.finish()
+    grid = np.empty((len(grids), n_base + (cnn.shape[1] if cnn is not None else 0), gh, gw), np.float32)
+    for i, g in enumerate(grids):
+        grid[i, :n_base] = g
+    del grids
+    if embed is not None:
         from gazelib.align import l2_normalise
 
+        t_all = np.array([r["t"] for r in rows])
         image_emb = l2_normalise(interp_clamped(emb_t, emb, t_all))
         if cnn is not None:
-            grid = np.concatenate([grid, interp_clamped(emb_t, cnn, t_all)], axis=1)
+            interp_clamped(emb_t, cnn, t_all, out=grid[:, n_base:])
     table = pd.DataFrame(rows)[["t", *KINDS]]
     table = table.astype({k: (np.int16 if v in ("count", "binary") else np.float32) for k, v in KINDS.items()})
     faces = pd.DataFrame(face_rows, columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"])
