@@ -162,3 +162,19 @@ def test_missing_modality_is_zero_filled_and_masked(tmp_path):
     assert out["grid"].shape == (10, 2, 3, 4) and not out["grid"].any()
     assert not out["mask"][:, :3].any()
     assert out["mask"][:3, 3].all() and not out["mask"][4:, 3].any()
+
+
+def test_feature_files_are_matched_to_videos_by_exact_id(tmp_path):
+    """Video 'a' must not pick up 'a.b' or 'a_x' files, whose names start the same way."""
+    from gazelib.align import load_modality
+    from gazelib.io import write_table
+
+    kinds = {"kinds": {"rms": "continuous"}}
+    for vid, value in (("a", 1.0), ("a.b", 2.0), ("a_x", 3.0)):
+        write_table(tmp_path / "audio" / f"{vid}.parquet", pd.DataFrame({"t": [0.0, 1.0], "rms": [value, value]}),
+                    meta=kinds)
+    for vid, value in (("a", 1.0), ("a.b", 2.0), ("a_x", 3.0)):
+        blk, _ = load_modality(feat_dir=tmp_path, modality="audio", video_id=vid, dst_t=np.array([0.5]), max_gap_s=2)
+        assert blk.values[0, 0] == value
+    blk, _ = load_modality(feat_dir=tmp_path, modality="audio", video_id="b", dst_t=np.array([0.5]), max_gap_s=2)
+    assert blk.values.shape == (1, 0) and not blk.is_valid.any()

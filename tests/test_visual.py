@@ -40,6 +40,8 @@ def test_moving_square_gives_motion_in_its_cells_and_colour_in_the_patch(tmp_pat
     lab_a = f.grid[:, GRID_CHANNELS.index("lab_a")].mean(0)
     assert lab_a[:3, :4].min() > lab_a[5:, 8:].max() + 0.1   # red is high on Lab a*
     assert f.table["face_count"].max() == 0
+    for ch in ("face", "mouth_motion"):  # no face: those channels are zero-filled, not missing
+        assert f.grid[:, GRID_CHANNELS.index(ch)].max() == 0
 
 
 def test_demo_faces_are_found_where_the_truth_boxes_are(tiny_corpus):
