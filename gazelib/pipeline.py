@@ -92,11 +92,9 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
 
     def asr():
         if "m" not in asr_holder:
-            from gazelib.features.transcript import WhisperASR
+            from gazelib.features.transcript import make_asr
 
-            asr_holder["m"] = WhisperASR(model=cfg["asr_model"], language=cfg["language"],
-                                         compute_type=cfg["asr_compute_type"], cpu_threads=cfg["asr_threads"],
-                                         beam_size=cfg["asr_beam_size"], vad_filter=cfg["asr_vad_filter"])
+            asr_holder["m"] = make_asr(cfg)
         return asr_holder["m"]
 
     def compute(item: dict) -> list[Path]:

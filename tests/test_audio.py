@@ -166,3 +166,20 @@ def test_egemaps_descriptors_at_the_hop(tmp_path):
     loud = [c for c in cols if "Loudness" in c]
     assert loud and f.table[loud[0]].iloc[50:-50].mean() > 0
     assert np.isfinite(f.table[cols].to_numpy()).all()
+
+
+def test_mfcc_columns_when_asked(tmp_path):
+    sr = 16000
+    t = np.arange(int(2 * sr)) / sr
+    tone = _video_with_audio(tmp_path / "tone.mp4", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    noise = _video_with_audio(tmp_path / "noise.mp4",
+                              (0.1 * np.random.default_rng(1).normal(size=t.size)).astype(np.float32))
+    ft = extract_audio_features(video_path=tone, video_id="tone", duration_s=2.0, cfg={**CFG, "n_mfcc": 13})
+    fn = extract_audio_features(video_path=noise, video_id="noise", duration_s=2.0, cfg={**CFG, "n_mfcc": 13})
+    cols = [f"mfcc_{k}" for k in range(13)]
+    assert all(ft.kinds[c] == "continuous" for c in cols) and np.isfinite(ft.table[cols].to_numpy()).all()
+    # a pure tone has a far less flat spectrum than white noise: higher cepstral energy beyond c0
+    tone_ceps = np.abs(ft.table[cols[1:]].iloc[20:-20].to_numpy()).mean()
+    noise_ceps = np.abs(fn.table[cols[1:]].iloc[20:-20].to_numpy()).mean()
+    assert tone_ceps > 2 * noise_ceps
+    assert "mfcc_0" not in extract_audio_features(video_path=tone, video_id="t", duration_s=2.0, cfg=CFG).table

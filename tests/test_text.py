@@ -156,3 +156,22 @@ def test_packaged_sentence_embedder():
 def test_unknown_embedder_path_fails_clearly():
     with pytest.raises(FileNotFoundError, match="not a packaged name"):
         TextEmbedder(model="/nonexistent/model")
+
+
+def test_whisperx_backend_is_optional_with_a_clear_message(monkeypatch):
+    import sys
+
+    from gazelib.features.transcript import make_asr
+
+    monkeypatch.setitem(sys.modules, "whisperx", None)  # not installable beside torch 2.13
+    cfg = {"asr_backend": "whisperx", "asr_model": "tiny.en-packaged", "language": "en", "whisperx_align_model": "",
+           "asr_compute_type": "int8"}
+    with pytest.raises(ImportError, match="whisperx is not importable"):
+        make_asr(cfg)
+
+
+def test_user_whisper_model_directory_must_hold_a_model(tmp_path):
+    from gazelib.features.transcript import resolve_whisper_model
+
+    with pytest.raises(FileNotFoundError, match="has no model.bin"):
+        resolve_whisper_model(str(tmp_path))

