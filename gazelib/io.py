@@ -61,9 +61,21 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Compressed NPZ readable by ``np.load``, byte-identical for identical arrays.
+
+    ``np.savez_compressed`` stamps the current time into each zip entry, so equal data would
+    give different bytes and DVC would rerun every downstream stage; entries here carry a
+    fixed timestamp.
+    """
+    import zipfile
+
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -1,0 +1,36 @@
+"""Artifacts: atomic writes, byte-identical NPZ for identical data, kinds in Parquet metadata."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gazelib.io import atomic_path, feature_meta, read_npz, read_table, write_npz, write_table
+
+
+def test_npz_round_trip_and_byte_identical(tmp_path):
+    arrays = {"t": np.arange(5.0), "grid": np.random.default_rng(0).normal(size=(5, 2, 3, 4)).astype(np.float32),
+              "names": np.array(["a", "bc"])}
+    write_npz(tmp_path / "a.npz", **arrays)
+    write_npz(tmp_path / "b.npz", **arrays)
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    back = read_npz(tmp_path / "a.npz")
+    assert set(back) == set(arrays) and all(np.array_equal(back[k], arrays[k]) for k in arrays)
+
+
+def test_interrupted_write_leaves_no_file(tmp_path):
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_table_metadata_carries_kinds(tmp_path):
+    meta = feature_meta(video_id="v", modality="audio", kinds={"rms": "continuous"}, backend="x", params={"a": 1})
+    write_table(tmp_path / "v.parquet", pd.DataFrame({"t": [0.0], "rms": [1.0]}), meta=meta)
+    df, m = read_table(tmp_path / "v.parquet")
+    assert m["kinds"] == {"rms": "continuous"} and m["params"] == {"a": 1} and m["available"]
+    with pytest.raises(ValueError, match="unknown column kinds"):
+        feature_meta(video_id="v", modality="audio", kinds={"rms": "loud"}, backend="x", params={})
