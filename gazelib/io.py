@@ -9,8 +9,9 @@ import contextlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -60,7 +61,32 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+@dataclass
+class StreamedArray:
+    """An array too long to hold: its shape, dtype, and a function giving its rows in chunks."""
+
+    shape: tuple
+    dtype: np.dtype
+    chunks: Callable[[], Iterator[np.ndarray]]
+
+    def materialize(self) -> np.ndarray:
+        parts = list(self.chunks())
+        return np.concatenate(parts).astype(self.dtype, copy=False) if parts else np.zeros(self.shape, self.dtype)
+
+
+def _write_streamed(fh, arr: StreamedArray) -> None:
+    # the same header np.save writes for an equal in-memory array, then the rows chunk by chunk
+    np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(arr.dtype)),
+                                              "fortran_order": False, "shape": tuple(arr.shape)})
+    n = 0
+    for chunk in arr.chunks():
+        fh.write(np.ascontiguousarray(chunk, dtype=arr.dtype).tobytes())
+        n += len(chunk)
+    if n != arr.shape[0]:
+        raise ValueError(f"streamed array gave {n} rows, declared {arr.shape[0]}")
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray | StreamedArray) -> None:
     """Compressed NPZ readable by ``np.load``, byte-identical for identical arrays.
 
     ``np.savez_compressed`` stamps the current time into each zip entry, so equal data would
@@ -75,7 +101,10 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 info.compress_type = zipfile.ZIP_DEFLATED
                 with zf.open(info, "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
+                    if isinstance(arr, StreamedArray):
+                        _write_streamed(fh, arr)
+                    else:
+                        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

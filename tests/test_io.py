@@ -34,3 +34,18 @@ def test_table_metadata_carries_kinds(tmp_path):
     assert m["kinds"] == {"rms": "continuous"} and m["params"] == {"a": 1} and m["available"]
     with pytest.raises(ValueError, match="unknown column kinds"):
         feature_meta(video_id="v", modality="audio", kinds={"rms": "loud"}, backend="x", params={})
+
+
+def test_streamed_arrays_write_the_same_bytes_as_in_memory_ones(tmp_path):
+    from gazelib.io import StreamedArray
+
+    a = np.random.default_rng(3).normal(size=(700, 3, 2)).astype(np.float32)
+    stream = StreamedArray(shape=a.shape, dtype=np.float32, chunks=lambda: (a[i:i + 256] for i in range(0, 700, 256)))
+    write_npz(tmp_path / "mem.npz", x=a)
+    write_npz(tmp_path / "stream.npz", x=stream)
+    assert (tmp_path / "mem.npz").read_bytes() == (tmp_path / "stream.npz").read_bytes()
+    assert np.array_equal(read_npz(tmp_path / "stream.npz")["x"], a)
+    short = StreamedArray(shape=(800, 3, 2), dtype=np.float32, chunks=lambda: iter([a]))
+    with pytest.raises(ValueError, match="gave 700 rows, declared 800"):
+        write_npz(tmp_path / "bad.npz", x=short)
+    assert not (tmp_path / "bad.npz").exists()

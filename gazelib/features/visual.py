@@ -19,6 +19,7 @@ grid channels are linearly interpolated to the sampled frames (held at the ends)
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from gazelib.io import feature_meta, write_npz, write_table
+from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
 from gazelib.media import iter_frames
 
 log = logging.getLogger(__name__)
@@ -123,12 +124,24 @@ def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> li
 
 @dataclass
 class VisualFeatures:
+    """Per-frame outputs. The grid [T, C, Gh, Gw] and ``image_emb`` [T, D] are streams (spooled
+    to a temp file, interpolated chunk by chunk) so memory does not grow with the video;
+    ``.grid`` / ``.image_emb`` materialise them for small clips and tests."""
+
     table: pd.DataFrame
-    grid: np.ndarray                       # [T, C, Gh, Gw] float32
+    grid_stream: StreamedArray
     faces: pd.DataFrame
     channels: list[str] = field(default_factory=lambda: list(GRID_CHANNELS))
-    image_emb: np.ndarray | None = None    # [T, D] unit rows
+    emb_stream: StreamedArray | None = None
     image_model: str = ""
+
+    @property
+    def grid(self) -> np.ndarray:
+        return self.grid_stream.materialize()
+
+    @property
+    def image_emb(self) -> np.ndarray | None:
+        return None if self.emb_stream is None else self.emb_stream.materialize()
 
 
 def cnn_grid_channels(cfg: dict) -> int:
@@ -204,7 +217,8 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     detector = detector or FaceDetector.from_params(cfg)
     embed = _Embedder(encoder, cfg) if encoder is not None else None
     gh, gw = cfg["grid_h"], cfg["grid_w"]
-    rows, grids, face_rows = [], [], []
+    rows, face_rows = [], []
+    spool = tempfile.TemporaryFile()  # base grid rows, so memory does not grow with the video
     prev_gray, prev_hist = None, None
     boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
     for t, rgb in iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
@@ -215,8 +229,8 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
             boxes = detector.detect(gray_u8)
             next_detect = t + 1.0 / cfg["face_fps"]
         maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes)
-        grids.append(np.stack([cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
-                               for c in GRID_CHANNELS]).astype(np.float32))
+        spool.write(np.stack([cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
+                              for c in GRID_CHANNELS]).astype(np.float32).tobytes())
         hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
         hist /= max(hist.sum(), 1)
         cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
@@ -228,25 +242,39 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
             embed.add(t, rgb)
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
-    image_emb, cnn, n_base = None, None, len(GRID_CHANNELS)
+    emb_t, emb, cnn, n_base = None, None, None, len(GRID_CHANNELS)
     if embed is not None:
         emb_t, emb, cnn = embed.finish()
-    grid = np.empty((len(grids), n_base + (cnn.shape[1] if cnn is not None else 0), gh, gw), np.float32)
-    for i, g in enumerate(grids):
-        grid[i, :n_base] = g
-    del grids
-    if embed is not None:
+    t_all = np.array([r["t"] for r in rows])
+    n_ch = n_base + (cnn.shape[1] if cnn is not None else 0)
+    row_bytes = n_base * gh * gw * 4
+
+    def grid_chunks(chunk: int = 256):
+        spool.seek(0)
+        for i in range(0, len(t_all), chunk):
+            k = min(chunk, len(t_all) - i)
+            base = np.frombuffer(spool.read(k * row_bytes), np.float32).reshape(k, n_base, gh, gw)
+            if cnn is None:
+                yield base
+                continue
+            yield np.concatenate([base, interp_clamped(emb_t, cnn, t_all[i:i + k])], axis=1)
+
+    emb_stream = None
+    if emb is not None:
         from gazelib.align import l2_normalise
 
-        t_all = np.array([r["t"] for r in rows])
-        image_emb = l2_normalise(interp_clamped(emb_t, emb, t_all))
-        if cnn is not None:
-            interp_clamped(emb_t, cnn, t_all, out=grid[:, n_base:])
+        def emb_chunks(chunk: int = 1024):
+            for i in range(0, len(t_all), chunk):
+                yield l2_normalise(interp_clamped(emb_t, emb, t_all[i:i + chunk]))
+
+        emb_stream = StreamedArray(shape=(len(t_all), emb.shape[1]), dtype=np.float32, chunks=emb_chunks)
     table = pd.DataFrame(rows)[["t", *KINDS]]
     table = table.astype({k: (np.int16 if v in ("count", "binary") else np.float32) for k, v in KINDS.items()})
     faces = pd.DataFrame(face_rows, columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"])
-    return VisualFeatures(table=table, grid=grid, faces=faces, channels=grid_channel_names(cfg) if encoder else
-                          list(GRID_CHANNELS), image_emb=image_emb, image_model=encoder.name if encoder else "")
+    return VisualFeatures(table=table, grid_stream=StreamedArray(shape=(len(t_all), n_ch, gh, gw), dtype=np.float32,
+                                                              chunks=grid_chunks),
+                          faces=faces, channels=grid_channel_names(cfg) if encoder else list(GRID_CHANNELS),
+                          emb_stream=emb_stream, image_model=encoder.name if encoder else "")
 
 
 class _Embedder:
@@ -285,13 +313,14 @@ class _Embedder:
 def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_id: str, cfg: dict,
                           detector_name: str) -> list[Path]:
     out_dir = Path(out_dir)
-    kinds = {**KINDS, "grid": "grid", **({"image_emb": "embedding"} if feats.image_emb is not None else {})}
+    kinds = {**KINDS, "grid": "grid", **({"image_emb": "embedding"} if feats.emb_stream is not None else {})}
     models = {"faces": detector_name, **({"image": feats.image_model} if feats.image_model else {})}
     meta = feature_meta(video_id=video_id, modality="visual", kinds=kinds, backend="pyav+opencv+torch",
                         params=cfg, models=models, extra={"grid_channels": feats.channels})
     paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "faces" / f"{video_id}.parquet"]
     write_table(paths[0], feats.table, meta=meta)
-    extra = {"image_emb": feats.image_emb} if feats.image_emb is not None else {}
-    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid, grid_channels=np.array(feats.channels), **extra)
+    extra = {"image_emb": feats.emb_stream} if feats.emb_stream is not None else {}
+    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid_stream, grid_channels=np.array(feats.channels),
+              **extra)
     write_table(paths[2], feats.faces, meta={"video_id": video_id, "detector": detector_name})
     return paths
