@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ def _digest(root) -> dict[str, str]:
 def test_generator_is_deterministic(tmp_path, base_params):
     cfg = tiny_params(base_params, n_videos=1, duration_s=5.0)["demo"]
     generate_corpus(out_dir=tmp_path / "a", cfg=cfg)
+    time.sleep(1.1)  # libespeak-ng seeds from the clock unless told otherwise: runs must span seconds
     generate_corpus(out_dir=tmp_path / "b", cfg=cfg)
     da, db = _digest(tmp_path / "a"), _digest(tmp_path / "b")
     assert da == db

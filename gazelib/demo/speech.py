@@ -99,6 +99,8 @@ class _Engine:
             self.lib.espeak_SetParameter(_PARAM_RATE, int(rate), 0)
             self.lib.espeak_SetParameter(_PARAM_PITCH, int(pitch), 0)
             self._chunks, self._events = [], []
+            # libespeak-ng seeds its pitch jitter from the clock; fix it so runs repeat
+            self.lib.espeak_ng_SetRandSeed(ctypes.c_long(0))
             buf = ctypes.create_string_buffer(text.encode("utf-8"))
             rc = self.lib.espeak_Synth(buf, ctypes.c_size_t(len(buf)), 0, _POS_CHARACTER, 0,
                                        _CHARS_UTF8, None, None)
