@@ -4,8 +4,9 @@
 the synthesizer's own word events, so subtitles and truth are exact by construction.
 
 libespeak-ng keeps hidden state between utterances (even across Terminate/Initialize), so
-the waveform depends on what was said before in the same process. Callers that need
-bit-exact output run a fixed sequence of calls in a fresh process (see demo.corpus).
+the waveform depends on what was said before in the same process, and it seeds its pitch
+jitter from the clock (reseeded here before every utterance). Callers that need bit-exact
+output run a fixed sequence of calls in a fresh process (see demo.corpus).
 """
 from __future__ import annotations
 
