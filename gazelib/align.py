@@ -190,8 +190,8 @@ def align_arrays(*, src_t: np.ndarray, arrays: dict[str, np.ndarray], kinds: dic
     return ModalityBlock(v, valid, names, knd)
 
 
-def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.ndarray, max_gap_s: float,
-                  grid_shape: tuple[int, int, int] | None = None) -> tuple[ModalityBlock, np.ndarray | None]:
+def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.ndarray,
+                  max_gap_s: float) -> tuple[ModalityBlock, np.ndarray | None]:
     """Load ``<feat_dir>/<modality>/<video_id>.parquet`` (+ .npz) aligned to ``dst_t``.
 
     Returns the block and, for visual, the aligned grid [T, C, Gh, Gw]. A missing or

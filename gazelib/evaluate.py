@@ -7,7 +7,6 @@ agreement: viewer v at step t is predicted by Gaussians at the other viewers' ga
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

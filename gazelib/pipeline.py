@@ -287,9 +287,9 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     if not test_files:
         raise ValueError("no test video with gaze recordings; check the split ratios")
     cfg = params["train"]
+    maps = _index_maps(index)
     ds = GazeWindows(files=test_files, stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=params["align"]["fps"],
-                     lengths=_index_maps(index)["length"], n_viewers=_index_maps(index)["viewers"],
-                     stride_s=cfg["window_s"])
+                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
     preds = predict(model=model, ds=ds)
     labels = {f.stem: read_npz(f) for f in test_files}
     train_xy, inout_rate = train_fixation_stats(train_arrays=[read_npz(f) for f in _split_files(root, index, "train")])

@@ -80,8 +80,7 @@ def test_viewers_look_at_the_speaker(causal_corpus):
 
 
 def test_viewers_follow_named_objects_and_leave_in_dark(causal_corpus):
-    root, params = causal_corpus
-    w, h = params["demo"]["width"], params["demo"]["height"]
+    root, _ = causal_corpus
     near, n, out_dark, n_dark, out_light, n_light = 0, 0, 0, 0, 0, 0
     for vid in [f"demo{i:03d}" for i in range(4)]:
         truth, gaze = _load(root, vid)
