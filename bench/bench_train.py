@@ -1,7 +1,7 @@
-"""Training time per variant and samples per second, read from the metrics the train stage
-wrote (run `dvc repro` first), plus their sum against the 10-minute target.
+"""Training time per variant and seed, windows per second, read from the metrics the train
+stage wrote (run `dvc repro` first), plus the sum against the 10-minute demo budget.
 
-    python bench/bench_train.py
+    python -m bench.bench_train
 """
 from __future__ import annotations
 
@@ -16,7 +16,12 @@ def main() -> None:
     rows = {}
     for v in variants:
         m = json.loads(Path(f"metrics/train/{v}.json").read_text())
-        rows[v] = {k: m[k] for k in ("wall_s", "samples_per_s", "epochs_run", "train_windows", "n_params", "device")}
+        rows[v] = {"wall_s": round(m["wall_s"], 1),
+                   "seeds": [{k: (round(s[k], 1) if isinstance(s[k], float) else s[k])
+                              for k in ("seed", "wall_s", "samples_per_s", "epochs_run", "train_windows")}
+                             for s in m["seeds"].values()],
+                   "n_params": next(iter(m["seeds"].values()))["n_params"],
+                   "device": next(iter(m["seeds"].values()))["device"]}
     total = sum(r["wall_s"] for r in rows.values())
     print(json.dumps({"variants": rows, "total_train_s": round(total, 1), "target_s": 600}, indent=2))
 

@@ -115,15 +115,20 @@ def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float) -> Resamp
 
 
 def resample_gaze(*, t: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndarray, dst_t: np.ndarray,
-                  max_gap_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest gaze sample within ``max_gap_s`` of each step: gaze [T,2], inout [T], valid [T].
+                  max_gap_s: float, return_sample_t: bool = False) -> tuple[np.ndarray, ...]:
+    """Nearest gaze sample within ``max_gap_s`` of each step: gaze [T,2], inout [T], valid [T]
+    (and, with ``return_sample_t``, the time of the raw sample each label came from, NaN where
+    invalid: a label can come from a sample slightly *after* its step, which the track
+    history must know to stay before t - horizon).
 
     A step is valid only when its nearest sample is valid (a blink stays missing, never
     "out"); inout is 1 when that sample lies inside [0, 1]^2.
     """
     gaze = np.zeros((dst_t.size, 2), np.float32)
+    sample_t = np.full(dst_t.size, np.nan)
     if len(t) == 0:
-        return gaze, np.zeros(dst_t.size, np.int8), np.zeros(dst_t.size, bool)
+        empty = (gaze, np.zeros(dst_t.size, np.int8), np.zeros(dst_t.size, bool))
+        return (*empty, sample_t) if return_sample_t else empty
     t = np.asarray(t, np.float64)
     i = np.clip(np.searchsorted(t, dst_t), 1, max(t.size - 1, 1))
     i = np.where((t.size > 1) & (np.abs(t[i - 1] - dst_t) <= np.abs(t[np.minimum(i, t.size - 1)] - dst_t)),
@@ -132,7 +137,10 @@ def resample_gaze(*, t: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndar
     ok = near & np.asarray(valid, bool)[i] & np.isfinite(x[i]) & np.isfinite(y[i])
     gaze[ok] = np.stack([x[i], y[i]], 1)[ok]
     inout = (ok & (gaze[:, 0] >= 0) & (gaze[:, 0] <= 1) & (gaze[:, 1] >= 0) & (gaze[:, 1] <= 1)).astype(np.int8)
-    return gaze, inout, ok
+    if not return_sample_t:
+        return gaze, inout, ok
+    sample_t[ok] = t[i][ok]
+    return gaze, inout, ok, sample_t
 
 
 def find_gaps(*, src_t: np.ndarray, min_gap_s: float) -> list[tuple[float, float]]:
@@ -257,11 +265,12 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
     g = np.zeros((len(viewers), t.size, 2), np.float32)
     inout = np.zeros((len(viewers), t.size), np.int8)
     valid = np.zeros((len(viewers), t.size), bool)
+    gaze_t = np.full((len(viewers), t.size), np.nan)
     for v_i, (_, d) in enumerate(gaze.groupby("viewer_id", sort=True)):
-        g[v_i], inout[v_i], valid[v_i] = resample_gaze(
+        g[v_i], inout[v_i], valid[v_i], gaze_t[v_i] = resample_gaze(
             t=d["t"].to_numpy(), x=d["x"].to_numpy(), y=d["y"].to_numpy(), valid=d["valid"].to_numpy(),
-            dst_t=t, max_gap_s=cfg["gaze_max_gap_s"])
+            dst_t=t, max_gap_s=cfg["gaze_max_gap_s"], return_sample_t=True)
     mask[:, 3] = valid.any(0) if len(viewers) else False
-    out.update({"gaze": g, "inout": inout, "valid": valid, "mask": mask,
+    out.update({"gaze": g, "inout": inout, "valid": valid, "gaze_t": gaze_t, "mask": mask,
                 "viewers": np.array(viewers, dtype=str)})
     return out

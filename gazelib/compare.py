@@ -1,77 +1,195 @@
-"""Compare variants against the baseline with a paired bootstrap.
+"""Compare variants, floors and the ceiling with a cluster bootstrap over test videos and seeds.
 
-For a metric m and variant v, the paired difference per resampling unit u is
-d_u = mean m_v(u) - mean m_baseline(u) over the same (video, viewer, step) triples. The
-95% interval is the 2.5 / 97.5 percentiles of the mean of d over units drawn with
-replacement. Units are test videos when there are at least ``min_videos``; otherwise
-blocks of ``block_s`` seconds of test time (the report says which).
+A row r (a variant trained with seeds S_r, or a floor / the ceiling, one deterministic
+"seed") has per seed s and test video i the sum and count of each per-sample metric over
+its in-frame samples. Its value for a metric m is the mean over seeds of the pooled mean over
+videos::
+
+    m_r = 1/|S_r| sum_s  (sum_i sum_{r,s,i}) / (sum_i count_{r,s,i})
+
+and for the pooled metrics (``inout_ap``, ``out_ap``, ``inout_acc``) the mean over seeds of
+the metric over all valid samples. One bootstrap draw b resamples the **test videos** with
+replacement (multiplicities M_b,i, shared by every row, so deltas are paired over videos) and,
+independently for each row, its **training seeds** with replacement (multiplicities N_b,s),
+and recomputes every row's value with those weights. The delta of r against a reference R is
+``m_r - m_R`` per draw; the 95 % interval is its 2.5 / 97.5 percentiles. Resampling videos
+makes the interval speak to new videos, resampling seeds to a new training run.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-LOWER_IS_BETTER = {"l2", "kl"}
+from gazelib.evaluate import LOWER_IS_BETTER, MEAN_KEYS, POOLED_KEYS
+from gazelib.metrics import average_precision
+
+ALL_KEYS = MEAN_KEYS + POOLED_KEYS
 
 
-def paired_units(*, steps_v: pd.DataFrame, steps_b: pd.DataFrame, metric: str, unit: str, block_steps: int) -> pd.DataFrame:
-    key = ["video_id", "viewer", "step"]
-    j = steps_v[key + [metric]].merge(steps_b[key + [metric]], on=key, suffixes=("_v", "_b")).dropna()
-    j["unit"] = j["video_id"] if unit == "video" else j["video_id"] + ":" + (j["step"] // block_steps).astype(str)
-    return j.groupby("unit")[[f"{metric}_v", f"{metric}_b"]].mean()
+def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """[n_boot, n] multiplicities of n units drawn n times with replacement."""
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return np.stack([np.bincount(r, minlength=n) for r in idx]).astype(np.float64)
 
 
-def bootstrap_delta(*, units: pd.DataFrame, metric: str, n_boot: int, seed: int) -> dict:
-    d = (units[f"{metric}_v"] - units[f"{metric}_b"]).to_numpy()
-    if d.size == 0:
-        return {"delta": float("nan"), "ci95": [float("nan"), float("nan")], "n_units": 0}
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_boot, d.size))].mean(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return {"delta": float(d.mean()), "ci95": [float(lo), float(hi)], "n_units": int(d.size),
-            "excludes_zero": bool(lo > 0 or hi < 0)}
-
-
-def compare_variants(*, evals: dict[str, dict], steps: dict[str, pd.DataFrame], baseline: str, n_boot: int,
-                     seed: int, min_videos: int, block_steps: int, block_s: float) -> dict:
-    """``evals``: per variant the eval JSON; ``steps``: per variant its per-step table (model rows)."""
-    n_videos = steps[baseline]["video_id"].nunique() if baseline in steps else 0
-    unit = "video" if n_videos >= min_videos else "block"
-    out = {"baseline": baseline, "bootstrap": {"unit": unit, "n_test_videos": int(n_videos), "n_boot": n_boot,
-                                               "block_s": block_s if unit == "block" else None},
-           "variants": {}}
-    for v, ev in sorted(evals.items()):
-        entry = {"metrics": ev["model"], "floor_centre_prior": ev["centre_prior"],
-                 "ceiling_inter_observer": ev["inter_observer"], "delta_vs_baseline": {}}
-        if v != baseline and baseline in evals:
-            for m in ("l2", "auc", "hit1", "hit5"):
-                units = paired_units(steps_v=steps[v], steps_b=steps[baseline], metric=m, unit=unit,
-                                     block_steps=block_steps)
-                entry["delta_vs_baseline"][m] = bootstrap_delta(units=units, metric=m, n_boot=n_boot, seed=seed)
-            for m in ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig", "inout_ap", "inout_acc"):
-                entry["delta_vs_baseline"][m] = {"delta": ev["model"][m] - evals[baseline]["model"][m]}
-        out["variants"][v] = entry
+def _row_values(df: pd.DataFrame, videos: list[str], seeds: list, w_video: np.ndarray,
+                w_seed: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of one row under weights: w_video [B, n_videos], w_seed [B, n_seeds] -> [B]."""
+    vid_pos = {v: i for i, v in enumerate(videos)}
+    out: dict[str, np.ndarray] = {}
+    per_seed: dict[str, list[np.ndarray]] = {k: [] for k in ALL_KEYS}
+    for s in seeds:
+        d = df[df["seed"] == s]
+        vi = d["video_id"].map(vid_pos).to_numpy()
+        for k in MEAN_KEYS:
+            x = d[k].to_numpy(np.float64)
+            ok = np.isfinite(x)
+            sums = np.bincount(vi[ok], weights=x[ok], minlength=len(videos))
+            cnts = np.bincount(vi[ok], minlength=len(videos)).astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_seed[k].append((w_video @ sums) / (w_video @ cnts))
+        w = w_video[:, vi]
+        y = d["inout"].to_numpy().astype(int)
+        p = d["p_in"].to_numpy(np.float64)
+        per_seed["inout_ap"].append(np.asarray(average_precision(scores=p, labels=y, weights=w), np.float64))
+        per_seed["out_ap"].append(np.asarray(average_precision(scores=1 - p, labels=1 - y, weights=w), np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_seed["inout_acc"].append((w @ ((p >= 0.5) == y).astype(np.float64)) / w.sum(1))
+    for k in ALL_KEYS:
+        vals = np.stack(per_seed[k], 1)                  # [B, n_seeds]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[k] = np.nansum(vals * w_seed, 1) / (np.isfinite(vals) * w_seed).sum(1)
     return out
 
 
-def render_table(cmp: dict) -> str:
-    cols = ["l2", "auc", "hit1", "nss", "cc", "sauc", "ig", "inout_ap"]
-    head = "| variant | " + " | ".join(cols) + " | Δl2 vs baseline [95% CI] | ΔAUC vs baseline [95% CI] |"
-    lines = [head, "|" + "---|" * (len(cols) + 3)]
+def compare_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: list[str], n_boot: int, seed: int,
+                 chunk: int = 100) -> dict:
+    """``samples``: per-sample table with columns row, seed, video_id, inout, p_in and the metrics;
+    ``rows``: row name -> kind (variant | floor | ceiling). Returns values and deltas with intervals."""
+    missing = [r for r in list(rows) + references if r not in set(samples["row"])]
+    if missing:
+        raise ValueError(f"compare: no samples for {missing}; rows present: {sorted(set(samples['row']))}")
+    videos = sorted(samples["video_id"].unique())
+    seeds = {r: sorted(samples.loc[samples["row"] == r, "seed"].unique()) for r in rows}
+    rng = np.random.default_rng(seed)
+    w_video = _draws(rng, len(videos), n_boot)
+    w_seed = {r: _draws(rng, len(seeds[r]), n_boot) for r in rows}
+    by_row = {r: samples[samples["row"] == r] for r in rows}
+    point = {r: _row_values(by_row[r], videos, seeds[r], np.ones((1, len(videos))), np.ones((1, len(seeds[r]))))
+             for r in rows}
+    boot: dict[str, dict[str, list]] = {r: {k: [] for k in ALL_KEYS} for r in rows}
+    for b0 in range(0, n_boot, chunk):
+        for r in rows:
+            vals = _row_values(by_row[r], videos, seeds[r], w_video[b0:b0 + chunk], w_seed[r][b0:b0 + chunk])
+            for k in ALL_KEYS:
+                boot[r][k].append(vals[k])
+    boot_arr = {r: {k: np.concatenate(v) for k, v in d.items()} for r, d in boot.items()}
+    out = {"bootstrap": {"unit": "test videos (cluster, paired across rows) x training seeds (per row)",
+                         "n_test_videos": len(videos), "test_videos": videos, "n_boot": n_boot, "ci": 0.95,
+                         "seeds": {r: [int(s) for s in seeds[r]] for r in rows}},
+           "rows": {}, "deltas": {}}
+    for r, kind in rows.items():
+        out["rows"][r] = {"kind": kind, "n_seeds": len(seeds[r]),
+                          "metrics": {k: _f(point[r][k][0]) for k in ALL_KEYS}}
+        out["deltas"][r] = {}
+        for ref in references:
+            if ref == r:
+                continue
+            entry = {}
+            for k in ALL_KEYS:
+                d = boot_arr[r][k] - boot_arr[ref][k]
+                d = d[np.isfinite(d)]
+                delta = point[r][k][0] - point[ref][k][0]
+                lo, hi = (np.percentile(d, [2.5, 97.5]) if d.size else (np.nan, np.nan))
+                entry[k] = {"delta": _f(delta), "ci95": [_f(lo), _f(hi)],
+                            "excludes_zero": bool(d.size and (lo > 0 or hi < 0)),
+                            "better": None if not np.isfinite(delta) else bool((delta < 0) == (k in LOWER_IS_BETTER))}
+            out["deltas"][r][f"vs_{ref}"] = entry
+    return out
 
-    def fmt(x):
-        return "nan" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
-    first = next(iter(cmp["variants"].values()), None)
-    for name, e in cmp["variants"].items():
-        d = e["delta_vs_baseline"]
-        ci = lambda m: (f"{d[m]['delta']:+.3f} [{d[m]['ci95'][0]:+.3f}, {d[m]['ci95'][1]:+.3f}]"  # noqa: E731
-                        if m in d else "—")
-        lines.append(f"| {name} | " + " | ".join(fmt(e["metrics"][c]) for c in cols) + f" | {ci('l2')} | {ci('auc')} |")
-    if first is not None:
-        for label, key in (("centre prior (floor)", "floor_centre_prior"), ("inter-observer (ceiling)", "ceiling_inter_observer")):
-            lines.append(f"| {label} | " + " | ".join(fmt(first[key][c]) for c in cols) + " | | |")
+def _f(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+TABLE_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _fmt_delta(e: dict) -> str:
+    if e["delta"] is None:
+        return "–"
+    lo, hi = e["ci95"]
+    ci = "" if lo is None else f" [{lo:+.3f}, {hi:+.3f}]"
+    return f"{e['delta']:+.3f}{ci}{' *' if e['excludes_zero'] else ''}"
+
+
+def render_report(cmp: dict, protocol: str) -> str:
+    """Markdown: values of every row, then every metric's delta vs each reference with its interval."""
+    rows = cmp["rows"]
+    lines = ["| row | kind | seeds | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 3) + "|"]
+    for r, e in rows.items():
+        lines.append(f"| {r} | {e['kind']} | {e['n_seeds']} | " + " | ".join(_fmt(e["metrics"][k]) for k in TABLE_KEYS) + " |")
+    refs = sorted({ref for d in cmp["deltas"].values() for ref in d})
+    parts = ["\n".join(lines)]
+    for ref in refs:
+        name = ref.removeprefix("vs_")
+        for keys in (MEAN_KEYS[:4] + POOLED_KEYS[:2], MEAN_KEYS[4:]):
+            head = f"| Δ vs {name} | " + " | ".join(keys) + " |"
+            body = [head, "|---" * (len(keys) + 1) + "|"]
+            for r, d in cmp["deltas"].items():
+                if ref in d:
+                    body.append(f"| {r} | " + " | ".join(_fmt_delta(d[ref][k]) for k in keys) + " |")
+            parts.append("\n".join(body))
     b = cmp["bootstrap"]
-    unit = (f"test videos ({b['n_test_videos']})" if b["unit"] == "video"
-            else f"{b['block_s']:.0f} s blocks of test time ({b['n_test_videos']} test videos are too few to resample)")
-    return "\n".join(lines) + f"\n\nPaired bootstrap ({b['n_boot']} draws) over {unit}.\n"
+    foot = (f"Intervals: 95 % percentile bootstrap ({b['n_boot']} draws) over {b['n_test_videos']} test videos "
+            f"(cluster bootstrap, paired across rows) and, per row, its training seeds "
+            f"({', '.join(f'{r}: {len(s)}' for r, s in b['seeds'].items())}). * = the interval excludes 0. "
+            f"l2_vat and kl: lower is better.\n\n{protocol}\n")
+    return "\n\n".join(parts) + "\n\n" + foot
+
+
+README_KEYS = ("auc_vat", "l2_vat", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
+README_START, README_END = "<!-- results:start (scripts/readme_results.py) -->", "<!-- results:end -->"
+
+
+def readme_results(cmp: dict, baseline: str, floor: str = "persistence") -> str:
+    """The README's results block: every row's values, then the deltas of every other variant
+    vs ``baseline`` and vs ``floor`` for the headline metrics, with their intervals."""
+    b = cmp["bootstrap"]
+    kinds = ("variant", "floor", "ceiling")
+    order = sorted(cmp["rows"], key=lambda r: (kinds.index(cmp["rows"][r]["kind"]), r != baseline, r))
+    lines = ["| row | " + " | ".join(README_KEYS) + " |", "|---" * (len(README_KEYS) + 1) + "|"]
+    for r in order:
+        e = cmp["rows"][r]
+        label = r if e["kind"] == "variant" else f"{r} ({e['kind']})"
+        lines.append(f"| {label} | " + " | ".join(_fmt(e["metrics"][k]) for k in README_KEYS) + " |")
+    lines += ["", f"| delta [95% CI] | " + " | ".join(README_KEYS[:2] + ("ig", "out_ap")) + " |",
+              "|---" * 5 + "|"]
+    for r in order:
+        if cmp["rows"][r]["kind"] != "variant":
+            continue
+        for ref in (baseline, floor):
+            d = cmp["deltas"][r].get(f"vs_{ref}")
+            if d is None:
+                continue
+            lines.append(f"| {r} vs {ref} | " + " | ".join(_fmt_delta(d[k]) for k in ("auc_vat", "l2_vat", "ig",
+                                                                                       "out_ap")) + " |")
+    seeds = sorted({len(s) for r, s in b["seeds"].items() if cmp["rows"][r]["kind"] == "variant"})
+    lines += ["", f"{b['n_test_videos']} test videos, {'/'.join(map(str, seeds))} training seeds per variant; "
+              f"95 % intervals from a cluster bootstrap over test videos and seeds ({b['n_boot']} draws); "
+              "* = the interval excludes 0; l2_vat: lower is better."]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """Put ``block`` between the README's results markers."""
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"README has no results markers ({README_START} ... {README_END})")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{block}\n{README_END}{tail}"

@@ -107,10 +107,13 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray | StreamedArray) -> 
                         np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
-def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Load every array of an NPZ eagerly; pickled objects are refused."""
+def read_npz(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Load the arrays of an NPZ eagerly (all, or only ``keys``); pickled objects are refused."""
     with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+        missing = [k for k in keys or () if k not in data.files]
+        if missing:
+            raise KeyError(f"{path}: no array {missing} (has {data.files}); rerun the stage that wrote it")
+        return {k: data[k] for k in (keys or data.files)}
 
 
 def write_table(path: str | os.PathLike, df: pd.DataFrame, meta: dict | None = None) -> None:

@@ -30,6 +30,19 @@ def load_manifest(root: Path) -> pd.DataFrame:
     return read_table(path)[0]
 
 
+SPLITS = ("train", "val", "test")
+
+
+def check_splits(*, videos: pd.DataFrame, where: str) -> None:
+    """Fail before any training when a split has no video (with ``viewers`` > 0 where known)."""
+    usable = videos[videos["viewers"] > 0] if "viewers" in videos else videos
+    empty = [s for s in SPLITS if not (usable["split"] == s).any()]
+    if empty:
+        counts = {s: int((usable["split"] == s).sum()) for s in SPLITS}
+        raise ValueError(f"{where}: split {empty} has no video with gaze ({counts}); add videos or set "
+                         f"splits in corpus.yaml / ingest.split_ratios so every split has at least one")
+
+
 def grid_shape(params: dict) -> tuple[int, int, int]:
     from gazelib.features.visual import grid_channel_names
 
@@ -53,6 +66,7 @@ def run_ingest(*, params: dict, root: Path = Path(".")) -> dict:
     result = ingest_corpus(corpus=corpus, params=params["ingest"], on_error=params["data"]["on_error"])
     if result.manifest.empty:
         raise ValueError(f"{corpus}: no usable video (skipped: {result.skipped})")
+    check_splits(videos=result.manifest.rename(columns={"n_viewers": "viewers"}), where=f"{corpus}: ingest")
     return write_ingest(result=result, out_dir=root / INTERIM, corpus=params["data"]["corpus"])
 
 
@@ -208,6 +222,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
                      "label_coverage": float(a["valid"].any(0).mean()) if a["valid"].size else 0.0})
         if it["split"] == "train":
             train_arrays.append(a)
+    check_splits(videos=pd.DataFrame(rows, columns=["video_id", "split", "viewers"]), where="align")
     write_table(out / "index.parquet", pd.DataFrame(rows), meta={"fps": cfg["fps"], "grid": list(gshape)})
     stats = fit_norm_stats(videos=train_arrays)
     stats["fit_on"] = sorted(it["video_id"] for it in ok if it["split"] == "train")
@@ -242,26 +257,42 @@ def _index_maps(index: pd.DataFrame) -> dict:
 
 
 def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs: int | None = None) -> dict:
+    """Train ``variant`` once per seed in ``train.seeds`` into ``models/<variant>/seed<k>/``."""
     from gazelib.train import train_variant, write_train_metrics
     from gazelib.viz import curves
 
     if variant not in params["variants"]:
         raise KeyError(f"unknown variant {variant!r}; params.yaml has {list(params['variants'])}")
+    if variant in RESERVED_ROWS:
+        raise ValueError(f"variant name {variant!r} is reserved for a floor or ceiling row; rename it")
+    seeds = list(params["train"]["seeds"])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"train.seeds must be a non-empty list of distinct seeds, got {seeds}")
     index = read_table(root / ALIGNED / "index.parquet")[0]
     stats = json.loads((root / ALIGNED / "norm_stats.json").read_text())
-    out_dir = root / "models" / variant
-    out_dir.mkdir(parents=True, exist_ok=True)
-    live = _live(root / "reports" / "train" / variant)
-    result = train_variant(variant=variant, modalities=params["variants"][variant]["modalities"],
-                           train_files=_split_files(root, index, "train"), val_files=_split_files(root, index, "val"),
-                           index=_index_maps(index), stats=stats, grid_shape=grid_shape(params),
-                           fps=params["align"]["fps"], cfg=params["train"], model_cfg=params["model"],
-                           out_dir=out_dir, seed=params["seed"], live=live, max_epochs=max_epochs)
-    if live is not None:
-        live.end()
-    write_train_metrics(root / "metrics" / "train" / f"{variant}.json", result)
-    curves(path=root / "reports" / "train" / variant / "curves.png", history=result["history"], title=variant)
-    return result
+    cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
+    results = []
+    for seed in seeds:
+        out_dir = root / "models" / variant / f"seed{seed}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        live = _live(root / "reports" / "train" / variant / f"seed{seed}")
+        result = train_variant(variant=variant, modalities=params["variants"][variant]["modalities"],
+                               train_files=_split_files(root, index, "train"),
+                               val_files=_split_files(root, index, "val"), index=_index_maps(index), stats=stats,
+                               grid_shape=grid_shape(params), fps=params["align"]["fps"], cfg=cfg,
+                               model_cfg=params["model"], out_dir=out_dir, seed=seed, live=live,
+                               max_epochs=max_epochs)
+        if live is not None:
+            live.end()
+        curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
+               history=result["history"], title=f"{variant} seed {seed}")
+        results.append({k: v for k, v in result.items() if k != "history"} | {"seed": seed})
+    summary = {"variant": variant, "seeds": {f"seed{r['seed']}": r for r in results},
+               "wall_s": float(sum(r["wall_s"] for r in results)),
+               "epochs_run_mean": float(np.mean([r["epochs_run"] for r in results])),
+               "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in results]))}
+    write_train_metrics(root / "metrics" / "train" / f"{variant}.json", summary)
+    return summary
 
 
 def _live(path: Path):
@@ -272,38 +303,119 @@ def _live(path: Path):
     return Live(dir=str(path), dvcyaml=None, save_dvc_exp=False, report=None)
 
 
+def _labels(files: list[Path]) -> dict[str, dict]:
+    from gazelib.floors import LABEL_KEYS
+
+    return {f.stem: read_npz(f, keys=LABEL_KEYS) for f in files}
+
+
+FLOORS = Path("models/floors/floors.json")
+RESERVED_ROWS = ("floors", "centre_prior", "persistence", "inter_observer")
+
+
+def run_fit_floors(*, params: dict, root: Path = Path(".")) -> dict:
+    """Fit the centre prior, persistence and inter-observer predictors on the train split."""
+    from gazelib.floors import fit_floors
+
+    index = read_table(root / ALIGNED / "index.parquet")[0]
+    train_files = _split_files(root, index, "train")
+    if not train_files:
+        raise ValueError("no train video with gaze recordings: floors cannot be fitted")
+    ecfg = params["evaluate"]
+    _, gh, gw = grid_shape(params)
+    floors = fit_floors(train=list(_labels(train_files).values()), gh=gh, gw=gw,
+                        horizon_s=params["train"]["horizon_s"], sigmas=ecfg["floor_sigmas"],
+                        weights=ecfg["floor_weights"], eps=ecfg["prior_eps"], seed=params["seed"])
+    write_json(root / FLOORS, floors)
+    return floors
+
+
 def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
+    """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
     from gazelib.dataset import GazeWindows
-    from gazelib.evaluate import evaluate_all, predict, train_fixation_stats
+    from gazelib.evaluate import eval_map_shape, leak_check, predict, sauc_negatives, score_rows, summarise
+    from gazelib.floors import floor_predictions
+    from gazelib.metrics import resize_bilinear
     from gazelib.train import model_from_checkpoint, stats_hash
 
     index = read_table(root / ALIGNED / "index.parquet")[0]
     stats = json.loads((root / ALIGNED / "norm_stats.json").read_text())
+    floors = json.loads((root / FLOORS).read_text())
     modalities = params["variants"][variant]["modalities"]
-    model, state = model_from_checkpoint(root / "models" / variant / "best.pt", expect={
-        "variant": variant, "modalities": list(modalities), "norm_stats_hash": stats_hash(stats)})
+    ecfg, cfg, fps = params["evaluate"], params["train"], params["align"]["fps"]
     _, gh, gw = grid_shape(params)
     test_files = _split_files(root, index, "test")
     if not test_files:
         raise ValueError("no test video with gaze recordings; check the split ratios")
-    cfg = params["train"]
     maps = _index_maps(index)
-    ds = GazeWindows(files=test_files, stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=params["align"]["fps"],
+    train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
+    ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
                      lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
-    preds = predict(model=model, ds=ds)
-    labels = {f.stem: read_npz(f) for f in test_files}
-    train_xy, inout_rate = train_fixation_stats(train_arrays=[read_npz(f) for f in _split_files(root, index, "train")])
-    ev = evaluate_all(preds=preds, labels=labels, train_xy=train_xy, inout_rate=inout_rate, gh=gh, gw=gw,
-                      sigma=params["evaluate"]["sal_sigma"])
-    metrics = {**ev["means"], "variant": variant, "modalities": modalities, "n_test_videos": len(test_files),
-               "test_videos": sorted(labels)}
+    labels = _labels(test_files)
+    manifest = load_manifest(root).set_index("video_id")
+    prior = np.asarray(floors["prior"], np.float64).reshape(1, gh, gw)
+    per_video = {}
+    for vid in sorted(labels):
+        hw = eval_map_shape(width=int(manifest.loc[vid, "width"]), height=int(manifest.loc[vid, "height"]),
+                            saliency_width=ecfg["saliency_width"])
+        per_video[vid] = {"eval_hw": hw, "prior_eval": resize_bilinear(maps=prior, out_hw=hw)[0],
+                          "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
+                                                     seed=params["seed"])}
+
+    def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
+        frames = []
+        for vid in sorted(preds):
+            df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
+                            fixation_sigma=ecfg["fixation_map_sigma"], **per_video[vid])
+            frames.append(df.assign(row=row, seed=seed, video_id=vid))
+        return pd.concat(frames, ignore_index=True)
+
+    tables, models, first_preds = [], {}, None
+    for seed in cfg["seeds"]:
+        model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
+            "variant": variant, "modalities": list(modalities), "norm_stats_hash": stats_hash(stats), "seed": seed})
+        models[seed] = model
+        preds = predict(model=model, ds=ds)
+        first_preds = first_preds or preds
+        tables.append(score(variant, seed, preds))
+    floor_preds: dict[str, dict] = {}
+    for vid in sorted(labels):
+        for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
+            floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
+    for name, preds in floor_preds.items():
+        tables.append(score(name, -1, preds))
+    samples = pd.concat(tables, ignore_index=True)
+    first = sorted(labels)[0]
+    leak = leak_check(model=models[cfg["seeds"][0]], arrays=read_npz(ds.files[first]), video_id=first, stats=stats,
+                      cfg=train_cfg, fps=fps, grid_hw=(gh, gw), seed=params["seed"])
+    log.info("%s: leak check on %s: max |dlogit| %.3g, mass moved %.3g", variant, first,
+             leak["max_abs_dlogit"], leak["max_prob_mass_moved"])
+    per_seed = {int(s): summarise(samples[(samples["row"] == variant) & (samples["seed"] == s)]) for s in cfg["seeds"]}
+    model_mean = {k: float(np.nanmean([p[k] for p in per_seed.values()])) for k in per_seed[cfg["seeds"][0]]}
+    metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
+               **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
+               "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
+               "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL}
     write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
     rep = root / "reports" / "eval" / variant
-    write_table(rep / "per_video.parquet", ev["table"])
-    write_text(rep / "per_video.md", ev["table"].round(4).to_markdown(index=False) + "\n")
-    write_table(rep / "steps.parquet", ev["steps"][ev["steps"]["model"] == "model"])
-    _overlays(root=root, params=params, variant=variant, preds=preds, labels=labels, gh=gh, gw=gw)
+    write_table(rep / "samples.parquet", samples)
+    from gazelib.evaluate import MEAN_KEYS
+
+    table = samples.groupby(["video_id", "row"], sort=True)[list(MEAN_KEYS)].mean().reset_index()
+    write_text(rep / "per_video.md", f"# {variant}: per-video means (model rows averaged over seeds)\n\n"
+               + table.round(4).to_markdown(index=False) + "\n")
+    _overlays(root=root, params=params, variant=variant, preds=first_preds, labels=labels, gh=gh, gw=gw)
     return metrics
+
+
+PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "
+            "predicts a distribution over the grid cells per viewer and step. auc_vat / l2_vat follow the "
+            "VideoAttentionTarget evaluation code (heatmap resized to 64x64, 19x19 positive patch, argmax on the "
+            "64x64 map), on valid in-frame samples; hit1_cell / hit5_cell on the grid itself. The saliency family "
+            "(NSS, CC, SIM, KL, AUC-Judd, sAUC, IG over the train centre prior) follows pysaliency, per fixation: "
+            "the map a row predicts for one viewer at one frame, resized bilinearly to a 64-column evaluation map, "
+            "against that viewer's fixation. inout_ap (in-frame positive, as published) and out_ap pool all valid "
+            "samples.")
 
 
 def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: dict, gh: int, gw: int) -> None:
@@ -334,33 +446,43 @@ def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: di
 
 
 def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.compare import compare_variants, render_table
+    """Every variant, floor and the ceiling; deltas vs the baseline and persistence with intervals."""
+    from gazelib.compare import compare_rows, render_report
     from gazelib.viz import bar_compare
 
-    evals, steps = {}, {}
-    for v in params["variants"]:
-        p = root / "metrics" / "eval" / f"{v}.json"
+    ccfg = params["compare"]
+    variants = list(params["variants"])
+    if ccfg["baseline"] not in variants:
+        raise KeyError(f"compare.baseline {ccfg['baseline']!r} is not a variant in params.yaml ({variants})")
+    tables, protocol = [], None
+    for v in variants:
+        p = root / "reports" / "eval" / v / "samples.parquet"
         if not p.exists():
             raise FileNotFoundError(f"{p} missing: run evaluate@{v}")
-        evals[v] = json.loads(p.read_text())
-        steps[v] = read_table(root / "reports" / "eval" / v / "steps.parquet")[0]
-    ecfg = params["evaluate"]
-    cmp = compare_variants(evals=evals, steps=steps, baseline="baseline", n_boot=ecfg["n_bootstrap"],
-                           seed=params["seed"], min_videos=ecfg["bootstrap_min_videos"],
-                           block_steps=int(round(ecfg["bootstrap_block_s"] * params["align"]["fps"])),
-                           block_s=ecfg["bootstrap_block_s"])
+        df = read_table(p)[0]
+        keep = df["row"] == v if v != ccfg["baseline"] else np.ones(len(df), bool)  # floors from one file
+        tables.append(df[keep])
+        protocol = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["protocol"]
+    samples = pd.concat(tables, ignore_index=True)
+    rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor",
+                                                "inter_observer": "ceiling"}
+    cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
+                       n_boot=params["evaluate"]["n_bootstrap"], seed=params["seed"])
     write_json(root / "metrics" / "compare.json", cmp)
-    table = render_table(cmp)
-    base = cmp["variants"]["baseline"]
-    names = list(cmp["variants"])
-    vals = [cmp["variants"][n]["metrics"]["auc"] for n in names]
-    lo = [base["metrics"]["auc"] + cmp["variants"][n]["delta_vs_baseline"].get("auc", {"ci95": [0, 0]})["ci95"][0]
-          if n != "baseline" else vals[i] for i, n in enumerate(names)]
-    hi = [base["metrics"]["auc"] + cmp["variants"][n]["delta_vs_baseline"].get("auc", {"ci95": [0, 0]})["ci95"][1]
-          if n != "baseline" else vals[i] for i, n in enumerate(names)]
+    md = render_report(cmp, protocol or "")
+    names = list(rows)
+    key = "auc_vat"
+    vals = [cmp["rows"][n]["metrics"][key] for n in names]
+    base = cmp["rows"][ccfg["baseline"]]["metrics"][key]
+    ref = f"vs_{ccfg['baseline']}"
+    lo = [base + cmp["deltas"][n][ref][key]["ci95"][0] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
+    hi = [base + cmp["deltas"][n][ref][key]["ci95"][1] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
     bar_compare(path=root / "reports" / "compare.png", names=names, values=vals, lo=lo, hi=hi,
-                floor=base["floor_centre_prior"]["auc"], ceiling=base["ceiling_inter_observer"]["auc"], metric="AUC")
-    write_text(root / "reports" / "compare.md", "# Variant comparison (test split)\n\n" + table +
-               "\n![AUC per variant](compare.png)\n")
-    print(table)
+                floor=cmp["rows"]["persistence"]["metrics"][key], ceiling=cmp["rows"]["inter_observer"]["metrics"][key],
+                metric=key)
+    write_text(root / "reports" / "compare.md", "# Variant comparison (test split)\n\n" + md +
+               f"\n![{key} per row](compare.png)\n")
+    print(md)
     return cmp

@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
-
 from gazelib import __version__
-from gazelib.dataset import GazeWindows, VideoBlockSampler, feature_dims
+from gazelib.dataset import GazeWindows, block_order, feature_dims
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
@@ -132,14 +130,11 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     gh, gw = grid_shape[1:]
     ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
                    n_viewers=index["viewers"])
-    train_ds = GazeWindows(files=train_files, **ds_args)
-    val_ds = GazeWindows(files=val_files, stride_s=cfg["window_s"], **ds_args)
+    cache = cfg.get("cache_videos", 64)
+    train_ds = GazeWindows(files=train_files, cache_size=cache, **ds_args)
+    val_ds = GazeWindows(files=val_files, stride_s=cfg["window_s"], cache_size=cache, **ds_args)
     if len(train_ds) == 0:
         raise ValueError(f"{variant}: no training windows (no train videos with viewers)")
-    sampler = VideoBlockSampler(train_ds.index, block=4, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    train_dl = DataLoader(train_ds, batch_size=cfg["batch_size"], sampler=sampler, generator=gen)
-    val_dl = DataLoader(val_ds, batch_size=cfg["batch_size"], shuffle=False)
     mcfg = make_model_config(variant=variant, modalities=modalities, stats=stats, grid_shape=grid_shape,
                              model_cfg=model_cfg)
     model = build_model(mcfg).to(device)
@@ -174,13 +169,15 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     t_start = time.time()
     n_samples = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
+    n_batches = math.ceil(len(train_ds) / cfg["batch_size"])
     for epoch in range(start_epoch, stop_at):
         if bad >= cfg["patience"]:
             break
         model.train()
-        sampler.set_epoch(epoch)
+        order = block_order(train_ds.index, block=cache, seed=seed, epoch=epoch)
         tr = []
-        for batch in tqdm(train_dl, desc=f"{variant} epoch {epoch}", leave=False):
+        for batch in tqdm(train_ds.batches(order, cfg["batch_size"]), total=n_batches,
+                          desc=f"{variant} seed {seed} epoch {epoch}", leave=False):
             batch = model_inputs(batch, device)
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
                 out = model(batch)
@@ -194,7 +191,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             sched.step()
             tr.append(parts)
             n_samples += batch["pad"].shape[0]
-        val = evaluate_loss(model, val_dl, centres, cfg, device)
+        val = evaluate_loss(model, val_ds.batches(range(len(val_ds)), cfg["batch_size"]), centres, cfg, device)
         row = {"epoch": epoch, "train_loss": float(np.mean([p["loss"] for p in tr])), **{f"val_{k}": v for k, v in val.items()}}
         history.append(row)
         if live is not None:
@@ -222,10 +219,10 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
 
 
 @torch.no_grad()
-def evaluate_loss(model, dl, centres, cfg, device) -> dict:
+def evaluate_loss(model, batches, centres, cfg, device) -> dict:
     model.eval()
     parts = []
-    for batch in dl:
+    for batch in batches:
         batch = model_inputs(batch, device)
         _, p = compute_loss(model(batch), batch, centres, cfg)
         parts.append(p)

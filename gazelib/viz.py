@@ -46,10 +46,11 @@ def bar_compare(*, path: Path, names: list[str], values: list[float], lo: list[f
     x = np.arange(len(names))
     err = np.array([np.array(values) - np.array(lo), np.array(hi) - np.array(values)])
     ax.bar(x, values, yerr=np.nan_to_num(err), capsize=4, color="#4c72b0")
-    ax.axhline(floor, ls="--", c="grey", label="centre prior (floor)")
+    ax.axhline(floor, ls="--", c="grey", label="persistence (floor)")
     ax.axhline(ceiling, ls=":", c="green", label="inter-observer (ceiling)")
     ax.set_xticks(x, names)
-    ax.set_ylabel(metric)
+    ax.set_ylabel(f"{metric} (bars: 95% CI of the delta vs baseline)", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
     ax.legend(fontsize=7)
     _save(fig, path)
 

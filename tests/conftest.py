@@ -17,8 +17,8 @@ def base_params() -> dict:
 
 def tiny_params(base: dict, **demo) -> dict:
     p = copy.deepcopy(base)
-    p["demo"].update({"n_videos": 3, "duration_s": 10.0, **demo})
-    p["train"].update({"epochs": 1})
+    p["demo"].update({"n_videos": 3, "duration_s": 10.0, "split_counts": {"val": 1, "test": 1}, **demo})
+    p["train"].update({"epochs": 1, "seeds": [0]})
     return p
 
 

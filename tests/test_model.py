@@ -8,23 +8,24 @@ import pytest
 import torch
 
 from gazelib.io import write_npz
-from gazelib.model import FUSIONS, ModelConfig, build_model
+from gazelib.model import CONTENT_CONTEXTS, FUSIONS, ModelConfig, build_model
 from gazelib.normalize import fit_norm_stats
 from gazelib.train import CheckpointError, load_checkpoint, train_variant
 
 DIMS = {"audio": 3, "text": 4, "visual": 5, "track": 5}
 
 
-def _cfg(fusion, modalities=("track", "audio", "text", "visual")):
+def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal"):
     return ModelConfig(modalities=list(modalities), input_dims=DIMS, grid_channels=2, grid_h=3, grid_w=4,
-                       d_model=16, n_heads=2, n_layers=1, dim_ff=32, dropout=0.0, fusion=fusion)
+                       d_model=16, n_heads=2, n_layers=1, dim_ff=32, dropout=0.0, fusion=fusion, cell_dim=8,
+                       content_context=content_context)
 
 
 def _batch(b=2, t=7, seed=0):
     g = torch.Generator().manual_seed(seed)
     return {"audio": torch.randn(b, t, 3, generator=g), "text": torch.randn(b, t, 4, generator=g),
             "visual": torch.randn(b, t, 5, generator=g), "track": torch.randn(b, t, 5, generator=g),
-            "grid": torch.randn(b, t, 2, 3, 4, generator=g), "track_map": torch.rand(b, t, 12, generator=g),
+            "grid": torch.randn(b, t, 12, 2, generator=g), "track_map": torch.rand(b, t, 12, generator=g),
             "mask": torch.ones(b, t, 4), "pad": torch.zeros(b, t, dtype=torch.bool)}
 
 
@@ -72,6 +73,62 @@ def test_build_model_rejects_bad_config():
         build_model(_cfg("median"))
     with pytest.raises(ValueError, match="modalities"):
         build_model(_cfg("gated", modalities=("smell",)))
+    with pytest.raises(ValueError, match="content_context"):
+        build_model(_cfg("gated", content_context="centred"))
+
+
+# ------------------------------------------------------------------ no path from the future
+GAZE_KEYS = ("track", "track_map")
+CONTENT_KEYS = ("audio", "text", "visual", "grid")
+
+
+def _perturb_after(batch, keys, t, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    out = {k: v.clone() for k, v in batch.items()}
+    for k in keys:
+        out[k][:, t + 1:] = torch.randn(out[k][:, t + 1:].shape, generator=g) * 3
+    if "track" in keys:
+        out["mask"][:, t + 1:, 3] = 1 - out["mask"][:, t + 1:, 3]  # the track's availability is gaze-derived too
+    return out
+
+
+def _assert_unchanged_upto(model, a, b, t):
+    oa, ob = model(a), model(b)
+    for k in ("heatmap_logits", "inout_logits"):
+        assert (oa[k][:, :t + 1] - ob[k][:, :t + 1]).abs().max() <= 1e-6, k
+
+
+@pytest.mark.parametrize("content_context", CONTENT_CONTEXTS)
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context):
+    """Every fusion and option: the track path is causal (random weights)."""
+    torch.manual_seed(0)
+    model = build_model(_cfg(fusion, content_context=content_context)).eval()
+    batch = _batch(t=9)
+    batch["mask"][:, :, 3] = (torch.rand(2, 9) > 0.3).float()
+    for t in (0, 3, 7):
+        _assert_unchanged_upto(model, batch, _perturb_after(batch, GAZE_KEYS, t), t)
+    # and the perturbation is not a no-op: later outputs do change
+    out_a, out_b = model(batch), model(_perturb_after(batch, GAZE_KEYS, 3))
+    assert (out_a["heatmap_logits"][:, 4:] - out_b["heatmap_logits"][:, 4:]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_default_model_is_causal_for_content_too(fusion):
+    torch.manual_seed(0)
+    model = build_model(_cfg(fusion)).eval()
+    batch = _batch(t=9)
+    for t in (0, 4, 7):
+        _assert_unchanged_upto(model, batch, _perturb_after(batch, CONTENT_KEYS, t), t)
+
+
+def test_bidirectional_content_context_does_read_future_content():
+    """The offline option is what it says (so the causal tests above can fail)."""
+    torch.manual_seed(0)
+    model = build_model(_cfg("gated", content_context="bidirectional")).eval()
+    batch = _batch(t=9)
+    oa, ob = model(batch), model(_perturb_after(batch, CONTENT_KEYS, 3))
+    assert (oa["heatmap_logits"][:, :4] - ob["heatmap_logits"][:, :4]).abs().max() > 1e-4
 
 
 # ------------------------------------------------------------------ training on synthetic data
@@ -86,13 +143,14 @@ def _synthetic_split(root, n_videos=4, n_t=80, seed=0):
         grid[np.arange(n_t), 0, cell // 4, cell % 4] += 2
         xy = np.stack([(cell % 4 + 0.5) / 4, (cell // 4 + 0.5) / 3], 1)
         gaze = np.repeat(xy[None], 2, 0).astype(np.float32) + rng.normal(0, 0.02, (2, n_t, 2)).astype(np.float32)
+        gaze_t = np.repeat(t[None], 2, 0) + rng.uniform(-0.04, 0.04, (2, n_t))  # labels from nearby samples
         arr = {"t": t, "audio": rng.normal(size=(n_t, 3)).astype(np.float32),
                "audio_columns": np.array(["a", "b", "c"]), "audio_kinds": np.array(["continuous"] * 3),
                "text": np.zeros((n_t, 4), np.float32), "text_columns": np.array([f"e{i}" for i in range(4)]),
                "text_kinds": np.array(["embedding"] * 4),
                "visual": rng.normal(size=(n_t, 3)).astype(np.float32), "visual_columns": np.array(["x", "y", "z"]),
                "visual_kinds": np.array(["continuous"] * 3), "grid": grid, "mask": np.ones((n_t, 4), bool),
-               "gaze": gaze, "inout": np.ones((2, n_t), np.int8), "valid": np.ones((2, n_t), bool),
+               "gaze": gaze, "inout": np.ones((2, n_t), np.int8), "valid": np.ones((2, n_t), bool), "gaze_t": gaze_t,
                "viewers": np.array(["a", "b"])}
         f = root / f"v{v}.npz"
         write_npz(f, **arr)
@@ -106,7 +164,7 @@ TRAIN_CFG = {"horizon_s": 0.5, "window_s": 3.0, "stride_s": 1.5, "batch_size": 4
              "weight_decay": 0.0, "patience": 10, "heatmap_sigma": 0.1, "lambda_heatmap": 1.0,
              "lambda_inout": 0.5, "num_threads": 1}
 MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.1, "fusion": "gated",
-             "causal": False}
+             "cell_dim": 8, "content_context": "causal"}
 
 
 def _train(tmp_path, out, max_epochs=None, seed=0, variant="multimodal", modalities=("track", "audio", "visual")):
@@ -155,3 +213,52 @@ def test_checkpoint_type_detection(tmp_path):
     with pytest.raises(CheckpointError, match="not a loadable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     json.dumps(state["meta"])  # metadata is plain data
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_trained_checkpoint_is_leak_proof_through_the_data_path(tmp_path, fusion):
+    """A trained checkpoint, loaded the way evaluate loads it, and the raw gaze after t - horizon
+    replaced through prepare_arrays: the outputs at <= t do not move (evaluate's leak check)."""
+    from gazelib.evaluate import leak_check
+    from gazelib.io import read_npz
+    from gazelib.train import model_from_checkpoint
+
+    train, val, index, stats = _synthetic_split(tmp_path)
+    out = tmp_path / f"m_{fusion}"
+    out.mkdir()
+    train_variant(variant="multimodal", modalities=["track", "audio", "text", "visual"], train_files=train,
+                  val_files=val, index=index, stats=stats, grid_shape=(2, 3, 4), fps=10.0, cfg=TRAIN_CFG,
+                  model_cfg={**MODEL_CFG, "fusion": fusion}, out_dir=out, seed=0)
+    model, _ = model_from_checkpoint(out / "best.pt")
+    arrays = read_npz(val[0])
+    res = leak_check(model=model, arrays=arrays, video_id="v3", stats=stats, cfg=TRAIN_CFG, fps=10.0,
+                     grid_hw=(3, 4), n_positions=5)
+    assert res["max_abs_dlogit"] <= 1e-6 and res["max_prob_mass_moved"] <= 1e-6, res
+
+
+def test_leak_check_detects_a_leaky_model(tmp_path, monkeypatch):
+    """The check has teeth: without the causal mask the same perturbation moves the output."""
+    from gazelib.evaluate import leak_check
+    from gazelib.io import read_npz
+
+    train, val, index, stats = _synthetic_split(tmp_path)
+    model = build_model(ModelConfig(modalities=["track", "audio"], input_dims={"audio": 3, "text": 4, "visual": 7,
+                                                                              "track": 5},
+                                    grid_channels=2, grid_h=3, grid_w=4, d_model=16, n_heads=2, n_layers=1,
+                                    dim_ff=32, dropout=0.0, cell_dim=8)).eval()
+    orig = torch.nn.TransformerEncoder.forward
+    monkeypatch.setattr(torch.nn.TransformerEncoder, "forward",
+                        lambda self, src, mask=None, **kw: orig(self, src, mask=None, **kw))
+    res = leak_check(model=model, arrays=read_npz(val[0]), video_id="v3", stats=stats, cfg=TRAIN_CFG, fps=10.0,
+                     grid_hw=(3, 4))
+    assert res["max_abs_dlogit"] > 1e-4
+
+
+def test_horizon_under_one_step_is_refused():
+    from gazelib.dataset import check_horizon
+
+    assert check_horizon(horizon_s=1.0, fps=10.0) == 10
+    assert check_horizon(horizon_s=0.15, fps=10.0) == 2   # rounds up: never less than the horizon
+    for bad in (0.0, 0.04, -1.0):
+        with pytest.raises(ValueError, match="less than one step"):
+            check_horizon(horizon_s=bad, fps=10.0)

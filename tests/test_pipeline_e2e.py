@@ -36,8 +36,8 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
             shutil.copy2(REPO / f, dst / f)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["demo"].update(n_videos=3, duration_s=8.0)
-    params["train"].update(epochs=1)
+    params["demo"].update(n_videos=4, duration_s=8.0, split_counts={"val": 1, "test": 2})
+    params["train"].update(epochs=1, seeds=[0, 1])
     params["evaluate"].update(n_bootstrap=100, viz_frames=1)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -53,12 +53,24 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     out = _run(["dvc", "repro"], dst, env)
     assert "| baseline |" in out and "| multimodal |" in out  # the table printed at the end
     cmp = json.loads((dst / "metrics/compare.json").read_text())
-    assert set(cmp["variants"]) == {"baseline", "multimodal", "content_only"}
-    for v, e in cmp["variants"].items():
-        assert 0 <= e["metrics"]["auc"] <= 1 and e["metrics"]["l2"] >= 0
-        assert (dst / "models" / v / "best.pt").exists() and (dst / "models" / v / "latest.pt").exists()
+    assert set(cmp["rows"]) == {"baseline", "multimodal", "content_only", "centre_prior", "persistence",
+                                "inter_observer"}
+    assert cmp["bootstrap"]["n_test_videos"] == 2 and cmp["bootstrap"]["seeds"]["multimodal"] == [0, 1]
+    for v in ("baseline", "multimodal", "content_only"):
+        e = cmp["rows"][v]["metrics"]
+        assert 0 <= e["auc_vat"] <= 1 and e["l2_vat"] >= 0 and 0 <= e["inout_ap"] <= 1
+        for seed in (0, 1):
+            assert (dst / "models" / v / f"seed{seed}" / "best.pt").exists()
         assert list((dst / "reports/viz" / v).glob("viz_*.png"))
-    assert "ci95" in cmp["variants"]["multimodal"]["delta_vs_baseline"]["auc"]
+        ev = json.loads((dst / "metrics/eval" / f"{v}.json").read_text())
+        for row in ("model", "centre_prior", "persistence", "inter_observer"):
+            assert {"auc_vat", "l2_vat", "inout_ap", "out_ap", "nss", "cc", "sim", "kl", "auc_judd", "sauc",
+                    "ig"} <= set(ev[row])
+        assert ev["leak_check"]["max_abs_dlogit"] == 0.0  # the committed-model perturbation check
+    for ref in ("vs_baseline", "vs_persistence"):
+        d = cmp["deltas"]["multimodal"][ref]
+        assert all(len(d[k]["ci95"]) == 2 for k in d) and "auc_vat" in d and "ig" in d
+    assert "Δ vs persistence" in (dst / "reports/compare.md").read_text()
     assert json.loads((dst / "metrics/validation.json").read_text())["passed"]
     assert (dst / "reports/validation.md").read_text().startswith("# Validation report")
     status = _run(["dvc", "status"], dst, env)

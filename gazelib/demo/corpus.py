@@ -237,5 +237,23 @@ def generate_corpus(*, out_dir: str | Path, cfg: dict, workers: int = 2) -> dict
             summary["n_sentences"] += n_sent
             summary["n_named"] += n_named
             log.info("demo: wrote %s (%d sentences, %d naming a ball)", video_id, n_sent, n_named)
-    write_text(root / "corpus.yaml", "coords: normalized\ntime_unit: s\n")
+    splits = demo_splits(n_videos=cfg["n_videos"], counts=cfg["split_counts"], seed=cfg["seed"])
+    summary["splits"] = splits
+    yaml_splits = "" if splits is None else "splits:\n" + "".join(
+        f"  {s}: [{', '.join(splits[s])}]\n" for s in ("train", "val", "test"))
+    write_text(root / "corpus.yaml", "coords: normalized\ntime_unit: s\n" + yaml_splits)
     return summary
+
+
+def demo_splits(*, n_videos: int, counts: dict, seed: int) -> dict[str, list[str]] | None:
+    """Exact split sizes for the demo (``counts`` for val and test, the rest train), drawn
+    from a permutation seeded by ``seed``; written into corpus.yaml, which ingest honours."""
+    n_val, n_test = int(counts.get("val", 0)), int(counts.get("test", 0))
+    if n_val < 1 or n_test < 1 or n_videos - n_val - n_test < 1:
+        log.warning("demo: split_counts %s do not fit %d videos; ingest assigns splits from its ratios",
+                    counts, n_videos)
+        return None
+    order = np.random.default_rng([seed, 1_000_003]).permutation(n_videos)
+    ids = [f"demo{i:03d}" for i in order]
+    return {"test": sorted(ids[:n_test]), "val": sorted(ids[n_test:n_test + n_val]),
+            "train": sorted(ids[n_test + n_val:])}

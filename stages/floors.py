@@ -1,0 +1,12 @@
+"""DVC stage `floors`: parse params.yaml, run gazelib.pipeline.run_fit_floors."""
+from gazelib.params import load_params, setup_logging
+from gazelib.pipeline import run_fit_floors
+
+
+def main() -> None:
+    setup_logging()
+    run_fit_floors(params=load_params())
+
+
+if __name__ == "__main__":
+    main()
