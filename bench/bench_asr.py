@@ -13,7 +13,7 @@ import yaml
 
 from gazelib.features.transcript import WhisperASR, asr_quality, read_cues, words_from_cues
 from gazelib.media import read_audio
-from gazelib.pipeline import load_manifest
+from gazelib.layout import load_manifest
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
-"""Training time per variant and seed, windows per second, read from the metrics the train
-stage wrote (run `dvc repro` first), plus the sum against the 10-minute demo budget.
+"""Training time per variant and seed, windows per second, read from what the train stage
+wrote (`metrics/train/<v>.json`, `reports/train/<v>/timing.json`; run `dvc repro` first), plus
+the sum against the 10-minute demo budget.
 
     python -m bench.bench_train
 """
@@ -16,10 +17,11 @@ def main() -> None:
     rows = {}
     for v in variants:
         m = json.loads(Path(f"metrics/train/{v}.json").read_text())
-        rows[v] = {"wall_s": round(m["wall_s"], 1),
-                   "seeds": [{k: (round(s[k], 1) if isinstance(s[k], float) else s[k])
-                              for k in ("seed", "wall_s", "samples_per_s", "epochs_run", "train_windows")}
-                             for s in m["seeds"].values()],
+        timing = json.loads(Path(f"reports/train/{v}/timing.json").read_text())
+        rows[v] = {"wall_s": round(timing["wall_s"], 1),
+                   "seeds": [{"seed": s["seed"], "epochs_run": s["epochs_run"], "train_windows": s["train_windows"],
+                              **{k: round(v, 1) for k, v in timing["seeds"][name].items()}}
+                             for name, s in m["seeds"].items()],
                    "n_params": next(iter(m["seeds"].values()))["n_params"],
                    "device": next(iter(m["seeds"].values()))["device"]}
     total = sum(r["wall_s"] for r in rows.values())

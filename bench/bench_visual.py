@@ -16,7 +16,7 @@ import yaml
 from bench._util import make_long_video, peak_rss_mb
 from gazelib.features.visual import FaceDetector, extract_visual_features, make_image_encoder
 from gazelib.media import iter_frames
-from gazelib.pipeline import load_manifest
+from gazelib.layout import load_manifest
 
 
 def main() -> None:

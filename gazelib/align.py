@@ -21,6 +21,11 @@ import numpy as np
 import pandas as pd
 
 from gazelib.io import read_npz, read_table
+from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, run_per_video
+from gazelib.io import write_json, write_npz, write_table
+from gazelib.features.grid import grid_shape
+from gazelib.normalize import fit_norm_stats, l2_normalise
+from gazelib.layout import ALIGNED, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +99,6 @@ def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, m
     vals[~ok] = 0
     exact = ok & on_sample
     return Resampled(vals, ok, exact)
-
-
-def l2_normalise(v: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length; all-zero rows stay zero."""
-    v = np.asarray(v, np.float32)
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.maximum(n, 1e-12) * (n > 1e-12)).astype(np.float32, copy=False)
 
 
 def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float) -> Resampled:
@@ -274,3 +272,48 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
     out.update({"gaze": g, "inout": inout, "valid": valid, "gaze_t": gaze_t, "mask": mask,
                 "viewers": np.array(viewers, dtype=str)})
     return out
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_align(*, params: dict, root: Path = Path(".")) -> dict:
+
+    cfg = params["align"]
+    manifest = load_manifest(root)
+    out = root / ALIGNED
+    feat_dir = root / FEATURES
+    gshape = grid_shape(params["visual"])
+
+    def input_hash(item: dict) -> str:
+        files = [feat_dir / m / f"{item['video_id']}{ext}" for m in ("audio", "text", "visual") for ext in (".parquet", ".npz")]
+        return hash_obj([item["gaze_hash"]] + [hash_file(p) if p.exists() else None for p in files])
+
+    items = [{**it, "media_hash": input_hash(it)} for it in manifest_items(manifest)]
+
+    def compute(item: dict) -> list[Path]:
+        gaze = read_table(root / INTERIM / "gaze" / f"{item['video_id']}.parquet")[0]
+        arrays = align_video(video_id=item["video_id"], duration_s=item["duration_s"], feat_dir=feat_dir,
+                             gaze=gaze, cfg=cfg, grid_shape=gshape)
+        path = out / f"{item['video_id']}.npz"
+        write_npz(path, **arrays)
+        return [path]
+
+    run = run_per_video(cache=VideoCache(out, "align"), items=items,
+                        params={**cfg, "grid": gshape, "code": code_hash("gazelib.align", "gazelib.normalize", "gazelib.features.grid")},
+                        compute=compute, on_error=params["data"]["on_error"])
+    ok = [it for it in items if it["video_id"] not in run.failed]
+    rows, train_arrays = [], []
+    for it in ok:
+        a = read_npz(out / f"{it['video_id']}.npz")
+        rows.append({"video_id": it["video_id"], "split": it["split"], "length": int(a["t"].size),
+                     "viewers": int(a["gaze"].shape[0]), "duration_s": it["duration_s"],
+                     **{f"coverage_{m}": float(a["mask"][:, i].mean()) for i, m in
+                        enumerate(("audio", "text", "visual", "track"))},
+                     "label_coverage": float(a["valid"].any(0).mean()) if a["valid"].size else 0.0})
+        if it["split"] == "train":
+            train_arrays.append(a)
+    check_splits(videos=pd.DataFrame(rows, columns=["video_id", "split", "viewers"]), where="align")
+    write_table(out / "index.parquet", pd.DataFrame(rows), meta={"fps": cfg["fps"], "grid": list(gshape)})
+    stats = fit_norm_stats(videos=train_arrays)
+    stats["fit_on"] = sorted(it["video_id"] for it in ok if it["split"] == "train")
+    write_json(out / "norm_stats.json", stats)
+    return run.as_dict()

@@ -20,8 +20,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gazelib.evaluate import LOWER_IS_BETTER, MEAN_KEYS, POOLED_KEYS
-from gazelib.metrics import average_precision
+from gazelib.metrics import LOWER_IS_BETTER, MEAN_KEYS, POOLED_KEYS, average_precision
+import json
+from pathlib import Path
+from gazelib.io import read_table, write_json, write_text
 
 ALL_KEYS = MEAN_KEYS + POOLED_KEYS
 
@@ -193,3 +195,46 @@ def replace_block(text: str, block: str) -> str:
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
+    """Every variant, floor and the ceiling; deltas vs the baseline and persistence with intervals."""
+    from gazelib.viz import bar_compare
+
+    ccfg = params["compare"]
+    variants = list(params["variants"])
+    if ccfg["baseline"] not in variants:
+        raise KeyError(f"compare.baseline {ccfg['baseline']!r} is not a variant in params.yaml ({variants})")
+    tables, protocol = [], None
+    for v in variants:
+        p = root / "reports" / "eval" / v / "samples.parquet"
+        if not p.exists():
+            raise FileNotFoundError(f"{p} missing: run evaluate@{v}")
+        df = read_table(p)[0]
+        keep = df["row"] == v if v != ccfg["baseline"] else np.ones(len(df), bool)  # floors from one file
+        tables.append(df[keep])
+        protocol = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["protocol"]
+    samples = pd.concat(tables, ignore_index=True)
+    rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor",
+                                                "inter_observer": "ceiling"}
+    cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
+                       n_boot=params["evaluate"]["n_bootstrap"], seed=params["seed"])
+    write_json(root / "metrics" / "compare.json", cmp)
+    md = render_report(cmp, protocol or "")
+    names = list(rows)
+    key = "auc_vat"
+    vals = [cmp["rows"][n]["metrics"][key] for n in names]
+    base = cmp["rows"][ccfg["baseline"]]["metrics"][key]
+    ref = f"vs_{ccfg['baseline']}"
+    lo = [base + cmp["deltas"][n][ref][key]["ci95"][0] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
+    hi = [base + cmp["deltas"][n][ref][key]["ci95"][1] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
+    bar_compare(path=root / "reports" / "compare.png", names=names, values=vals, lo=lo, hi=hi,
+                floor=cmp["rows"]["persistence"]["metrics"][key], ceiling=cmp["rows"]["inter_observer"]["metrics"][key],
+                metric=key)
+    write_text(root / "reports" / "compare.md", "# Variant comparison (test split)\n\n" + md +
+               f"\n![{key} per row](compare.png)\n")
+    print(md)
+    return cmp

@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 TRACK_DIM = 5  # x, y, in-frame, age (s), has_track
 MAX_TRACK_AGE_S = 5.0
 INPUT_KEYS = ("audio", "text", "visual", "grid", "mask", "track", "track_map")
-LABEL_KEYS = ("gaze", "inout", "valid")
 
 
 def check_horizon(*, horizon_s: float, fps: float) -> int:

@@ -23,14 +23,20 @@ import pandas as pd
 import torch
 
 from gazelib.dataset import GazeWindows, prepare_arrays, window_batch
-from gazelib.metrics import cell_hits, inout_metrics, resize_bilinear, saliency_metrics, vat_metrics
+from gazelib.metrics import (
+    MEAN_KEYS,
+    cell_hits,
+    inout_metrics,
+    resize_bilinear,
+    saliency_metrics,
+    vat_metrics,
+)
+import json
+from pathlib import Path
+from gazelib.io import read_npz, write_json, write_table, write_text
+from gazelib.layout import FLOORS, index_grid, index_maps, load_manifest, read_index, read_labels, read_norm_stats, split_files
 
 log = logging.getLogger(__name__)
-STEP_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "hit5_cell")
-FRAME_KEYS = ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig")
-MEAN_KEYS = STEP_KEYS + FRAME_KEYS
-POOLED_KEYS = ("inout_ap", "out_ap", "inout_acc")
-LOWER_IS_BETTER = {"l2_vat", "kl"}
 
 
 @torch.no_grad()
@@ -153,3 +159,117 @@ def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fp
         max_mass = max(max_mass, float(0.5 * (pa - pb).abs().sum(-1).max()))
     return {"max_abs_dlogit": max_logit, "max_prob_mass_moved": max_mass, "n_positions": int(len(positions)),
             "video_id": video_id, "viewer": viewer}
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
+    """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
+    from gazelib.dataset import GazeWindows
+    from gazelib.floors import floor_predictions
+    from gazelib.metrics import resize_bilinear
+    from gazelib.train import model_from_checkpoint, stats_hash
+
+    index, meta = read_index(root)
+    stats = read_norm_stats(root)
+    floors = json.loads((root / FLOORS).read_text())
+    modalities = params["variants"][variant]["modalities"]
+    ecfg, cfg, fps = params["evaluate"], params["train"], meta["fps"]
+    _, gh, gw = index_grid(meta)
+    test_files = split_files(root, index, "test")
+    if not test_files:
+        raise ValueError("no test video with gaze recordings; check the split ratios")
+    maps = index_maps(index)
+    train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
+    ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+    labels = read_labels(test_files)
+    manifest = load_manifest(root).set_index("video_id")
+    prior = np.asarray(floors["prior"], np.float64).reshape(1, gh, gw)
+    per_video = {}
+    for vid in sorted(labels):
+        hw = eval_map_shape(width=int(manifest.loc[vid, "width"]), height=int(manifest.loc[vid, "height"]),
+                            saliency_width=ecfg["saliency_width"])
+        per_video[vid] = {"eval_hw": hw, "prior_eval": resize_bilinear(maps=prior, out_hw=hw)[0],
+                          "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
+                                                     seed=params["seed"])}
+
+    def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
+        frames = []
+        for vid in sorted(preds):
+            df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
+                            fixation_sigma=ecfg["fixation_map_sigma"], **per_video[vid])
+            frames.append(df.assign(row=row, seed=seed, video_id=vid))
+        return pd.concat(frames, ignore_index=True)
+
+    tables, models, first_preds = [], {}, None
+    for seed in cfg["seeds"]:
+        model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
+            "variant": variant, "modalities": list(modalities), "norm_stats_hash": stats_hash(stats), "seed": seed})
+        models[seed] = model
+        preds = predict(model=model, ds=ds)
+        first_preds = first_preds or preds
+        tables.append(score(variant, seed, preds))
+    floor_preds: dict[str, dict] = {}
+    for vid in sorted(labels):
+        for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
+            floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
+    for name, preds in floor_preds.items():
+        tables.append(score(name, -1, preds))
+    samples = pd.concat(tables, ignore_index=True)
+    first = sorted(labels)[0]
+    leak = leak_check(model=models[cfg["seeds"][0]], arrays=read_npz(ds.files[first]), video_id=first, stats=stats,
+                      cfg=train_cfg, fps=fps, grid_hw=(gh, gw), seed=params["seed"])
+    log.info("%s: leak check on %s: max |dlogit| %.3g, mass moved %.3g", variant, first,
+             leak["max_abs_dlogit"], leak["max_prob_mass_moved"])
+    per_seed = {int(s): summarise(samples[(samples["row"] == variant) & (samples["seed"] == s)]) for s in cfg["seeds"]}
+    model_mean = {k: float(np.nanmean([p[k] for p in per_seed.values()])) for k in per_seed[cfg["seeds"][0]]}
+    metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
+               **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
+               "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
+               "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL}
+    write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
+    rep = root / "reports" / "eval" / variant
+    write_table(rep / "samples.parquet", samples)
+    table = samples.groupby(["video_id", "row"], sort=True)[list(MEAN_KEYS)].mean().reset_index()
+    write_text(rep / "per_video.md", f"# {variant}: per-video means (model rows averaged over seeds)\n\n"
+               + table.round(4).to_markdown(index=False) + "\n")
+    _overlays(root=root, params=params, variant=variant, preds=first_preds, labels=labels, gh=gh, gw=gw, fps=fps)
+    return metrics
+
+
+PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "
+            "predicts a distribution over the grid cells per viewer and step. auc_vat / l2_vat follow the "
+            "VideoAttentionTarget evaluation code (heatmap resized to 64x64, 19x19 positive patch, argmax on the "
+            "64x64 map), on valid in-frame samples; hit1_cell / hit5_cell on the grid itself. The saliency family "
+            "(NSS, CC, SIM, KL, AUC-Judd, sAUC, IG over the train centre prior) follows pysaliency, per fixation: "
+            "the map a row predicts for one viewer at one frame, resized bilinearly to a 64-column evaluation map, "
+            "against that viewer's fixation. inout_ap (in-frame positive, as published) and out_ap pool all valid "
+            "samples.")
+
+
+def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: dict, gh: int, gw: int,
+              fps: float) -> None:
+    from gazelib.media import iter_frames
+    from gazelib.viz import overlay
+
+    manifest = load_manifest(root).set_index("video_id")
+    out = root / "reports" / "viz" / variant
+    for old in out.glob("viz_*.png") if out.exists() else []:
+        old.unlink()
+    n = params["evaluate"]["viz_frames"]
+    for vid in sorted(preds)[:2]:
+        lab = labels[vid]
+        cand = np.nonzero((lab["valid"] & (lab["inout"] > 0)).sum(0) >= 2)[0]
+        if cand.size == 0:
+            continue
+        steps = cand[np.linspace(0, cand.size - 1, n).astype(int)]
+        times = {float(lab["t"][s]): int(s) for s in steps}
+        row = manifest.loc[vid]
+        for t, frame in iter_frames(path=row["video_path"], sample_fps=fps,
+                                    width=int(row["width"]), height=int(row["height"]), video_id=vid):
+            s = next((times[k] for k in times if abs(k - t) < 0.5 / fps), None)
+            if s is None:
+                continue
+            ok = lab["valid"][:, s] & (lab["inout"][:, s] > 0)
+            overlay(path=out / f"viz_{vid}_{s:05d}.png", frame=frame, prob=preds[vid]["prob"][:, s].mean(0),
+                    gh=gh, gw=gw, gaze=lab["gaze"][ok, s], title=f"{variant} {vid} t={t:.1f}s")

@@ -27,10 +27,12 @@ import numpy as np
 
 from gazelib.dataset import track_history
 from gazelib.metrics import cell_centres, gaze_cell
+from pathlib import Path
+from gazelib.io import write_json
+from gazelib.layout import FLOORS, index_grid, read_index, read_labels, split_files
 
 log = logging.getLogger(__name__)
 EPS = 1e-12
-LABEL_KEYS = ("t", "gaze", "inout", "valid", "gaze_t")
 
 
 def gaussian_cells(*, xy: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
@@ -204,3 +206,19 @@ def floor_predictions(*, floors: dict, lab: dict, gh: int, gw: int) -> dict[str,
                 + io["w"] * prior
     out["inter_observer"] = (prob.astype(np.float32), p_in)
     return out
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_fit_floors(*, params: dict, root: Path = Path(".")) -> dict:
+    """Fit the centre prior, persistence and inter-observer predictors on the train split."""
+    index, meta = read_index(root)
+    train_files = split_files(root, index, "train")
+    if not train_files:
+        raise ValueError("no train video with gaze recordings: floors cannot be fitted")
+    ecfg = params["evaluate"]
+    _, gh, gw = index_grid(meta)
+    floors = fit_floors(train=list(read_labels(train_files).values()), gh=gh, gw=gw,
+                        horizon_s=params["train"]["horizon_s"], sigmas=ecfg["floor_sigmas"],
+                        weights=ecfg["floor_weights"], eps=ecfg["prior_eps"], seed=params["seed"])
+    write_json(root / FLOORS, floors)
+    return floors

@@ -22,6 +22,7 @@ import yaml
 from gazelib.cache import hash_file, hash_obj
 from gazelib.io import write_json, write_table
 from gazelib.media import MediaError, probe_video
+from gazelib.layout import INTERIM, check_splits
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +224,9 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
         media_files = [vpath] + ([sub] if sub else [])
         media_hash = hash_obj([hash_file(p) for p in media_files])
         rows.append({
-            "video_id": video_id, "video_path": str(vpath.resolve()),
-            "subtitle_path": str(sub.resolve()) if sub else "",
+            # relative to the corpus root, which the manifest records once (no absolute paths)
+            "video_id": video_id, "video_path": vpath.relative_to(corpus).as_posix(),
+            "subtitle_path": sub.relative_to(corpus).as_posix() if sub else "",
             **probe.as_dict(), "n_viewers": int(g["viewer_id"].nunique()),
             "gaze_hz": _median_hz(g), "valid_share": float(g["valid"].mean()) if len(g) else 0.0,
             "media_hash": media_hash, "gaze_hash": hash_obj(
@@ -266,3 +268,14 @@ def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Pat
     }
     write_json(out_dir / "ingest_report.json", report)
     return report
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_ingest(*, params: dict, root: Path = Path(".")) -> dict:
+    corpus = Path(params["data"]["corpus"])
+    corpus = corpus if corpus.is_absolute() else root / corpus
+    result = ingest_corpus(corpus=corpus, params=params["ingest"], on_error=params["data"]["on_error"])
+    if result.manifest.empty:
+        raise ValueError(f"{corpus}: no usable video (skipped: {result.skipped})")
+    check_splits(videos=result.manifest.rename(columns={"n_viewers": "viewers"}), where=f"{corpus}: ingest")
+    return write_ingest(result=result, out_dir=root / INTERIM, corpus=params["data"]["corpus"])

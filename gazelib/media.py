@@ -85,16 +85,19 @@ def probe_video(*, path: str | Path, video_id: str = "", truncation_tol_s: float
         if aus is not None and declared is not None and ends["audio"] < declared - truncation_tol_s:
             raise MediaError(f"{tag} is truncated: audio stream ends at {ends['audio']:.2f} s "
                              f"but the container declares {declared:.2f} s")
+        # read every stream attribute while the container is open: after close they point at freed
+        # FFmpeg state and come back as garbage (an fps of 1.0 for a 25 fps file was seen)
+        probe = VideoProbe(
+            duration_s=float(declared if declared is not None else ends["video"]) - min(vstart, 0.0),
+            fps=float(vs.average_rate) if vs.average_rate else n_packets / max(ends["video"], 1e-6),
+            width=int(vs.codec_context.width), height=int(vs.codec_context.height),
+            n_frames=n_packets, has_audio=aus is not None,
+            audio_sample_rate=int(aus.codec_context.sample_rate) if aus else 0,
+            audio_channels=int(aus.codec_context.channels) if aus else 0,
+            video_end_s=ends["video"], audio_end_s=ends["audio"],
+        )
     _check_first_frame(path, tag)
-    fps = float(vs.average_rate) if vs.average_rate else n_packets / max(ends["video"], 1e-6)
-    return VideoProbe(
-        duration_s=float(declared if declared is not None else ends["video"]) - min(vstart, 0.0),
-        fps=fps, width=int(vs.codec_context.width), height=int(vs.codec_context.height),
-        n_frames=n_packets, has_audio=aus is not None,
-        audio_sample_rate=int(aus.codec_context.sample_rate) if aus else 0,
-        audio_channels=int(aus.codec_context.channels) if aus else 0,
-        video_end_s=ends["video"], audio_end_s=ends["audio"],
-    )
+    return probe
 
 
 def _check_first_frame(path: Path, tag: str) -> None:

@@ -119,6 +119,15 @@ CHUNK = 2000
 _ELEMENT_BUDGET = 4_000_000  # elements per [chunk, H*W] intermediate
 
 
+# Names of the per-sample metrics (means over samples) and of the pooled ones, as every
+# report and the comparison use them.
+STEP_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "hit5_cell")
+FRAME_KEYS = ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig")
+MEAN_KEYS = STEP_KEYS + FRAME_KEYS
+POOLED_KEYS = ("inout_ap", "out_ap", "inout_acc")
+LOWER_IS_BETTER = frozenset({"l2_vat", "kl"})
+
+
 def cell_centres(gh: int, gw: int) -> np.ndarray:
     """[Gh*Gw, 2] (x, y) centres of the cells, row-major."""
     ys, xs = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from gazelib.align import l2_normalise
+
+def l2_normalise(v: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length; all-zero rows stay zero."""
+    v = np.asarray(v, np.float32)
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(n, 1e-12) * (n > 1e-12)).astype(np.float32, copy=False)
+
 
 FEATURE_MODALITIES = ("audio", "text", "visual")
 

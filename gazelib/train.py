@@ -26,6 +26,7 @@ from gazelib.dataset import GazeWindows, block_order, feature_dims
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
+from gazelib.layout import RESERVED_ROWS, index_grid, index_maps, read_index, read_norm_stats, split_files
 
 log = logging.getLogger(__name__)
 CHECKPOINT_TYPE = "gazelib.gaze_transformer"
@@ -233,3 +234,55 @@ def evaluate_loss(model, batches, centres, cfg, device) -> dict:
 
 def write_train_metrics(path: Path, result: dict) -> None:
     write_json(path, {k: v for k, v in result.items() if k != "history"})
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs: int | None = None) -> dict:
+    """Train ``variant`` once per seed in ``train.seeds`` into ``models/<variant>/seed<k>/``."""
+    from gazelib.viz import curves
+
+    if variant not in params["variants"]:
+        raise KeyError(f"unknown variant {variant!r}; params.yaml has {list(params['variants'])}")
+    if variant in RESERVED_ROWS:
+        raise ValueError(f"variant name {variant!r} is reserved for a floor or ceiling row; rename it")
+    seeds = list(params["train"]["seeds"])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"train.seeds must be a non-empty list of distinct seeds, got {seeds}")
+    index, meta = read_index(root)
+    stats = read_norm_stats(root)
+    cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
+    results = []
+    for seed in seeds:
+        out_dir = root / "models" / variant / f"seed{seed}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        live = _live(root / "reports" / "train" / variant / f"seed{seed}")
+        result = train_variant(variant=variant, modalities=params["variants"][variant]["modalities"],
+                               train_files=split_files(root, index, "train"),
+                               val_files=split_files(root, index, "val"), index=index_maps(index), stats=stats,
+                               grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
+                               model_cfg=params["model"], out_dir=out_dir, seed=seed, live=live,
+                               max_epochs=max_epochs)
+        if live is not None:
+            live.end()
+        curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
+               history=result["history"], title=f"{variant} seed {seed}")
+        results.append({k: v for k, v in result.items() if k != "history"} | {"seed": seed})
+    timing_keys = ("wall_s", "samples_per_s")
+    # metrics stay reproducible byte for byte; wall-clock figures go to the (untracked) report folder
+    summary = {"variant": variant,
+               "seeds": {f"seed{r['seed']}": {k: v for k, v in r.items() if k not in timing_keys} for r in results},
+               "epochs_run_mean": float(np.mean([r["epochs_run"] for r in results])),
+               "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in results]))}
+    write_train_metrics(root / "metrics" / "train" / f"{variant}.json", summary)
+    write_json(root / "reports" / "train" / variant / "timing.json",
+               {"wall_s": float(sum(r["wall_s"] for r in results)),
+                "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})
+    return summary
+
+
+def _live(path: Path):
+    try:
+        from dvclive import Live
+    except ImportError:
+        return None
+    return Live(dir=str(path), dvcyaml=None, save_dvc_exp=False, report=None)

@@ -15,6 +15,8 @@ import numpy as np
 
 from gazelib.align import find_gaps
 from gazelib.io import read_npz, read_table
+from gazelib.io import write_json, write_text
+from gazelib.layout import ALIGNED, FEATURES
 
 log = logging.getLogger(__name__)
 MODS = ("audio", "text", "visual", "track")
@@ -141,3 +143,19 @@ def render_report(res: ValidationResult, cfg: dict) -> tuple[dict, str]:
     lines += [f"- **{'FAIL' if f.hard else 'warn'}** `{f.video_id}` {f.check}: {f.message}" for f in res.findings] \
         or ["- none"]
     return metrics, "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_validate(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.features.grid import grid_shape
+
+    index = read_table(root / ALIGNED / "index.parquet")[0]
+    res = validate_corpus(feat_dir=root / FEATURES, aligned_dir=root / ALIGNED, video_ids=list(index["video_id"]),
+                          grid_shape=grid_shape(params["visual"]), cfg=params["validate"])
+    metrics, md = render_report(res, params["validate"])
+    write_json(root / "metrics" / "validation.json", metrics)
+    write_text(root / "reports" / "validation.md", md)
+    if res.failures:
+        raise ValidationError("validation failed:\n" + "\n".join(
+            f"  {f.video_id}: {f.check}: {f.message}" for f in res.failures))
+    return metrics

@@ -1,6 +1,6 @@
-"""DVC stage `demo`: parse params.yaml, run gazelib.pipeline.run_demo."""
+"""DVC stage `demo`: parse params.yaml, run gazelib.demo.corpus.run_demo."""
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_demo
+from gazelib.demo.corpus import run_demo
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `extract_audio`: parse params.yaml, run gazelib.pipeline.run_extract_audio."""
+"""DVC stage `extract_audio`: parse params.yaml, run gazelib.features.audio.run_extract_audio."""
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_extract_audio
+from gazelib.features.audio import run_extract_audio
 
 
 def main() -> None:

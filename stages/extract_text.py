@@ -1,6 +1,6 @@
-"""DVC stage `extract_text`: parse params.yaml, run gazelib.pipeline.run_extract_text."""
+"""DVC stage `extract_text`: parse params.yaml, run gazelib.features.text.run_extract_text."""
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_extract_text
+from gazelib.features.text import run_extract_text
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `extract_visual`: parse params.yaml, run gazelib.pipeline.run_extract_visual."""
+"""DVC stage `extract_visual`: parse params.yaml, run gazelib.features.visual.run_extract_visual."""
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_extract_visual
+from gazelib.features.visual import run_extract_visual
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
-"""DVC stage `train@<variant>`: parse params.yaml and --variant, run gazelib.pipeline.run_train."""
+"""DVC stage `train@<variant>`: parse params.yaml and --variant, run gazelib.train.run_train."""
 import argparse
 
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_train
+from gazelib.train import run_train
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `validate`: parse params.yaml, run gazelib.pipeline.run_validate."""
+"""DVC stage `validate`: parse params.yaml, run gazelib.validate.run_validate."""
 from gazelib.params import load_params, setup_logging
-from gazelib.pipeline import run_validate
+from gazelib.validate import run_validate
 
 
 def main() -> None:

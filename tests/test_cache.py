@@ -5,19 +5,26 @@ import shutil
 
 import pytest
 
-from gazelib import pipeline as P
 from gazelib.cache import VideoCache, cache_key, run_per_video
 from gazelib.demo.corpus import generate_corpus
+from gazelib.features.audio import run_extract_audio
+from gazelib.features.text import run_extract_text
+from gazelib.features.visual import run_extract_visual
+from gazelib.ingest import run_ingest
 
 EXTRACT = ("extract_audio", "extract_text", "extract_visual")
+
+
+STAGE_RUNS = {"extract_audio": run_extract_audio, "extract_text": run_extract_text,
+              "extract_visual": run_extract_visual}
 
 
 def test_adding_a_video_recomputes_only_that_video(tmp_path, tiny_corpus):
     src, params = tiny_corpus
     root = tmp_path / "repo"
     shutil.copytree(src, root / "data/raw/demo")
-    P.run_ingest(params=params, root=root)
-    first = {s: getattr(P, f"run_{s}")(params=params, root=root) for s in EXTRACT}
+    run_ingest(params=params, root=root)
+    first = {s: STAGE_RUNS[s](params=params, root=root) for s in EXTRACT}
     assert all(sorted(r["computed"]) == ["demo000", "demo001", "demo002"] for r in first.values())
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "data/features").rglob("demo00[012]*")}
 
@@ -26,8 +33,8 @@ def test_adding_a_video_recomputes_only_that_video(tmp_path, tiny_corpus):
     generate_corpus(out_dir=extra, cfg={**params["demo"], "n_videos": 4})
     for sub in ("videos/demo003.mp4", "subtitles/demo003.srt", "gaze/demo003"):
         (shutil.copytree if (extra / sub).is_dir() else shutil.copy)(extra / sub, root / "data/raw/demo" / sub)
-    P.run_ingest(params=params, root=root)
-    second = {s: getattr(P, f"run_{s}")(params=params, root=root) for s in EXTRACT}
+    run_ingest(params=params, root=root)
+    second = {s: STAGE_RUNS[s](params=params, root=root) for s in EXTRACT}
     for s, r in second.items():
         assert r["computed"] == ["demo003"], (s, r)
         assert sorted(r["cached"]) == ["demo000", "demo001", "demo002"], (s, r)
@@ -35,7 +42,7 @@ def test_adding_a_video_recomputes_only_that_video(tmp_path, tiny_corpus):
 
     # a changed stage param recomputes every video of that stage only
     params2 = {**params, "visual": {**params["visual"], "cut_threshold": 0.5}}
-    r = P.run_extract_visual(params=params2, root=root)
+    r = run_extract_visual(params=params2, root=root)
     assert sorted(r["computed"]) == ["demo000", "demo001", "demo002", "demo003"]
 
 

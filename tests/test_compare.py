@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from gazelib.compare import compare_rows, render_report
-from gazelib.evaluate import MEAN_KEYS
+from gazelib.metrics import MEAN_KEYS
 
 N_PER_VIDEO = 50
 

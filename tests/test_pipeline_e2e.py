@@ -77,6 +77,23 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     assert "up to date" in status, status
     again = _run(["dvc", "repro"], dst, env)
     assert "Running stage" not in again, again
+    # precise rebuilds: touching one stage's code makes that stage stale (and the descendants that
+    # run the same code), nothing upstream or beside it
+    for code, want in (("gazelib/compare.py", {"compare"}),
+                       ("gazelib/model.py", {"train@baseline", "train@multimodal", "train@content_only",
+                                             "evaluate@baseline", "evaluate@multimodal", "evaluate@content_only"})):
+        original = (dst / code).read_text()
+        (dst / code).write_text(original + "\n# touched\n")
+        try:
+            assert _stale_stages(_run(["dvc", "status"], dst, env)) == want
+        finally:
+            (dst / code).write_text(original)
+
+
+def _stale_stages(status: str) -> set[str]:
+    """Stage names `dvc status` lists (lines 'name:' at the top level; descendants show as changed deps)."""
+    return {line.strip().rstrip(":") for line in status.splitlines()
+            if line.endswith(":") and not line.startswith((" ", "\t"))}
 
 
 def test_exp_run_and_metrics_diff(clone):

@@ -10,7 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gazelib import pipeline as P
+from gazelib.align import run_align
+from gazelib.features.audio import run_extract_audio
+from gazelib.features.visual import run_extract_visual
+from gazelib.ingest import run_ingest
+from gazelib.validate import run_validate
 from gazelib.align import align_video
 from gazelib.io import read_table, write_table
 from gazelib.validate import ValidationError, coverage
@@ -21,9 +25,9 @@ def aligned_repo(tmp_path_factory, tiny_corpus):
     src, params = tiny_corpus
     root = tmp_path_factory.mktemp("val_repo")
     shutil.copytree(src, root / "data/raw/demo")
-    P.run_ingest(params=params, root=root)
-    P.run_extract_audio(params=params, root=root)
-    P.run_extract_visual(params={**params, "visual": {**params["visual"], "image_model": "none"}}, root=root)
+    run_ingest(params=params, root=root)
+    run_extract_audio(params=params, root=root)
+    run_extract_visual(params={**params, "visual": {**params["visual"], "image_model": "none"}}, root=root)
     return root, {**params, "visual": {**params["visual"], "image_model": "none"}}
 
 
@@ -36,8 +40,8 @@ def _fresh(aligned_repo, tmp_path):
 
 def test_clean_data_passes(aligned_repo, tmp_path):
     root, params = _fresh(aligned_repo, tmp_path)
-    P.run_align(params=params, root=root)
-    m = P.run_validate(params=params, root=root)
+    run_align(params=params, root=root)
+    m = run_validate(params=params, root=root)
     assert m["passed"] and m["coverage"]["audio"] > 0.95 and m["coverage"]["text"] == 0.0
     assert "demo001" in (root / "reports/validation.md").read_text()
 
@@ -49,9 +53,9 @@ def test_wrong_dimension_fails_validate_naming_the_video(aligned_repo, tmp_path)
     df["extra"] = 1.0
     meta["kinds"]["extra"] = "continuous"
     write_table(p, df, meta=meta)
-    P.run_align(params=params, root=root)
+    run_align(params=params, root=root)
     with pytest.raises(ValidationError, match="demo001: dimension: audio has 9 columns"):
-        P.run_validate(params=params, root=root)
+        run_validate(params=params, root=root)
     assert "FAIL" in (root / "reports/validation.md").read_text()
 
 
@@ -61,9 +65,9 @@ def test_non_monotonic_time_fails_validate_naming_the_video(aligned_repo, tmp_pa
     df, meta = read_table(p)
     df.loc[5, "t"] = df.loc[2, "t"]
     write_table(p, df, meta=meta)
-    P.run_align(params=params, root=root)
+    run_align(params=params, root=root)
     with pytest.raises(ValidationError, match="demo002: non_monotonic: .*demo002.parquet: time not increasing at row 5"):
-        P.run_validate(params=params, root=root)
+        run_validate(params=params, root=root)
 
 
 @settings(max_examples=60, deadline=None)

@@ -18,6 +18,7 @@ from gazelib.demo.speech import synthesize
 from gazelib.demo.viewers import SceneEvents, simulate_viewer
 from gazelib.io import atomic_path, write_json, write_npz, write_text
 from gazelib.media import write_mp4
+from gazelib.layout import RAW_DEMO
 
 log = logging.getLogger(__name__)
 
@@ -257,3 +258,9 @@ def demo_splits(*, n_videos: int, counts: dict, seed: int) -> dict[str, list[str
     ids = [f"demo{i:03d}" for i in order]
     return {"test": sorted(ids[:n_test]), "val": sorted(ids[n_test:n_test + n_val]),
             "train": sorted(ids[n_test + n_val:])}
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_demo(*, params: dict, root: Path = Path(".")) -> dict:
+    out = root / RAW_DEMO
+    return generate_corpus(out_dir=out, cfg=params["demo"])

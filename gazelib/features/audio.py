@@ -28,6 +28,8 @@ import pandas as pd
 
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
+from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.layout import FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +290,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
             kinds[c] = "continuous"
     speech_emb = None
     if emb_parts:
-        from gazelib.align import l2_normalise
+        from gazelib.normalize import l2_normalise
 
         et, ev = np.concatenate(emb_t), np.concatenate(emb_parts)
         speech_emb = l2_normalise(np.stack([np.interp(t_rel, et, ev[:, j]) for j in range(ev.shape[1])], 1))
@@ -321,3 +323,22 @@ def make_audio_models(cfg: dict) -> dict:
                     **({"egemaps": out["egemaps"].name} if out["egemaps"] else {}),
                     **({"speech": out["speech"].name} if out["speech"] else {})}
     return out
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
+    cfg = params["audio"]
+    out = root / FEATURES / "audio"
+    models = make_audio_models(cfg)
+
+    def compute(item: dict) -> list[Path]:
+        feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
+                                       duration_s=item["duration_s"], cfg=cfg, vad=models["vad"],
+                                       egemaps=models["egemaps"], speech=models["speech"])
+        return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
+                                    models=models["names"])
+
+    run = run_per_video(cache=VideoCache(out, "extract_audio"), items=manifest_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.audio", "gazelib.media", "gazelib.normalize")},
+                        compute=compute, on_error=params["data"]["on_error"])
+    return run.as_dict()

@@ -17,6 +17,11 @@ import numpy as np
 import pandas as pd
 
 from gazelib.io import feature_meta, write_npz, write_table
+from gazelib.cache import VideoCache, code_hash, run_per_video
+import json
+
+from gazelib.io import write_json
+from gazelib.layout import FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +138,70 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
               kinds=np.array(["embedding", "embedding"]), names=np.array(["word_emb", "utt_emb"]))
     write_table(paths[2], words, meta={"video_id": video_id, "source": source})
     return paths
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.features.transcript import asr_quality, read_cues, words_from_cues
+
+    cfg = params["text"]
+    out = root / FEATURES / "text"
+    embedder = TextEmbedder(model=cfg["embedder"], batch_size=cfg["embed_batch"])
+    asr_holder: dict = {}
+
+    def asr():
+        if "m" not in asr_holder:
+            from gazelib.features.transcript import make_asr
+
+            asr_holder["m"] = make_asr(cfg)
+        return asr_holder["m"]
+
+    def compute(item: dict) -> list[Path]:
+        from gazelib.media import read_audio
+
+        vid = item["video_id"]
+        subs = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles") \
+            if item["subtitle_path"] else None
+        words, source, asr_words = None, "none", None
+        for src in cfg["sources"]:
+            if src == "subtitles" and subs is not None:
+                words, source = subs, "subtitles"
+            elif src == "asr" and item["has_audio"]:
+                t0, audio = read_audio(path=item["video_path"], video_id=vid)
+                asr_words = asr().transcribe(audio, t0=t0)
+                words, source = asr_words, "asr"
+            if words is not None:
+                break
+        if words is None:
+            from gazelib.features.transcript import empty_words
+
+            words = empty_words()
+            log.info("%s: no transcript source available; text features are silent", vid)
+        feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
+                              rate_window_s=cfg["rate_window_s"], embedder=embedder)
+        paths = write_text_features(feats=feats, words=words, out_dir=out, video_id=vid, cfg=cfg, source=source,
+                                    embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
+        if asr_words is not None and subs is not None:
+            q = {"video_id": vid, **asr_quality(ref=subs, hyp=asr_words)}
+            write_json(out / "asr" / f"{vid}.json", q)
+            paths.append(out / "asr" / f"{vid}.json")
+        return paths
+
+    run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.text", "gazelib.features.transcript", "gazelib.media")},
+                        compute=compute, on_error=params["data"]["on_error"])
+    write_json(root / "metrics" / "asr.json", summarise_asr(out))
+    return run.as_dict()
+
+
+def summarise_asr(text_dir: Path) -> dict:
+    rows = [json.loads(p.read_text()) for p in sorted((text_dir / "asr").glob("*.json"))]
+    if not rows:
+        return {"n_videos": 0}
+    n_ref = sum(r["n_ref"] for r in rows)
+    matched = [r for r in rows if r["n_matched"]]
+    w = np.array([r["n_matched"] for r in matched], float)
+    return {"n_videos": len(rows), "n_ref_words": n_ref,
+            "wer": float(sum(r["wer"] * r["n_ref"] for r in rows) / max(n_ref, 1)),
+            "start_err_s": float(np.average([r["start_err_s"] for r in matched], weights=w)) if matched else None,
+            "end_err_s": float(np.average([r["end_err_s"] for r in matched], weights=w)) if matched else None}

@@ -29,13 +29,15 @@ import pandas as pd
 
 from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
 from gazelib.media import iter_frames
+from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
+from gazelib.layout import FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
 KINDS = {"motion": "continuous", "brightness": "continuous", "contrast": "continuous",
          "saliency_peak": "continuous", "mouth_motion": "continuous", "face_count": "count",
          "scene_cut": "binary"}
-GRID_CHANNELS = ["lab_l", "lab_a", "lab_b", "motion", "saliency", "edges", "face", "mouth_motion"]
 
 
 def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
@@ -144,20 +146,6 @@ class VisualFeatures:
         return None if self.emb_stream is None else self.emb_stream.materialize()
 
 
-def cnn_grid_channels(cfg: dict) -> int:
-    """Grid channels the pretrained encoder adds (known without loading it)."""
-    if cfg.get("image_model", "none") != "efficientnet-lite0":
-        return 0
-    from gazelib.features.image_models import LITE0_STAGES
-
-    outs = [c for _, _, _, c, n in LITE0_STAGES for _ in range(n)]
-    return outs[cfg["cnn_grid_block"]]
-
-
-def grid_channel_names(cfg: dict) -> list[str]:
-    return list(GRID_CHANNELS) + [f"cnn_{k}" for k in range(cnn_grid_channels(cfg))]
-
-
 def make_image_encoder(cfg: dict):
     if cfg.get("image_model", "none") == "none":
         return None
@@ -261,7 +249,7 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
 
     emb_stream = None
     if emb is not None:
-        from gazelib.align import l2_normalise
+        from gazelib.normalize import l2_normalise
 
         def emb_chunks(chunk: int = 1024):
             for i in range(0, len(t_all), chunk):
@@ -324,3 +312,24 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
               **extra)
     write_table(paths[2], feats.faces, meta={"video_id": video_id, "detector": detector_name})
     return paths
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
+    cfg = params["visual"]
+    out = root / FEATURES / "visual"
+    detector = FaceDetector.from_params(cfg)
+    encoder = make_image_encoder(cfg)
+
+    def compute(item: dict) -> list[Path]:
+        feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
+                                        detector=detector, encoder=encoder)
+        return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
+                                     detector_name=detector.name)
+
+    run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
+                        params={**cfg, "code": code_hash("gazelib.features.visual", "gazelib.features.image_models",
+                                                         "gazelib.features.grid", "gazelib.media",
+                                                         "gazelib.normalize")},
+                        compute=compute, on_error=params["data"]["on_error"])
+    return run.as_dict()

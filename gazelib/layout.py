@@ -1,0 +1,81 @@
+"""Where the pipeline's artifacts live and the small helpers every stage shares (manifest,
+splits, aligned index). Paths are relative to the repo root passed to each stage as ``root``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from gazelib.io import read_npz, read_table
+
+RAW_DEMO = Path("data/raw/demo")
+INTERIM = Path("data/interim")
+FEATURES = Path("data/features")
+ALIGNED = Path("data/aligned")
+FLOORS = Path("models/floors/floors.json")
+SPLITS = ("train", "val", "test")
+RESERVED_ROWS = ("floors", "centre_prior", "persistence", "inter_observer")  # not usable as variant names
+LABEL_KEYS = ("t", "gaze", "inout", "valid", "gaze_t")
+
+
+def load_manifest(root: Path) -> pd.DataFrame:
+    """The manifest with media paths resolved against the corpus root it records (relative to
+    ``root`` unless the params gave an absolute corpus)."""
+    path = root / INTERIM / "manifest.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the ingest stage first")
+    manifest, meta = read_table(path)
+    corpus = Path(meta["corpus"])
+    corpus = corpus if corpus.is_absolute() else root / corpus
+    for col in ("video_path", "subtitle_path"):
+        manifest[col] = [str(corpus / p) if p else "" for p in manifest[col]]
+    return manifest
+
+
+def check_splits(*, videos: pd.DataFrame, where: str) -> None:
+    """Fail before any training when a split has no video (with ``viewers`` > 0 where known)."""
+    usable = videos[videos["viewers"] > 0] if "viewers" in videos else videos
+    empty = [s for s in SPLITS if not (usable["split"] == s).any()]
+    if empty:
+        counts = {s: int((usable["split"] == s).sum()) for s in SPLITS}
+        raise ValueError(f"{where}: split {empty} has no video with gaze ({counts}); add videos or set "
+                         f"splits in corpus.yaml / ingest.split_ratios so every split has at least one")
+
+
+def manifest_items(manifest: pd.DataFrame) -> list[dict]:
+    return manifest.to_dict("records")
+
+
+def read_index(root: Path) -> tuple[pd.DataFrame, dict]:
+    """The aligned index (one row per video) and its metadata (fps, grid shape [C, Gh, Gw])."""
+    path = root / ALIGNED / "index.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run the align stage first")
+    return read_table(path)
+
+
+def read_norm_stats(root: Path) -> dict:
+    import json
+
+    return json.loads((root / ALIGNED / "norm_stats.json").read_text())
+
+
+def index_grid(meta: dict) -> tuple[int, int, int]:
+    """(channels, Gh, Gw) of the aligned grid, as align wrote it."""
+    c, gh, gw = meta["grid"]
+    return int(c), int(gh), int(gw)
+
+
+def split_files(root: Path, index: pd.DataFrame, split: str) -> list[Path]:
+    vids = index.loc[(index["split"] == split) & (index["viewers"] > 0), "video_id"]
+    return [root / ALIGNED / f"{v}.npz" for v in sorted(vids)]
+
+
+def index_maps(index: pd.DataFrame) -> dict:
+    return {"length": dict(zip(index["video_id"], index["length"])),
+            "viewers": dict(zip(index["video_id"], index["viewers"]))}
+
+
+def read_labels(files: list[Path]) -> dict[str, dict]:
+    """Only the gaze label arrays of aligned videos (not their features)."""
+    return {f.stem: read_npz(f, keys=LABEL_KEYS) for f in files}
