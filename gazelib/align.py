@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gazelib.io import read_npz, read_table
-from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, run_per_video
+from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
 from gazelib.io import write_json, write_npz, write_table
 from gazelib.features.grid import grid_shape
 from gazelib.normalize import fit_norm_stats, l2_normalise
@@ -297,9 +297,16 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
         write_npz(path, **arrays)
         return [path]
 
+    # what the extractors could not compute is masked here (their stale outputs are already gone)
+    masked: dict[str, dict[str, str]] = {}
+    for m in ("audio", "text", "visual"):
+        for vid, why in read_stage_report(feat_dir / m)["failed"].items():
+            log.warning("%s: extract_%s failed (%s); %s is masked", vid, m, why, m)
+            masked.setdefault(vid, {})[m] = why
     run = run_per_video(cache=VideoCache(out, "align"), items=items,
                         params={**cfg, "grid": gshape, "code": code_hash("gazelib.align", "gazelib.normalize", "gazelib.features.grid")},
                         compute=compute, on_error=params["data"]["on_error"])
+    write_stage_report(out, stage="align", run=run, extra={"masked_upstream": dict(sorted(masked.items()))})
     ok = [it for it in items if it["video_id"] not in run.failed]
     rows, train_arrays = [], []
     for it in ok:

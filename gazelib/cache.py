@@ -4,6 +4,10 @@ DVC reruns a whole stage when any dependency changes; this cache keeps the
 per-video work. A record ``<out_dir>/_cache/<video_id>.json`` holds the key
 (hash of stage name, input hash and params) and the files produced. The record
 is written last, so a video interrupted mid-way is recomputed on the next run.
+
+A video that fails loses its previous outputs and record (stale features are never reused
+downstream), and every run writes ``<out_dir>/_report.json``: what was computed, reused,
+failed (and why) and removed, which downstream stages read.
 """
 from __future__ import annotations
 
@@ -79,6 +83,21 @@ class VideoCache:
                      str(f).startswith(str(self.out_dir)) else str(f) for f in files)
         write_json(self._record_path(video_id), {"key": key, "stage": self.stage, "files": rel})
 
+    def invalidate(self, video_id: str) -> list[str]:
+        """Delete a video's record and every output named after it (``<video_id>.<ext>`` anywhere
+        in the stage folder); returns the files removed."""
+        gone = []
+        rec = self._record_path(video_id)
+        listed = json.loads(rec.read_text()).get("files", []) if rec.exists() else []
+        for f in [self.out_dir / f for f in listed] + [
+                f for f in self.out_dir.rglob("*") if f.is_file() and f.parent != self.record_dir
+                and f.name.startswith(f"{video_id}.") and f.name[len(video_id) + 1:].count(".") == 0]:
+            if f.exists():
+                f.unlink()
+                gone.append(str(f.relative_to(self.out_dir)))
+        rec.unlink(missing_ok=True)
+        return sorted(set(gone))
+
     def prune(self, keep_ids: set[str]) -> list[str]:
         """Delete outputs of videos no longer in the manifest; returns their ids."""
         removed = []
@@ -116,13 +135,35 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
         try:
             files = compute(item)
         except Exception as exc:  # noqa: BLE001 - reported per video, re-raised unless skipping
+            stale = cache.invalidate(vid)
+            if stale:
+                log.warning("%s: removed the outputs of an earlier run (%s): this run failed", vid, ", ".join(stale))
             if on_error != "skip":
                 raise
             log.error("%s: %s failed: %s", vid, cache.stage, exc)
-            run.failed[vid] = str(exc)
+            run.failed[vid] = f"{type(exc).__name__}: {exc}"
             continue
         cache.commit(vid, key, files)
         run.computed.append(vid)
     log.info("%s: computed %d, cached %d, failed %d, removed %d", cache.stage,
              len(run.computed), len(run.cached), len(run.failed), len(run.removed))
+    write_stage_report(cache.out_dir, stage=cache.stage, run=run)
     return run
+
+
+REPORT = "_report.json"
+
+
+def write_stage_report(out_dir: Path, *, stage: str, run: CacheRun, extra: dict | None = None) -> None:
+    """``<out_dir>/_report.json``: computed, reused, failed (with the reason) and removed videos."""
+    write_json(Path(out_dir) / REPORT, {"stage": stage, "computed": sorted(run.computed),
+                                         "reused": sorted(run.cached), "failed": dict(sorted(run.failed.items())),
+                                         "removed": sorted(run.removed), **(extra or {})})
+
+
+def read_stage_report(out_dir: Path) -> dict:
+    """The report a per-video stage wrote; an empty one when the stage has not run."""
+    path = Path(out_dir) / REPORT
+    if not path.exists():
+        return {"computed": [], "reused": [], "failed": {}, "removed": []}
+    return json.loads(path.read_text())

@@ -32,10 +32,10 @@ def load_manifest(root: Path) -> pd.DataFrame:
     return manifest
 
 
-def check_splits(*, videos: pd.DataFrame, where: str) -> None:
-    """Fail before any training when a split has no video (with ``viewers`` > 0 where known)."""
+def check_splits(*, videos: pd.DataFrame, where: str, required: tuple[str, ...] = SPLITS) -> None:
+    """Fail before any training when a ``required`` split has no video (with ``viewers`` > 0 where known)."""
     usable = videos[videos["viewers"] > 0] if "viewers" in videos else videos
-    empty = [s for s in SPLITS if not (usable["split"] == s).any()]
+    empty = [s for s in required if not (usable["split"] == s).any()]
     if empty:
         counts = {s: int((usable["split"] == s).sum()) for s in SPLITS}
         raise ValueError(f"{where}: split {empty} has no video with gaze ({counts}); add videos or set "
@@ -66,9 +66,22 @@ def index_grid(meta: dict) -> tuple[int, int, int]:
     return int(c), int(gh), int(gw)
 
 
+VALIDATION = Path("metrics/validation.json")
+
+
+def excluded_videos(root: Path) -> set[str]:
+    """Videos validate left out (hard failures, skip-and-report); none before validate has run."""
+    import json
+
+    path = root / VALIDATION
+    return set(json.loads(path.read_text()).get("excluded", {})) if path.exists() else set()
+
+
 def split_files(root: Path, index: pd.DataFrame, split: str) -> list[Path]:
+    """Aligned files of one split's videos with gaze, less those validate excluded."""
     vids = index.loc[(index["split"] == split) & (index["viewers"] > 0), "video_id"]
-    return [root / ALIGNED / f"{v}.npz" for v in sorted(vids)]
+    skip = excluded_videos(root)
+    return [root / ALIGNED / f"{v}.npz" for v in sorted(vids) if v not in skip]
 
 
 def index_maps(index: pd.DataFrame) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 from gazelib.align import find_gaps
 from gazelib.io import read_npz, read_table
 from gazelib.io import write_json, write_text
-from gazelib.layout import ALIGNED, FEATURES
+from gazelib.layout import ALIGNED, FEATURES, check_splits
 
 log = logging.getLogger(__name__)
 MODS = ("audio", "text", "visual", "track")
@@ -42,6 +42,11 @@ class ValidationResult:
     @property
     def failures(self) -> list[Finding]:
         return [f for f in self.findings if f.hard]
+
+    @property
+    def excluded(self) -> list[str]:
+        """Videos with a hard failure: left out of training and evaluation (skip-and-report)."""
+        return sorted({f.video_id for f in self.failures})
 
 
 def coverage(mask: np.ndarray) -> dict[str, float]:
@@ -75,9 +80,18 @@ def check_feature_file(*, path: Path, video_id: str) -> list[Finding]:
 
 def validate_corpus(*, feat_dir: Path, aligned_dir: Path, video_ids: list[str], grid_shape: tuple[int, int, int],
                     cfg: dict) -> ValidationResult:
+    from collections import Counter
+
     res = ValidationResult()
-    schema: dict[str, tuple] = {}
     hard = set(cfg["fail_on"])
+    # the schema most videos share is the reference, so one odd video is the one flagged
+    keys = tuple(f"{m}_columns" for m in ("audio", "text", "visual"))
+    cols_of = {vid: read_npz(aligned_dir / f"{vid}.npz", keys=keys) for vid in video_ids}
+    schema = {}
+    for m in ("audio", "text", "visual"):
+        counts = Counter(tuple(c[f"{m}_columns"]) for c in cols_of.values() if len(c[f"{m}_columns"]))
+        if counts:
+            schema[m] = max(counts, key=lambda k: (counts[k], k))
     for vid in video_ids:
         for m in ("audio", "text", "visual"):
             p = feat_dir / m / f"{vid}.parquet"
@@ -92,10 +106,9 @@ def validate_corpus(*, feat_dir: Path, aligned_dir: Path, video_ids: list[str], 
             cols = tuple(a[f"{m}_columns"])
             if not cols:
                 continue
-            if m in schema and schema[m] != cols:
+            if schema[m] != cols:
                 res.findings.append(Finding(vid, "dimension", f"{m} has {len(cols)} columns {list(cols)[:5]}..., "
-                                            f"other videos have {len(schema[m])}", "dimension" in hard))
-            schema.setdefault(m, cols)
+                                            f"most videos have {len(schema[m])}", "dimension" in hard))
         if tuple(a["grid"].shape[1:]) != tuple(grid_shape):
             res.findings.append(Finding(vid, "dimension", f"grid shape {a['grid'].shape[1:]} != {grid_shape}",
                                         "dimension" in hard))
@@ -125,12 +138,15 @@ def validate_corpus(*, feat_dir: Path, aligned_dir: Path, video_ids: list[str], 
 def render_report(res: ValidationResult, cfg: dict) -> tuple[dict, str]:
     vids = sorted(res.per_video)
     mean_cov = {m: float(np.mean([res.per_video[v]["coverage"][m] for v in vids])) if vids else 0.0 for m in MODS}
-    metrics = {"n_videos": len(vids), "n_failures": len(res.failures),
+    excluded = {v: sorted({f.check for f in res.failures if f.video_id == v}) for v in res.excluded}
+    metrics = {"n_videos": len(vids), "n_failures": len(res.failures), "excluded": excluded,
+               "n_excluded": len(excluded),
                "n_warnings": len(res.findings) - len(res.failures), "coverage": mean_cov,
                "label_coverage": float(np.mean([res.per_video[v]["label_coverage"] for v in vids])) if vids else 0.0,
                "passed": not res.failures}
     lines = ["# Validation report", "", f"Videos: {len(vids)}; hard failures: {len(res.failures)}; "
-             f"warnings: {metrics['n_warnings']}.", "", "## Coverage per video (share of timeline steps)", "",
+             f"warnings: {metrics['n_warnings']}; excluded from training and evaluation: "
+             f"{', '.join(excluded) or 'none'}.", "", "## Coverage per video (share of timeline steps)", "",
              "| video | audio | text | visual | track | labels | gaps > %.1f s |" % cfg["max_gap_s"],
              "|---|---|---|---|---|---|---|"]
     for v in vids:
@@ -153,9 +169,15 @@ def run_validate(*, params: dict, root: Path = Path(".")) -> dict:
     res = validate_corpus(feat_dir=root / FEATURES, aligned_dir=root / ALIGNED, video_ids=list(index["video_id"]),
                           grid_shape=grid_shape(params["visual"]), cfg=params["validate"])
     metrics, md = render_report(res, params["validate"])
+    failed = "\n".join(f"  {f.video_id}: {f.check}: {f.message}" for f in res.failures)
+    if res.failures and params["data"]["on_error"] == "raise":
+        raise ValidationError("validation failed (data.on_error: raise):\n" + failed)
     write_json(root / "metrics" / "validation.json", metrics)
     write_text(root / "reports" / "validation.md", md)
     if res.failures:
-        raise ValidationError("validation failed:\n" + "\n".join(
-            f"  {f.video_id}: {f.check}: {f.message}" for f in res.failures))
+        log.error("validation: excluding %s from training and evaluation:\n%s", res.excluded, failed)
+    kept = index[~index["video_id"].isin(res.excluded)]
+    # early stopping falls back to the training loss without val videos; train and test are needed
+    check_splits(videos=kept, where="validate (after excluding failed videos)", required=("train", "test"))
+    return metrics
     return metrics

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from gazelib.cache import VideoCache, cache_key, run_per_video
+from gazelib.cache import VideoCache, cache_key, read_stage_report, run_per_video
 from gazelib.demo.corpus import generate_corpus
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
@@ -93,3 +93,74 @@ def test_skip_mode_reports_and_keeps_going(tmp_path):
     run = run_per_video(cache=VideoCache(out, "s"), items=items, params={}, compute=compute, on_error="skip",
                         progress=False)
     assert run.computed == ["v0", "v2"] and "broken" in run.failed["v1"]
+
+
+def test_a_failing_video_loses_its_old_outputs_and_is_reported(tmp_path):
+    """v1 succeeded before; now its input changed and it fails: its outputs (also a side table and
+    a file the failed attempt left) and its record are gone, and the stage report says why."""
+    out = tmp_path / "o"
+    items = [{"video_id": f"v{i}", "media_hash": "a"} for i in range(3)]
+
+    def compute(item):
+        vid = item["video_id"]
+        (out / "side").mkdir(parents=True, exist_ok=True)
+        (out / f"{vid}.parquet").write_text("x")
+        (out / "side" / f"{vid}.json").write_text("{}")
+        if vid == "v1" and item["media_hash"] == "b":
+            (out / f"{vid}.npz").write_text("half")   # written before the failure
+            raise ValueError(f"{vid}: decoder error")
+        return [out / f"{vid}.parquet", out / "side" / f"{vid}.json"]
+
+    run_per_video(cache=VideoCache(out, "s"), items=items, params={}, compute=compute, progress=False)
+    assert (out / "v1.parquet").exists() and (out / "_cache/v1.json").exists()
+    items[1] = {"video_id": "v1", "media_hash": "b"}
+    run = run_per_video(cache=VideoCache(out, "s"), items=items, params={}, compute=compute, on_error="skip",
+                        progress=False)
+    assert list(run.failed) == ["v1"]
+    assert not any((out / f).exists() for f in ("v1.parquet", "v1.npz", "side/v1.json", "_cache/v1.json"))
+    assert (out / "v0.parquet").exists() and (out / "v10.parquet").exists() is False
+    report = read_stage_report(out)
+    assert report["failed"] == {"v1": "ValueError: v1: decoder error"}
+    assert report["reused"] == ["v0", "v2"] and report["computed"] == [] and report["stage"] == "s"
+    # the same failure with on_error=raise: outputs removed too, then the error propagates
+    run_per_video(cache=VideoCache(out, "s"), items=[{"video_id": "v1", "media_hash": "a"}], params={},
+                  compute=compute, progress=False)
+    with pytest.raises(ValueError, match="decoder error"):
+        run_per_video(cache=VideoCache(out, "s"), items=[{"video_id": "v1", "media_hash": "b"}], params={},
+                      compute=compute, progress=False)
+    assert not (out / "v1.parquet").exists()
+
+
+def test_align_masks_a_modality_whose_extractor_failed(tmp_path, tiny_corpus, caplog):
+    """A video whose audio extraction fails keeps no stale audio; align masks audio and says so."""
+    import logging
+
+    from gazelib.align import run_align
+    from gazelib.io import read_npz
+
+    src, params = tiny_corpus
+    root = tmp_path / "repo"
+    shutil.copytree(src, root / "data/raw/demo")
+    params = {**params, "visual": {**params["visual"], "image_model": "none"}}
+    run_ingest(params=params, root=root)
+    run_extract_audio(params=params, root=root)
+    run_extract_visual(params=params, root=root)
+    assert (root / "data/features/audio/demo001.parquet").exists()
+    # demo001's video is now truncated (a new input, so a new cache key): audio extraction fails
+    video = root / "data/raw/demo/videos/demo001.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    manifest_path = root / "data/interim/manifest.parquet"
+    from gazelib.io import read_table, write_table
+
+    m, meta = read_table(manifest_path)
+    m.loc[m["video_id"] == "demo001", "media_hash"] = "changed"   # its input changed since the last run
+    write_table(manifest_path, m, meta=meta)
+    r = run_extract_audio(params=params, root=root)
+    assert list(r["failed"]) == ["demo001"]
+    assert not (root / "data/features/audio/demo001.parquet").exists()
+    with caplog.at_level(logging.WARNING):
+        run_align(params=params, root=root)
+    assert "demo001: extract_audio failed" in caplog.text and "audio is masked" in caplog.text
+    a = read_npz(root / "data/aligned/demo001.npz")
+    assert not a["mask"][:, 0].any() and a["mask"][:, 2].any()
+    assert "demo001" in read_stage_report(root / "data/aligned")["masked_upstream"]

@@ -17,6 +17,7 @@ from gazelib.ingest import run_ingest
 from gazelib.validate import run_validate
 from gazelib.align import align_video
 from gazelib.io import read_table, write_table
+from gazelib.layout import load_manifest, split_files
 from gazelib.validate import ValidationError, coverage
 
 
@@ -46,17 +47,40 @@ def test_clean_data_passes(aligned_repo, tmp_path):
     assert "demo001" in (root / "reports/validation.md").read_text()
 
 
-def test_wrong_dimension_fails_validate_naming_the_video(aligned_repo, tmp_path):
+def _val_video(root):
+    return next(v for v, s in zip(load_manifest(root)["video_id"], load_manifest(root)["split"]) if s == "val")
+
+
+def test_wrong_dimension_excludes_the_video_and_reports_it(aligned_repo, tmp_path):
+    """data.on_error: skip (default): the odd video is left out and named; the rest goes on."""
     root, params = _fresh(aligned_repo, tmp_path)
-    p = root / "data/features/audio/demo001.parquet"
+    vid = _val_video(root)
+    p = root / f"data/features/audio/{vid}.parquet"
     df, meta = read_table(p)
     df["extra"] = 1.0
     meta["kinds"]["extra"] = "continuous"
     write_table(p, df, meta=meta)
     run_align(params=params, root=root)
-    with pytest.raises(ValidationError, match="demo001: dimension: audio has 9 columns"):
-        run_validate(params=params, root=root)
-    assert "FAIL" in (root / "reports/validation.md").read_text()
+    m = run_validate(params=params, root=root)
+    assert m["excluded"] == {vid: ["dimension"]} and not m["passed"]
+    report = (root / "reports/validation.md").read_text()
+    assert f"excluded from training and evaluation: {vid}" in report and "FAIL" in report
+    index = read_table(root / "data/aligned/index.parquet")[0]
+    assert split_files(root, index, "val") == []
+    assert len(split_files(root, index, "train")) == 1 and len(split_files(root, index, "test")) == 1
+
+
+def test_wrong_dimension_fails_validate_when_asked_to_raise(aligned_repo, tmp_path):
+    root, params = _fresh(aligned_repo, tmp_path)
+    vid = _val_video(root)
+    p = root / f"data/features/audio/{vid}.parquet"
+    df, meta = read_table(p)
+    df["extra"] = 1.0
+    meta["kinds"]["extra"] = "continuous"
+    write_table(p, df, meta=meta)
+    run_align(params=params, root=root)
+    with pytest.raises(ValidationError, match=f"{vid}: dimension: audio has 9 columns"):
+        run_validate(params={**params, "data": {**params["data"], "on_error": "raise"}}, root=root)
 
 
 def test_non_monotonic_time_fails_validate_naming_the_video(aligned_repo, tmp_path):
@@ -67,7 +91,7 @@ def test_non_monotonic_time_fails_validate_naming_the_video(aligned_repo, tmp_pa
     write_table(p, df, meta=meta)
     run_align(params=params, root=root)
     with pytest.raises(ValidationError, match="demo002: non_monotonic: .*demo002.parquet: time not increasing at row 5"):
-        run_validate(params=params, root=root)
+        run_validate(params={**params, "data": {**params["data"], "on_error": "raise"}}, root=root)
 
 
 @settings(max_examples=60, deadline=None)
