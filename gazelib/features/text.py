@@ -129,8 +129,10 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
     models = {"embedder": f"{embedder.name} ({embedder.backend})"}
     if asr_model:
         models["asr"] = asr_model
+    # no transcript source at all: the text modality is unavailable (masked), not "silent"
     meta = feature_meta(video_id=video_id, modality="text", kinds={**KINDS, **EMB_KINDS},
-                        backend=source, params=cfg, models=models, extra={"n_words": int(len(words))})
+                        backend=source, params=cfg, models=models, extra={"n_words": int(len(words))},
+                        available=source != "none")
     # side tables live in sub-folders: "<id>_words" could be another video's id
     paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "words" / f"{video_id}.parquet"]
     write_table(paths[0], feats.table, meta=meta)
@@ -160,12 +162,18 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
         from gazelib.media import read_audio
 
         vid = item["video_id"]
-        subs = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles") \
-            if item["subtitle_path"] else None
+        subs_cache: dict = {}
+
+        def subtitles() -> pd.DataFrame:
+            # parsed only when used, so a broken optional file costs nothing while ASR comes first
+            if "words" not in subs_cache:
+                subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
+            return subs_cache["words"]
+
         words, source, asr_words = None, "none", None
         for src in cfg["sources"]:
-            if src == "subtitles" and subs is not None:
-                words, source = subs, "subtitles"
+            if src == "subtitles" and item["subtitle_path"]:
+                words, source = subtitles(), "subtitles"
             elif src == "asr" and item["has_audio"]:
                 t0, audio = read_audio(path=item["video_path"], video_id=vid)
                 asr_words = asr().transcribe(audio, t0=t0)
@@ -176,15 +184,19 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
             from gazelib.features.transcript import empty_words
 
             words = empty_words()
-            log.info("%s: no transcript source available; text features are silent", vid)
+            log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
         feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
                               rate_window_s=cfg["rate_window_s"], embedder=embedder)
         paths = write_text_features(feats=feats, words=words, out_dir=out, video_id=vid, cfg=cfg, source=source,
                                     embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
-        if asr_words is not None and subs is not None:
-            q = {"video_id": vid, **asr_quality(ref=subs, hyp=asr_words)}
-            write_json(out / "asr" / f"{vid}.json", q)
-            paths.append(out / "asr" / f"{vid}.json")
+        if asr_words is not None and item["subtitle_path"]:
+            try:
+                q = {"video_id": vid, **asr_quality(ref=subtitles(), hyp=asr_words)}
+            except ValueError as exc:  # the reference is optional: report it, keep the ASR transcript
+                log.warning("%s: ASR quality not measured: %s", vid, exc)
+            else:
+                write_json(out / "asr" / f"{vid}.json", q)
+                paths.append(out / "asr" / f"{vid}.json")
         return paths
 
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),

@@ -33,11 +33,12 @@ def read_cues(*, path: str | Path, video_id: str = "") -> list[tuple[float, floa
     """(start, end, plain text) per cue, through pysrt (SRT) or webvtt-py (VTT)."""
     path = Path(path)
     tag = f"{video_id}: subtitle file {path}"
+    check_cue_timings(path=path, tag=tag)
     try:
         if path.suffix.lower() == ".srt":
             import pysrt
 
-            subs = pysrt.open(str(path), encoding="utf-8", error_handling=pysrt.ERROR_LOG)
+            subs = pysrt.open(str(path), encoding="utf-8", error_handling=pysrt.ERROR_RAISE)
             cues = [(s.start.ordinal / 1000.0, s.end.ordinal / 1000.0, s.text_without_tags) for s in subs]
         elif path.suffix.lower() == ".vtt":
             import webvtt
@@ -48,6 +49,30 @@ def read_cues(*, path: str | Path, video_id: str = "") -> list[tuple[float, floa
     except Exception as exc:  # noqa: BLE001 - parser errors differ per library; name the file
         raise ValueError(f"{tag} cannot be parsed: {exc}") from exc
     return [(a, b, _TAG_RE.sub("", txt).replace("\n", " ").strip()) for a, b, txt in cues]
+
+
+_TIMING_RE = re.compile(r"^\s*(\d+:)?\d{1,2}:\d{2}[,.]\d{1,3}\s*-->\s*(\d+:)?\d{1,2}:\d{2}[,.]\d{1,3}(\s.*)?$")
+
+
+def check_cue_timings(*, path: Path, tag: str) -> None:
+    """Name the line of the first malformed cue timing (the parsers' own errors do not)."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{tag}: line {line}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    lines = text.splitlines()
+    n_cues = 0
+    for i, line in enumerate(lines, 1):
+        if "-->" in line:
+            if not _TIMING_RE.match(line):
+                raise ValueError(f"{tag}: line {i}: malformed cue timing {line.strip()!r}")
+            n_cues += 1
+        elif path.suffix.lower() == ".srt" and line.strip().isdigit() and (i == 1 or not lines[i - 2].strip()) \
+                and i < len(lines) and lines[i].strip() and "-->" not in lines[i]:  # an index line (after a blank)
+            raise ValueError(f"{tag}: line {i + 1}: cue {line.strip()} has no timing line ({lines[i].strip()!r})")
+    if text.strip() and not n_cues:
+        raise ValueError(f"{tag}: no cue timing line ('start --> end') in {len(lines)} lines")
 
 
 def words_from_cues(cues: list[tuple[float, float, str]], source: str) -> pd.DataFrame:
