@@ -54,9 +54,23 @@ def load_corpus_config(corpus: Path) -> dict:
     cfg.update(loaded)
     if cfg["coords"] not in ("normalized", "pixels"):
         raise CorpusError(f"{path}: coords must be 'normalized' or 'pixels', got {cfg['coords']!r}")
-    if cfg["time_unit"] not in ("s", "ms"):
-        raise CorpusError(f"{path}: time_unit must be 's' or 'ms', got {cfg['time_unit']!r}")
+    if cfg["time_unit"] not in TIME_UNITS:
+        raise CorpusError(f"{path}: time_unit must be one of {list(TIME_UNITS)}, got {cfg['time_unit']!r}")
+    offsets = cfg.setdefault("clock_offsets", {}) or {}
+    if not isinstance(offsets, dict) or not all(isinstance(v, (int, float)) for v in offsets.values()):
+        raise CorpusError(f"{path}: clock_offsets must map '<video_id>' or '<video_id>/<viewer_id>' to the "
+                          f"recording's time at the video's start (a number in time_unit)")
+    cfg["clock_offsets"] = offsets
     return cfg
+
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def clock_offset(cfg: dict, video_id: str, viewer_id: str) -> float:
+    """The recording's clock reading at the video's start (corpus.yaml clock_offsets; 0 if absent)."""
+    offsets = cfg.get("clock_offsets", {})
+    return float(offsets.get(f"{video_id}/{viewer_id}", offsets.get(video_id, 0.0)))
 
 
 def check_id(value: str, what: str, path: Path) -> None:
@@ -66,8 +80,11 @@ def check_id(value: str, what: str, path: Path) -> None:
 
 
 def read_gaze_csv(*, path: Path, video_id: str, viewer_id: str, coords: str, time_unit: str,
-                  width: int, height: int, duration_s: float, cfg: dict) -> pd.DataFrame:
-    """Load one viewer's recording into normalised units; raises CorpusError naming the file."""
+                  width: int, height: int, duration_s: float, cfg: dict, t0: float = 0.0) -> pd.DataFrame:
+    """Load one viewer's recording into normalised units and seconds from the video start
+    (``t0``: the recording's clock at the video start, in ``time_unit``); raises CorpusError
+    naming the file. Repeated timestamps follow ``cfg['duplicate_timestamps']`` (first: keep
+    the first sample, warn and count them in ``attrs['n_duplicate_t']``; error: refuse)."""
     tag = f"{video_id}: gaze file {path}"
     try:
         raw = pd.read_csv(path)
@@ -87,15 +104,27 @@ def read_gaze_csv(*, path: Path, video_id: str, viewer_id: str, coords: str, tim
     if np.isnan(t).any():
         raise CorpusError(f"{tag} has missing times in column 't' (row {int(np.argmax(np.isnan(t)))})")
     dt = np.diff(t)
-    if (dt <= 0).any():
-        i = int(np.argmax(dt <= 0)) + 1
-        raise CorpusError(f"{tag}: time is not monotonic at row {i} (t={t[i]} after {t[i - 1]})")
-    if time_unit == "ms":
-        t = t / 1000.0
-        dt = dt / 1000.0
-    elif len(t) > 1 and t[-1] > 50 * max(duration_s, 1.0):
-        raise CorpusError(f"{tag}: times reach {t[-1]:.0f} for a {duration_s:.1f} s video; "
-                          "they look like milliseconds (set time_unit: ms in corpus.yaml)")
+    if (dt < 0).any():
+        i = int(np.argmax(dt < 0)) + 1
+        raise CorpusError(f"{tag}: time goes backwards at row {i} (t={t[i]} after {t[i - 1]})")
+    dup = np.r_[False, dt == 0]
+    if dup.any():
+        i = int(np.argmax(dup))
+        if cfg.get("duplicate_timestamps", "first") == "error":
+            raise CorpusError(f"{tag}: row {i} repeats the timestamp t={t[i]} "
+                              "(ingest.duplicate_timestamps: first keeps the first sample)")
+        log.warning("%s: %d repeated timestamps (first at row %d, t=%s); kept the first sample of each",
+                    tag, int(dup.sum()), i, t[i])
+        df, t = df[~dup].reset_index(drop=True), t[~dup]
+        dt = np.diff(t)
+    t = (t - t0) * TIME_UNITS[time_unit]
+    dt = dt * TIME_UNITS[time_unit]
+    if time_unit == "s" and len(t) > 1 and t[-1] > 50 * max(duration_s, 1.0):
+        raise CorpusError(f"{tag}: times reach {t[-1]:.0f} for a {duration_s:.1f} s video; they look like "
+                          "milliseconds or a tracker clock (set time_unit / clock_offsets in corpus.yaml)")
+    if t[0] > duration_s + cfg["time_slack_s"] or t[-1] < 0:
+        raise CorpusError(f"{tag}: samples span [{t[0]:.3f}, {t[-1]:.3f}] s, outside the {duration_s:.1f} s video; "
+                          f"the recording's clock does not start with the video (set clock_offsets in corpus.yaml)")
     hz = 1.0 / float(np.median(dt)) if len(dt) else 0.0
     if not cfg["min_gaze_hz"] <= hz <= cfg["max_gaze_hz"]:
         raise CorpusError(f"{tag}: sample rate {hz:.1f} Hz is outside "
@@ -118,7 +147,9 @@ def read_gaze_csv(*, path: Path, video_id: str, viewer_id: str, coords: str, tim
     inframe = valid & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
     out = pd.DataFrame({"viewer_id": viewer_id, "t": t, "x": np.where(valid, x, np.nan),
                         "y": np.where(valid, y, np.nan), "valid": valid, "inout": inframe.astype(np.int8)})
-    return out[keep].reset_index(drop=True)
+    out = out[keep].reset_index(drop=True)
+    out.attrs["n_duplicate_t"] = int(dup.sum())
+    return out
 
 
 def _split_u(video_id: str) -> float:
@@ -194,6 +225,15 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
 
     rows, gaze = [], {}
     videos = sorted(p for p in (corpus / "videos").iterdir() if p.suffix.lower() in VIDEO_EXTS)
+    stems: dict[str, list[Path]] = {}
+    for v in videos:
+        stems.setdefault(v.stem, []).append(v)
+    for stem, paths in stems.items():
+        if len(paths) > 1:  # a.mp4 and a.mkv would write each other's outputs: neither is used
+            for v in paths:
+                fail(v, stem, CorpusError(f"{v}: video_id {stem!r} is shared by {[x.name for x in paths]}; "
+                                          "keep one file per video_id"))
+    videos = [v for v in videos if len(stems[v.stem]) == 1]
     for vpath in tqdm(videos, desc="ingest", leave=False):
         video_id = vpath.stem
         try:
@@ -212,7 +252,7 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
                 tables.append(read_gaze_csv(
                     path=gpath, video_id=video_id, viewer_id=gpath.stem, coords=ccfg["coords"],
                     time_unit=ccfg["time_unit"], width=probe.width, height=probe.height,
-                    duration_s=probe.duration_s, cfg=params))
+                    duration_s=probe.duration_s, cfg=params, t0=clock_offset(ccfg, video_id, gpath.stem)))
             except CorpusError as exc:
                 fail(gpath, video_id, exc)
         if not tables:
@@ -229,8 +269,11 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
             "subtitle_path": sub.relative_to(corpus).as_posix() if sub else "",
             **probe.as_dict(), "n_viewers": int(g["viewer_id"].nunique()),
             "gaze_hz": _median_hz(g), "valid_share": float(g["valid"].mean()) if len(g) else 0.0,
-            "media_hash": media_hash, "gaze_hash": hash_obj(
-                [hash_file(p) for p in sorted(gdir.glob("*.csv"))] if gdir.is_dir() else []),
+            # the hash of what ingest made of the recordings (after units, offsets, duplicates), so
+            # a change in corpus.yaml reaches the per-video caches downstream
+            "media_hash": media_hash, "gaze_hash": hashlib.sha256(
+                pd.util.hash_pandas_object(g, index=False).to_numpy().tobytes()).hexdigest(),
+            "n_duplicate_t": int(sum(t.attrs.get("n_duplicate_t", 0) for t in tables)),
         })
     for orphan in sorted((corpus / "gaze").glob("*")) if (corpus / "gaze").is_dir() else []:
         if orphan.is_dir() and orphan.name not in {v.stem for v in videos}:
@@ -263,6 +306,7 @@ def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Pat
     report = {
         "corpus": str(corpus), "n_videos": int(len(m)),
         "n_viewer_recordings": int(m["n_viewers"].sum()) if len(m) else 0,
+        "n_duplicate_timestamps": int(m["n_duplicate_t"].sum()) if len(m) else 0,
         "splits": {s: sorted(m.loc[m["split"] == s, "video_id"]) for s in SPLITS} if len(m) else {},
         "skipped": result.skipped,
     }

@@ -37,7 +37,7 @@ def test_bad_inputs_are_reported_by_name_and_the_rest_completes(tiny_corpus, tmp
     errors = {s["file"].split("/")[-1]: s["error"] for s in res.skipped}
     assert "truncated" in errors["cut.mp4"] and "cut" in errors["cut.mp4"]
     assert "no column 'y'" in errors["viewer00.csv"] and "demo000" in errors["viewer00.csv"]
-    assert "not monotonic at row 10" in errors["viewer01.csv"]
+    assert "time goes backwards at row 10" in errors["viewer01.csv"]
     assert "bad id!" in errors["bad id!.mp4"]
     assert sorted(res.manifest["video_id"]) == ["demo000", "demo001", "demo002"]
     m = res.manifest.set_index("video_id")
@@ -70,6 +70,62 @@ def test_gaze_units_and_ranges(tmp_path, base_params):
     with pytest.raises(CorpusError, match="look like milliseconds"):
         read_gaze_csv(path=p, video_id="vid", viewer_id="v", coords="pixels", time_unit="s", width=320,
                       height=180, duration_s=5.0, cfg=cfg)
+
+
+def test_duplicate_timestamps_keep_the_first_and_are_counted(tmp_path, base_params, caplog):
+    import logging
+
+    t = np.r_[np.arange(0, 2, 1 / 60), np.arange(2, 4, 1 / 60)]
+    t = np.insert(t, [10, 50, 50], t[[10, 50, 50]])   # three repeats
+    df = pd.DataFrame({"t": t, "x": np.linspace(0.1, 0.9, t.size), "y": 0.5})
+    p = tmp_path / "v.csv"
+    df.to_csv(p, index=False)
+    args = dict(path=p, video_id="vid", viewer_id="v", coords="normalized", time_unit="s", width=320, height=180,
+                duration_s=4.0)
+    with caplog.at_level(logging.WARNING):
+        g = read_gaze_csv(**args, cfg=base_params["ingest"])
+    assert g.attrs["n_duplicate_t"] == 3 and len(g) == t.size - 3 and (np.diff(g["t"]) > 0).all()
+    assert g.loc[10, "x"] == pytest.approx(df.loc[10, "x"])          # the first of the repeated samples
+    assert "3 repeated timestamps (first at row 11" in caplog.text
+    with pytest.raises(CorpusError, match="row 11 repeats the timestamp"):
+        read_gaze_csv(**args, cfg={**base_params["ingest"], "duplicate_timestamps": "error"})
+
+
+def test_microsecond_tracker_clock_with_a_per_recording_offset(tiny_corpus, tmp_path, base_params):
+    src, _ = tiny_corpus
+    c = _copy_corpus(src, tmp_path / "corpus")
+    f = c / "gaze" / "demo001" / "viewer02.csv"
+    g = pd.read_csv(f)
+    t0_us = 1_234_567_890_123
+    pd.DataFrame({"t": np.round(g["t"] * 1e6).astype(np.int64) + t0_us, "x": g["x"], "y": g["y"],
+                  "valid": g["valid"]}).to_csv(f, index=False)
+    for other in sorted(c.glob("gaze/*/*.csv")):
+        if other != f:
+            o = pd.read_csv(other)
+            o["t"] = np.round(o["t"] * 1e6).astype(np.int64)
+            o.to_csv(other, index=False)
+    (c / "corpus.yaml").write_text((c / "corpus.yaml").read_text().replace("time_unit: s", "time_unit: us")
+                                   + f"clock_offsets:\n  demo001/viewer02: {t0_us}\n")
+    res = ingest_corpus(corpus=c, params=base_params["ingest"], on_error="raise")
+    got = res.gaze["demo001"].query("viewer_id == 'viewer02'")["t"].to_numpy()
+    np.testing.assert_allclose(got, g["t"].to_numpy()[: got.size], atol=1e-6)
+    other = res.gaze["demo000"].query("viewer_id == 'viewer00'")["t"].to_numpy()
+    assert 0 <= other[0] < 0.1
+    # without the offset the tracker clock is nowhere near the video: refused with a hint
+    (c / "corpus.yaml").write_text((c / "corpus.yaml").read_text().split("clock_offsets")[0])
+    with pytest.raises(CorpusError, match="viewer02.csv"):
+        ingest_corpus(corpus=c, params=base_params["ingest"], on_error="raise")
+
+
+def test_two_files_with_one_stem_are_rejected_by_name(tiny_corpus, tmp_path, base_params):
+    src, _ = tiny_corpus
+    c = _copy_corpus(src, tmp_path / "corpus")
+    shutil.copy(c / "videos" / "demo002.mp4", c / "videos" / "demo002.mkv")
+    res = ingest_corpus(corpus=c, params=base_params["ingest"], on_error="skip")
+    assert sorted(res.manifest["video_id"]) == ["demo000", "demo001"]
+    shared = [s for s in res.skipped if "shared by" in s["error"]]
+    assert sorted(s["file"].rsplit("/", 1)[1] for s in shared) == ["demo002.mkv", "demo002.mp4"]
+    assert all("'demo002' is shared by ['demo002.mkv', 'demo002.mp4']" in s["error"] for s in shared)
 
 
 ids = st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True), min_size=3, max_size=30,
