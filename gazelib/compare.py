@@ -170,7 +170,7 @@ def readme_results(cmp: dict, baseline: str, floor: str = "persistence") -> str:
         e = cmp["rows"][r]
         label = r if e["kind"] == "variant" else f"{r} ({e['kind']})"
         lines.append(f"| {label} | " + " | ".join(_fmt(e["metrics"][k]) for k in README_KEYS) + " |")
-    lines += ["", f"| delta [95% CI] | " + " | ".join(README_KEYS[:2] + ("ig", "out_ap")) + " |",
+    lines += ["", "| delta [95% CI] | " + " | ".join(README_KEYS[:2] + ("ig", "out_ap")) + " |",
               "|---" * 5 + "|"]
     for r in order:
         if cmp["rows"][r]["kind"] != "variant":

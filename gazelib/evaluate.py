@@ -34,7 +34,17 @@ from gazelib.metrics import (
 import json
 from pathlib import Path
 from gazelib.io import read_npz, write_json, write_table, write_text
-from gazelib.layout import FLOORS, index_grid, index_maps, load_manifest, read_index, read_labels, read_norm_stats, split_files
+from gazelib.layout import (
+    FLOORS,
+    corpus_geometry,
+    index_grid,
+    index_maps,
+    load_manifest,
+    read_index,
+    read_labels,
+    read_norm_stats,
+    split_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +79,13 @@ def eval_map_shape(*, width: int, height: int, saliency_width: int) -> tuple[int
 
 
 def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: int, eval_hw: tuple[int, int],
-               prior_eval: np.ndarray, other_xy: np.ndarray, fixation_sigma: float,
-               chunk: int = 4000) -> pd.DataFrame:
-    """One row per valid (viewer, step) sample; metric columns NaN where the gaze is out of frame."""
+               prior_eval: np.ndarray, other_xy: np.ndarray, fixation_sigma: float, geometry: dict | None = None,
+               video_id: str = "", chunk: int = 4000) -> pd.DataFrame:
+    """One row per valid (viewer, step) sample; metric columns NaN where the gaze is out of frame.
+
+    ``l2_vat_deg``: the visual angle (degrees) between the point ``l2_vat`` is measured from and
+    the gaze, when the corpus geometry (screen size and viewing distance) is known; NaN otherwise."""
+    in_degrees = bool(geometry) and {"screen_cm", "distance_cm"} <= set(geometry)
     valid = lab["valid"].astype(bool)
     inframe = valid & (lab["inout"] > 0)
     vv, tt = np.nonzero(valid)
@@ -87,6 +101,14 @@ def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: in
                **cell_hits(heatmaps=heat, gaze=gaze, gh=gh, gw=gw),
                **saliency_metrics(maps=resize_bilinear(maps=heat.reshape(-1, gh, gw), out_hw=eval_hw), fix_xy=gaze,
                                   prior=prior_eval, other_xy=other_xy, fixation_sigma=fixation_sigma)}
+        if in_degrees:
+            from gazelib.geometry import angular_distance_deg
+
+            res["l2_vat_deg"] = angular_distance_deg(x0=res["pred_xy"][:, 0], y0=res["pred_xy"][:, 1],
+                                                     x1=gaze[:, 0], y1=gaze[:, 1], geometry=geometry,
+                                                     video_id=video_id)
+        else:
+            res["l2_vat_deg"] = np.full(len(r), np.nan)
         for k in MEAN_KEYS:
             cols[k][r] = np.asarray(res[k], np.float64)
     return df.assign(**cols)
@@ -184,6 +206,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                      lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
     labels = read_labels(test_files)
     manifest = load_manifest(root).set_index("video_id")
+    geometry = corpus_geometry(root)
     prior = np.asarray(floors["prior"], np.float64).reshape(1, gh, gw)
     per_video = {}
     for vid in sorted(labels):
@@ -197,7 +220,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         frames = []
         for vid in sorted(preds):
             df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
-                            fixation_sigma=ecfg["fixation_map_sigma"], **per_video[vid])
+                            fixation_sigma=ecfg["fixation_map_sigma"], geometry=geometry, video_id=vid,
+                            **per_video[vid])
             frames.append(df.assign(row=row, seed=seed, video_id=vid))
         return pd.concat(frames, ignore_index=True)
 
@@ -240,7 +264,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
 PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "
             "predicts a distribution over the grid cells per viewer and step. auc_vat / l2_vat follow the "
             "VideoAttentionTarget evaluation code (heatmap resized to 64x64, 19x19 positive patch, argmax on the "
-            "64x64 map), on valid in-frame samples; hit1_cell / hit5_cell on the grid itself. The saliency family "
+            "64x64 map), on valid in-frame samples; l2_vat_deg is the same error as a visual angle when the corpus "
+            "gives its screen geometry; hit1_cell / hit5_cell on the grid itself. The saliency family "
             "(NSS, CC, SIM, KL, AUC-Judd, sAUC, IG over the train centre prior) follows pysaliency, per fixation: "
             "the map a row predicts for one viewer at one frame, resized bilinearly to a 64-column evaluation map, "
             "against that viewer's fixation. inout_ap (in-frame positive, as published) and out_ap pool all valid "

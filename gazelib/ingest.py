@@ -41,6 +41,7 @@ class IngestResult:
     manifest: pd.DataFrame
     gaze: dict[str, pd.DataFrame]
     skipped: list[dict] = field(default_factory=list)
+    geometry: dict = field(default_factory=dict)       # corpus.yaml geometry: (degrees), if any
 
 
 def load_corpus_config(corpus: Path) -> dict:
@@ -215,6 +216,7 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
     if not (corpus / "videos").is_dir():
         raise CorpusError(f"{corpus}: no videos/ folder (see docs/corpus.md for the layout)")
     ccfg = load_corpus_config(corpus)
+    geometry = ccfg.get("geometry") or {}
     skipped: list[dict] = []
 
     def fail(file: Path, video_id: str, exc: Exception) -> None:
@@ -255,6 +257,10 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
                     duration_s=probe.duration_s, cfg=params, t0=clock_offset(ccfg, video_id, gpath.stem)))
             except CorpusError as exc:
                 fail(gpath, video_id, exc)
+        fix_share = None
+        if params.get("labels", "samples") == "fixations" and tables:
+            tables, fix_share = fixation_labels(tables=tables, video_id=video_id, geometry=geometry,
+                                                cfg=params["fixations"])
         if not tables:
             log.warning("%s: no usable gaze recordings; features only", video_id)
         g = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
@@ -274,6 +280,12 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
             "media_hash": media_hash, "gaze_hash": hashlib.sha256(
                 pd.util.hash_pandas_object(g, index=False).to_numpy().tobytes()).hexdigest(),
             "n_duplicate_t": int(sum(t.attrs.get("n_duplicate_t", 0) for t in tables)),
+            "fixation_share": np.nan if fix_share is None else fix_share,
+            # degrees of visual angle per normalised unit along x and y (NaN: geometry unknown)
+            **dict(zip(("deg_per_unit_x", "deg_per_unit_y"),
+                       (geometry.get("deg_per_unit") or {}).get(video_id, [np.nan, np.nan]))),
+            "px_per_deg": float(np.mean(geometry["pixels_per_degree"])) if "pixels_per_degree" in geometry
+            else np.nan,
         })
     for orphan in sorted((corpus / "gaze").glob("*")) if (corpus / "gaze").is_dir() else []:
         if orphan.is_dir() and orphan.name not in {v.stem for v in videos}:
@@ -283,7 +295,35 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
         splits = assign_splits(video_ids=list(manifest["video_id"]), ratios=params["split_ratios"],
                                overrides=ccfg.get("splits") or {})
         manifest["split"] = manifest["video_id"].map(splits)
-    return IngestResult(manifest=manifest, gaze=gaze, skipped=skipped)
+    return IngestResult(manifest=manifest, gaze=gaze, skipped=skipped, geometry=geometry)
+
+
+def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict,
+                    cfg: dict) -> tuple[list[pd.DataFrame], float]:
+    """Replace each viewer's samples by fixation labels (``ingest.labels: fixations``): a sample in
+    a fixation takes the fixation's centroid, a sample outside any fixation (saccade, noise)
+    becomes missing. Thresholds in degrees when the corpus geometry gives degrees per unit."""
+    from gazelib.fixations import detect_fixations
+
+    dpu = (geometry.get("deg_per_unit") or {}).get(video_id)
+    out, n_in, n_valid = [], 0, 0
+    for g in tables:
+        res = detect_fixations(t=g["t"].to_numpy(), x=g["x"].to_numpy(), y=g["y"].to_numpy(),
+                               valid=g["valid"].to_numpy(), method=cfg["method"],
+                               velocity_threshold=cfg.get("velocity_threshold"),
+                               dispersion_threshold=cfg.get("dispersion_threshold"),
+                               min_duration_s=cfg["min_duration_s"], deg_per_unit=dpu)
+        inside = res.fixation_id >= 0
+        x = np.where(inside, res.centroid_x, np.nan)
+        y = np.where(inside, res.centroid_y, np.nan)
+        inframe = inside & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
+        out.append(g.assign(x=x, y=y, valid=inside, inout=inframe.astype(np.int8)))
+        n_in += int(inside.sum())
+        n_valid += int(g["valid"].sum())
+        log.info("%s/%s: %d fixations (%s, thresholds in %s), %.0f%% of valid samples", video_id,
+                 g["viewer_id"].iloc[0] if len(g) else "?", len(res.fixations), res.method, res.units,
+                 100 * inside.sum() / max(int(g["valid"].sum()), 1))
+    return out, (n_in / n_valid if n_valid else 0.0)
 
 
 def _median_hz(g: pd.DataFrame) -> float:
@@ -294,7 +334,8 @@ def _median_hz(g: pd.DataFrame) -> float:
 def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Path) -> dict:
     """Write manifest, per-video gaze tables and the report; returns the report dict."""
     out_dir = Path(out_dir)
-    write_table(out_dir / "manifest.parquet", result.manifest, meta={"corpus": str(corpus)})
+    write_table(out_dir / "manifest.parquet", result.manifest, meta={"corpus": str(corpus),
+                                                                    "geometry": result.geometry})
     keep = set(result.gaze)
     gdir = out_dir / "gaze"
     for old in gdir.glob("*.parquet") if gdir.exists() else []:
@@ -307,6 +348,8 @@ def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Pat
         "corpus": str(corpus), "n_videos": int(len(m)),
         "n_viewer_recordings": int(m["n_viewers"].sum()) if len(m) else 0,
         "n_duplicate_timestamps": int(m["n_duplicate_t"].sum()) if len(m) else 0,
+        "fixation_share": float(np.nanmean(m["fixation_share"])) if len(m) and m["fixation_share"].notna().any()
+        else None,
         "splits": {s: sorted(m.loc[m["split"] == s, "video_id"]) for s in SPLITS} if len(m) else {},
         "skipped": result.skipped,
     }

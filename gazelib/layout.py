@@ -42,6 +42,11 @@ def check_splits(*, videos: pd.DataFrame, where: str, required: tuple[str, ...] 
                          f"splits in corpus.yaml / ingest.split_ratios so every split has at least one")
 
 
+def corpus_geometry(root: Path) -> dict:
+    """The corpus.yaml ``geometry:`` block ingest recorded (display, screen size, distance; may be empty)."""
+    return read_table(root / INTERIM / "manifest.parquet")[1].get("geometry") or {}
+
+
 def manifest_items(manifest: pd.DataFrame) -> list[dict]:
     return manifest.to_dict("records")
 

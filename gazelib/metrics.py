@@ -121,11 +121,11 @@ _ELEMENT_BUDGET = 4_000_000  # elements per [chunk, H*W] intermediate
 
 # Names of the per-sample metrics (means over samples) and of the pooled ones, as every
 # report and the comparison use them.
-STEP_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "hit5_cell")
+STEP_KEYS = ("auc_vat", "l2_vat", "l2_vat_deg", "hit1_cell", "hit5_cell")
 FRAME_KEYS = ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig")
 MEAN_KEYS = STEP_KEYS + FRAME_KEYS
 POOLED_KEYS = ("inout_ap", "out_ap", "inout_acc")
-LOWER_IS_BETTER = frozenset({"l2_vat", "kl"})
+LOWER_IS_BETTER = frozenset({"l2_vat", "l2_vat_deg", "kl"})
 
 
 def cell_centres(gh: int, gw: int) -> np.ndarray:
@@ -301,7 +301,7 @@ def vat_metrics(*, heatmaps, gaze, res: int = 64, sigma: int = 3) -> dict:
     """VideoAttentionTarget AUC and L2 per in-frame sample (see the module docstring).
 
     heatmaps: [N, Gh, Gw] real scores; gaze: [N, 2] normalised, in [0, 1].
-    Returns {"auc_vat": [N], "l2_vat": [N]}.
+    Returns {"auc_vat": [N], "l2_vat": [N], "pred_xy": [N, 2]} (the argmax point L2 is measured from).
     """
     res, sigma = _positive_int("res", res), _positive_int("sigma", sigma)
     hm = _maps("heatmaps", heatmaps, keep_float_dtype=True)
@@ -309,6 +309,7 @@ def vat_metrics(*, heatmaps, gaze, res: int = 64, sigma: int = 3) -> dict:
     n = hm.shape[0]
     auc = np.empty(n)
     l2 = np.empty(n)
+    pred = np.empty((n, 2))
     step = _chunk_for(res * res)
     for s in range(0, n, step):
         sl = slice(s, min(n, s + step))
@@ -319,7 +320,8 @@ def vat_metrics(*, heatmaps, gaze, res: int = 64, sigma: int = 3) -> dict:
         row, col = np.divmod(np.argmax(up, axis=1), res)
         px, py = col / res, row / res
         l2[sl] = np.sqrt((g[sl, 0] - px) ** 2 + (g[sl, 1] - py) ** 2)
-    return {"auc_vat": auc, "l2_vat": l2}
+        pred[sl, 0], pred[sl, 1] = px, py
+    return {"auc_vat": auc, "l2_vat": l2, "pred_xy": pred}
 
 
 def cell_hits(*, heatmaps, gaze, gh: int, gw: int) -> dict:

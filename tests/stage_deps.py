@@ -19,8 +19,12 @@ def _module_file(name: str) -> Path | None:
 
 
 def _imports(path: Path) -> set[str]:
+    """Modules ``path`` imports, plus ``"gazelib.x.y"`` string constants: the names a registry
+    hands to ``importlib.import_module`` (importer formats, CLI verbs)."""
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("gazelib."):
+            names.add(node.value.split(":")[0])
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

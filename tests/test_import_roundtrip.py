@@ -16,7 +16,7 @@ import pytest
 
 from gazelib.demo.viewers import SceneEvents, simulate_viewer
 from gazelib.importers import run_import
-from gazelib.importers.geometry import apply_homography, homography_from_points, video_rect
+from gazelib.geometry import apply_homography, homography_from_points, video_rect
 
 DISPLAY = (1920, 1200)
 VIDEO = (1280, 720)
@@ -133,7 +133,7 @@ def write_asc(path: Path, clips, t_all, hz, binocular: bool, eye_offset_px: floa
 
 @pytest.mark.parametrize("binocular", [False, True])
 def test_eyelink_round_trip(tmp_path, binocular):
-    hz, originals, inputs = 500.0, {}, []
+    hz, originals = 500.0, {}
     for v, viewer in enumerate(["P01", "P02"]):
         clips, t_all = session(hz=hz, seed=v + 1)
         write_asc(tmp_path / f"{viewer}.asc", clips, t_all, hz, binocular)

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from gazelib.importers import ImportFormatError, load_config, run_import
 from gazelib.importers.base import Message, Recording, combine_eyes
-from gazelib.importers.geometry import (
+from gazelib.geometry import (
     Rect, angular_distance_deg, apply_homography, display_to_video, geometry_block, homography_from_points,
     norm_to_deg, video_rect, visual_geometry,
 )

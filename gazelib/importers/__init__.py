@@ -1,8 +1,8 @@
 """Convert vendor eye-tracking recordings into the gazelib corpus layout.
 
 One module per format (``eyelink``, ``tobii``, ``pupil_core``, ``neon``, ``smi``, ``generic``),
-clock sync in ``sync``, screen-to-video geometry and degrees in ``geometry``, the driver in
-``run``. pymovements is imported only when a file is read, so ``geometry`` stays light.
+clock sync in ``sync``, screen-to-video geometry and degrees in :mod:`gazelib.geometry`, the driver in
+``run``. pymovements is imported only when a file is read.
 See docs/importing.md.
 """
 from __future__ import annotations

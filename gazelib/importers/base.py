@@ -4,7 +4,7 @@ A reader turns one vendor file into one or more :class:`Recording` objects: samp
 the tracker's own clock (seconds from the first sample), gaze per eye in the space the vendor
 writes it (display pixels, display-normalised, scene-camera pixels or already video-normalised),
 the messages/events on the same clock, and whatever the file says about the display.
-Clock sync (:mod:`gazelib.importers.sync`) and geometry (:mod:`gazelib.importers.geometry`)
+Clock sync (:mod:`gazelib.importers.sync`) and geometry (:mod:`gazelib.geometry`)
 then turn a recording into per-video gaze files.
 """
 from __future__ import annotations

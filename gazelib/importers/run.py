@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from gazelib.importers.base import ImportFormatError, Recording, combine_eyes, numeric_column, read_table
-from gazelib.importers.geometry import (
+from gazelib.geometry import (
     RECT_RULES, Rect, apply_homography, display_to_video, geometry_block, homography_from_points, video_rect,
 )
 from gazelib.importers.sync import Segment, find_segments, load_sync_table
