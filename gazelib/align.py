@@ -14,6 +14,7 @@ samples longer than ``max_gap_s`` is masked (``is_valid = False``) and zero-fill
 from __future__ import annotations
 
 import logging
+from typing import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +23,9 @@ import pandas as pd
 
 from gazelib.io import read_npz, read_table
 from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
-from gazelib.io import write_json, write_npz, write_table
+from gazelib.io import StreamedArray, iter_npz_rows, npz_keys, write_json, write_npz, write_table
 from gazelib.features.grid import grid_shape
-from gazelib.normalize import fit_norm_stats, l2_normalise
+from gazelib.normalize import NormAccumulator, l2_normalise
 from gazelib.layout import ALIGNED, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,47 @@ def resample_linear(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, 
     vals[~ok] = 0
     exact = ok & np.isclose(src_t[lo], dst_t, atol=1e-9)
     return Resampled(vals.astype(np.float32), ok, exact)
+
+
+def resample_linear_rows(*, src_t: np.ndarray, rows: Iterator[np.ndarray], row_shape: tuple, dst_t: np.ndarray,
+                         max_gap_s: float, chunk: int = 128) -> tuple[StreamedArray, np.ndarray, np.ndarray]:
+    """:func:`resample_linear` for an array read row block by row block (a grid longer than
+    memory): the same float64 formula per output chunk, so the values are identical, with only
+    the source rows a chunk needs held. Returns the streamed values, ``is_valid`` and ``exact``."""
+    src_t = np.asarray(src_t, np.float64)
+    lo, hi, ok = _bracket(src_t, dst_t, max_gap_s)
+    span = src_t[hi] - src_t[lo] if src_t.size else np.zeros(dst_t.size)
+    w = np.clip(np.where(span > 0, (dst_t - src_t[lo]) / np.where(span > 0, span, 1), 0.0) if src_t.size
+                else np.zeros(dst_t.size), 0, 1)
+    exact = ok & (np.isclose(src_t[lo], dst_t, atol=1e-9) if src_t.size else False)
+
+    def chunks() -> Iterator[np.ndarray]:
+        # invariant: buf holds source rows [buf_start, buf_start + len(buf)), all that was read so far
+        buf, buf_start = np.zeros((0,) + tuple(row_shape), np.float32), 0
+        src = iter(rows)
+
+        def drop_below(i: int) -> None:
+            nonlocal buf, buf_start
+            k = min(max(i - buf_start, 0), len(buf))
+            buf, buf_start = buf[k:], buf_start + k
+
+        for d0 in range(0, dst_t.size, chunk):
+            sl = slice(d0, min(dst_t.size, d0 + chunk))
+            if not ok[sl].any():
+                yield np.zeros((sl.stop - sl.start,) + tuple(row_shape), np.float32)
+                continue
+            need_lo, need_hi = int(lo[sl].min()), int(hi[sl].max())
+            drop_below(need_lo)
+            while buf_start + len(buf) <= need_hi:
+                buf = np.concatenate([buf, next(src)])
+                drop_below(need_lo)
+            a, b = buf[lo[sl] - buf_start].astype(np.float64), buf[hi[sl] - buf_start].astype(np.float64)
+            ww = w[sl].reshape((-1,) + (1,) * len(row_shape))
+            vals = np.clip((1 - ww) * a + ww * b, np.minimum(a, b), np.maximum(a, b))
+            vals[~ok[sl]] = 0
+            yield vals.astype(np.float32)
+
+    return StreamedArray(shape=(dst_t.size,) + tuple(row_shape), dtype=np.float32, chunks=chunks), ok, exact
 
 
 def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
@@ -196,12 +238,26 @@ def align_arrays(*, src_t: np.ndarray, arrays: dict[str, np.ndarray], kinds: dic
     return ModalityBlock(v, valid, names, knd)
 
 
+def _zero_rows(arr: StreamedArray, rows: np.ndarray) -> StreamedArray:
+    """The same streamed array with ``rows`` (a [T] mask) set to zero."""
+    def chunks() -> Iterator[np.ndarray]:
+        i = 0
+        for c in arr.chunks():
+            c = np.array(c, copy=True)
+            c[rows[i:i + len(c)]] = 0
+            i += len(c)
+            yield c
+
+    return StreamedArray(shape=arr.shape, dtype=arr.dtype, chunks=chunks)
+
+
 def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.ndarray,
-                  max_gap_s: float) -> tuple[ModalityBlock, np.ndarray | None]:
+                  max_gap_s: float) -> tuple[ModalityBlock, StreamedArray | None]:
     """Load ``<feat_dir>/<modality>/<video_id>.parquet`` (+ .npz) aligned to ``dst_t``.
 
-    Returns the block and, for visual, the aligned grid [T, C, Gh, Gw]. A missing or
-    unavailable file gives an all-masked block (logged), never an error.
+    Returns the block and, for visual, the aligned grid [T, C, Gh, Gw] as a
+    :class:`StreamedArray` (computed chunk by chunk as it is written or materialised). A
+    missing or unavailable file gives an all-masked block (logged), never an error.
     """
     path = feat_dir / modality / f"{video_id}.parquet"
     if not path.exists():
@@ -218,12 +274,14 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
     grid = None
     npz_path = path.with_suffix(".npz")
     if npz_path.exists():
-        arrs = read_npz(npz_path)
+        keys = npz_keys(npz_path)
+        arrs = read_npz(npz_path, keys=tuple(k for k in keys if k != "grid"))  # the grid is streamed
         src_t = arrs.pop("t")
-        if "grid" in arrs:
-            r = resample_kind(kind="grid", src_t=src_t, src_v=arrs["grid"], dst_t=dst_t, max_gap_s=max_gap_s)
-            grid = r.values
-            block.is_valid &= r.is_valid
+        if "grid" in keys:
+            shape, rows = iter_npz_rows(npz_path, "grid")
+            grid, g_ok, _ = resample_linear_rows(src_t=src_t, rows=rows, row_shape=shape[1:], dst_t=dst_t,
+                                                 max_gap_s=max_gap_s)
+            block.is_valid &= g_ok
         emb = {k: v for k, v in arrs.items() if kinds.get(k) == "embedding"}
         if emb:
             eb = align_arrays(src_t=src_t, arrays=emb, kinds=kinds, dst_t=dst_t, max_gap_s=max_gap_s)
@@ -233,7 +291,7 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
             block.is_valid &= eb.is_valid
     block.values[~block.is_valid] = 0
     if grid is not None:
-        grid[~block.is_valid] = 0
+        grid = _zero_rows(grid, ~block.is_valid)
     log.info("%s: loaded %s (%d columns), %.0f%% of steps interpolated", video_id, path,
              len(block.columns), 100 * block.interpolated_share)
     if block.interpolated_share > 0.5 and modality != "text":
@@ -245,8 +303,10 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
 
 
 def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.DataFrame, cfg: dict,
-                grid_shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Everything the aligned NPZ holds for one video (see the design contract)."""
+                grid_shape: tuple[int, int, int], stream_grid: bool = False) -> dict[str, np.ndarray]:
+    """Everything the aligned NPZ holds for one video (see the design contract). With
+    ``stream_grid`` the grid is a :class:`StreamedArray` for :func:`write_npz` (memory flat in
+    video length); otherwise an array."""
     t = timeline(duration_s=duration_s, fps=cfg["fps"])
     out: dict[str, np.ndarray] = {"t": t}
     mask = np.zeros((t.size, 4), bool)
@@ -258,7 +318,12 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
         out[f"{modality}_kinds"] = np.array(block.kinds, dtype=str)
         mask[:, m_i] = block.is_valid
         if modality == "visual":
-            out["grid"] = grid if grid is not None else np.zeros((t.size, *grid_shape), np.float32)
+            if grid is None:
+                def zeros(n=t.size, chunk=128) -> Iterator[np.ndarray]:
+                    for i in range(0, n, chunk):
+                        yield np.zeros((min(chunk, n - i), *grid_shape), np.float32)
+                grid = StreamedArray(shape=(t.size, *grid_shape), dtype=np.float32, chunks=zeros)
+            out["grid"] = grid if stream_grid else grid.materialize()
     viewers = sorted(gaze["viewer_id"].unique()) if len(gaze) else []
     g = np.zeros((len(viewers), t.size, 2), np.float32)
     inout = np.zeros((len(viewers), t.size), np.int8)
@@ -292,7 +357,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
     def compute(item: dict) -> list[Path]:
         gaze = read_table(root / INTERIM / "gaze" / f"{item['video_id']}.parquet")[0]
         arrays = align_video(video_id=item["video_id"], duration_s=item["duration_s"], feat_dir=feat_dir,
-                             gaze=gaze, cfg=cfg, grid_shape=gshape)
+                             gaze=gaze, cfg=cfg, grid_shape=gshape, stream_grid=True)
         path = out / f"{item['video_id']}.npz"
         write_npz(path, **arrays)
         return [path]
@@ -308,19 +373,27 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
                         compute=compute, on_error=params["data"]["on_error"])
     write_stage_report(out, stage="align", run=run, extra={"masked_upstream": dict(sorted(masked.items()))})
     ok = [it for it in items if it["video_id"] not in run.failed]
-    rows, train_arrays = [], []
+    rows, acc = [], NormAccumulator()
+    keys = ("t", "gaze", "valid", "mask") + tuple(f"{m}{x}" for m in ("audio", "text", "visual")
+                                                 for x in ("", "_columns", "_kinds"))
     for it in ok:
-        a = read_npz(out / f"{it['video_id']}.npz")
+        path = out / f"{it['video_id']}.npz"
+        a = read_npz(path, keys=keys)  # not the grid: it is streamed into the statistics below
         rows.append({"video_id": it["video_id"], "split": it["split"], "length": int(a["t"].size),
                      "viewers": int(a["gaze"].shape[0]), "duration_s": it["duration_s"],
                      **{f"coverage_{m}": float(a["mask"][:, i].mean()) for i, m in
                         enumerate(("audio", "text", "visual", "track"))},
                      "label_coverage": float(a["valid"].any(0).mean()) if a["valid"].size else 0.0})
         if it["split"] == "train":
-            train_arrays.append(a)
+            acc.add_video(a)
+            _, grid_rows = iter_npz_rows(path, "grid")
+            i = 0
+            for g in grid_rows:
+                acc.add_grid(g[a["mask"][i:i + len(g), 2]])
+                i += len(g)
     check_splits(videos=pd.DataFrame(rows, columns=["video_id", "split", "viewers"]), where="align")
     write_table(out / "index.parquet", pd.DataFrame(rows), meta={"fps": cfg["fps"], "grid": list(gshape)})
-    stats = fit_norm_stats(videos=train_arrays)
+    stats = acc.stats()
     stats["fit_on"] = sorted(it["video_id"] for it in ok if it["split"] == "train")
     write_json(out / "norm_stats.json", stats)
     return run.as_dict()

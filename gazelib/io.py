@@ -116,6 +116,40 @@ def read_npz(path: str | os.PathLike, keys: tuple[str, ...] | None = None) -> di
         return {k: data[k] for k in (keys or data.files)}
 
 
+def npz_keys(path: str | os.PathLike) -> list[str]:
+    with np.load(path, allow_pickle=False) as data:
+        return list(data.files)
+
+
+def iter_npz_rows(path: str | os.PathLike, key: str, *, chunk_rows: int = 256) -> tuple[tuple, Iterator[np.ndarray]]:
+    """``(shape, rows)`` of one NPZ array read row block by row block from the zip stream, so an
+    array longer than memory is never loaded whole (C order only)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+    if fortran:
+        raise ValueError(f"{path}: array {key} is stored in Fortran order; cannot stream its rows")
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+
+    def rows() -> Iterator[np.ndarray]:
+        with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fh:
+            np.lib.format.read_magic(fh)
+            read(fh)
+            left = shape[0]
+            while left:
+                n = min(chunk_rows, left)
+                buf = fh.read(n * row_bytes)
+                if len(buf) != n * row_bytes:
+                    raise ValueError(f"{path}: array {key} ends early")
+                yield np.frombuffer(buf, dtype=dtype).reshape((n,) + tuple(shape[1:]))
+                left -= n
+
+    return tuple(shape), rows()
+
+
 def write_table(path: str | os.PathLike, df: pd.DataFrame, meta: dict | None = None) -> None:
     """Write a DataFrame as Parquet, with ``meta`` (JSON) in the schema metadata."""
     table = pa.Table.from_pandas(df, preserve_index=False)

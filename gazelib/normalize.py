@@ -21,39 +21,82 @@ FEATURE_MODALITIES = ("audio", "text", "visual")
 
 def fit_norm_stats(*, videos: list[dict]) -> dict:
     """``videos``: aligned dicts (of train videos). Returns a JSON-able stats dict."""
-    stats: dict = {}
-    for m_i, m in enumerate(FEATURE_MODALITIES):
-        cols, kinds = _schema(videos, m)
-        rows = [v[m][v["mask"][:, m_i]] for v in videos if v[m].shape[1] == len(cols) and len(cols)]
-        x = np.concatenate(rows) if rows else np.zeros((0, len(cols)))
-        mean, std = _moments(x, kinds)
-        stats[m] = {"columns": cols, "kinds": kinds, "mean": mean, "std": std}
-    grids = [v["grid"][v["mask"][:, 2]] for v in videos if "grid" in v]
-    g = np.concatenate(grids) if grids else np.zeros((0, 1, 1, 1))
-    if len(g):
-        gm = g.mean(axis=(0, 2, 3))
-        gs = np.maximum(g.std(axis=(0, 2, 3)), 1e-6)
-    else:
-        gm, gs = np.zeros(g.shape[1]), np.ones(g.shape[1])
-    stats["grid"] = {"mean": gm.tolist(), "std": gs.tolist()}
-    return stats
-
-
-def _schema(videos: list[dict], m: str) -> tuple[list[str], list[str]]:
+    acc = NormAccumulator()
     for v in videos:
-        if len(v[f"{m}_columns"]):
-            return [str(c) for c in v[f"{m}_columns"]], [str(k) for k in v[f"{m}_kinds"]]
-    return [], []
+        acc.add_video(v)
+    return acc.stats()
 
 
-def _moments(x: np.ndarray, kinds: list[str]) -> tuple[list[float], list[float]]:
-    cont = np.array([k == "continuous" for k in kinds], bool)
-    mean = np.zeros(len(kinds))
-    std = np.ones(len(kinds))
-    if len(x) and cont.any():
-        mean[cont] = x[:, cont].mean(0)
-        std[cont] = np.maximum(x[:, cont].std(0), 1e-6)
-    return mean.tolist(), std.tolist()
+class _Moments:
+    """Count, mean and sum of squared deviations per column, merged batch by batch (Chan et al.),
+    so the statistics of a corpus never need the corpus in memory."""
+
+    def __init__(self, width: int):
+        self.n, self.mean, self.m2 = 0, np.zeros(width), np.zeros(width)
+
+    def add(self, x: np.ndarray) -> None:
+        """``x`` [n, width] (float64 internally)."""
+        if not len(x):
+            return
+        x = np.asarray(x, np.float64)
+        n_b, mean_b = x.shape[0], x.mean(0)
+        m2_b = ((x - mean_b) ** 2).sum(0)
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean = self.mean + delta * (n_b / n)
+        self.m2 = self.m2 + m2_b + delta ** 2 * (self.n * n_b / n)
+        self.n = n
+
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.m2 / self.n) if self.n else np.ones_like(self.mean)
+
+
+class NormAccumulator:
+    """Norm statistics fitted video by video (and grids chunk by chunk): memory flat in corpus size
+    and video length. ``add_video`` takes an aligned dict; ``add_grid`` rows [n, C, Gh, Gw]."""
+
+    def __init__(self):
+        self.schema: dict[str, tuple[list[str], list[str]]] = {}
+        self.moments: dict[str, _Moments] = {}
+        self.grid: _Moments | None = None
+
+    def add_video(self, v: dict) -> None:
+        for m_i, m in enumerate(FEATURE_MODALITIES):
+            cols = [str(c) for c in v[f"{m}_columns"]]
+            if not cols:
+                continue
+            if m not in self.schema:
+                self.schema[m] = (cols, [str(k) for k in v[f"{m}_kinds"]])
+                self.moments[m] = _Moments(len(cols))
+            if v[m].shape[1] == len(self.schema[m][0]):
+                self.moments[m].add(v[m][v["mask"][:, m_i]])
+        if "grid" in v:
+            self.add_grid(v["grid"][v["mask"][:, 2]])
+
+    def add_grid(self, rows: np.ndarray) -> None:
+        if self.grid is None:
+            self.grid = _Moments(rows.shape[1])
+        # per channel over time and cells
+        self.grid.add(np.moveaxis(rows, 1, -1).reshape(-1, rows.shape[1]))
+
+    def stats(self) -> dict:
+        stats: dict = {}
+        for m in FEATURE_MODALITIES:
+            cols, kinds = self.schema.get(m, ([], []))
+            cont = np.array([k == "continuous" for k in kinds], bool)
+            mean, std = np.zeros(len(kinds)), np.ones(len(kinds))
+            mo = self.moments.get(m)
+            if mo is not None and mo.n and cont.any():
+                mean[cont] = mo.mean[cont]
+                std[cont] = np.maximum(mo.std()[cont], 1e-6)
+            stats[m] = {"columns": cols, "kinds": kinds, "mean": mean.tolist(), "std": std.tolist()}
+        if self.grid is not None and self.grid.n:
+            gm, gs = self.grid.mean, np.maximum(self.grid.std(), 1e-6)
+        else:
+            width = self.grid.mean.size if self.grid is not None else 1
+            gm, gs = np.zeros(width), np.ones(width)
+        stats["grid"] = {"mean": gm.tolist(), "std": gs.tolist()}
+        return stats
 
 
 def normalise(*, x: np.ndarray, stats: dict, is_valid: np.ndarray | None = None) -> np.ndarray:

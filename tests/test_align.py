@@ -178,3 +178,63 @@ def test_feature_files_are_matched_to_videos_by_exact_id(tmp_path):
         assert blk.values[0, 0] == value
     blk, _ = load_modality(feat_dir=tmp_path, modality="audio", video_id="b", dst_t=np.array([0.5]), max_gap_s=2)
     assert blk.values.shape == (1, 0) and not blk.is_valid.any()
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n_src=st.integers(1, 60), n_dst=st.integers(1, 80),
+       chunk=st.integers(1, 17), block=st.integers(1, 9), gap=st.floats(0.05, 2.0))
+def test_streamed_grid_resampling_equals_in_memory(seed, n_src, n_dst, chunk, block, gap):
+    """The grid is resampled chunk by chunk from rows read block by block: same values, bit for bit."""
+    from gazelib.align import resample_linear_rows
+
+    rng = np.random.default_rng(seed)
+    src_t = np.sort(rng.choice(np.arange(0, 10, 0.01), n_src, replace=False))
+    src_v = rng.normal(size=(n_src, 2, 3, 4)).astype(np.float32)
+    dst_t = np.sort(rng.uniform(-0.5, 10.5, n_dst))
+    ref = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=gap)
+    rows = (src_v[i:i + block] for i in range(0, n_src, block))
+    stream, ok, exact = resample_linear_rows(src_t=src_t, rows=rows, row_shape=(2, 3, 4), dst_t=dst_t,
+                                             max_gap_s=gap, chunk=chunk)
+    np.testing.assert_array_equal(stream.materialize(), ref.values)
+    np.testing.assert_array_equal(ok, ref.is_valid)
+    np.testing.assert_array_equal(exact, ref.exact)
+
+
+def test_npz_rows_stream_back_what_was_written(tmp_path):
+    from gazelib.io import StreamedArray, iter_npz_rows, write_npz
+
+    rng = np.random.default_rng(0)
+    grid = rng.normal(size=(1000, 3, 4, 5)).astype(np.float32)
+    write_npz(tmp_path / "a.npz", t=np.arange(1000.0), grid=grid)
+    write_npz(tmp_path / "b.npz", t=np.arange(1000.0), grid=StreamedArray(
+        shape=grid.shape, dtype=np.float32, chunks=lambda: (grid[i:i + 64] for i in range(0, 1000, 64))))
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    shape, rows = iter_npz_rows(tmp_path / "b.npz", "grid", chunk_rows=300)
+    got = list(rows)
+    assert shape == grid.shape and [len(g) for g in got] == [300, 300, 300, 100]
+    np.testing.assert_array_equal(np.concatenate(got), grid)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), sizes=st.lists(st.integers(0, 40), min_size=1, max_size=6),
+       shift=st.floats(-1e3, 1e3), scale=st.floats(1e-3, 1e3))
+def test_norm_stats_streamed_video_by_video_equal_the_pooled_ones(seed, sizes, shift, scale):
+    from gazelib.normalize import NormAccumulator
+
+    rng = np.random.default_rng(seed)
+    parts = [rng.normal(shift, scale, (n, 3)) for n in sizes]
+    grids = [rng.normal(shift, scale, (n, 2, 2, 3)) for n in sizes]
+    acc = NormAccumulator()
+    for x, g in zip(parts, grids):
+        acc.add_video({"audio": x, "audio_columns": np.array(["a", "b", "c"]),
+                       "audio_kinds": np.array(["continuous"] * 3), "text": np.zeros((len(x), 0)),
+                       "text_columns": np.array([]), "text_kinds": np.array([]), "visual": np.zeros((len(x), 0)),
+                       "visual_columns": np.array([]), "visual_kinds": np.array([]), "mask": np.ones((len(x), 4), bool),
+                       "grid": g})
+    st_ = acc.stats()
+    x, g = np.concatenate(parts), np.concatenate(grids)
+    if len(x):
+        np.testing.assert_allclose(st_["audio"]["mean"], x.mean(0), rtol=1e-9, atol=1e-9 * scale)
+        np.testing.assert_allclose(st_["audio"]["std"], np.maximum(x.std(0), 1e-6), rtol=1e-7)
+        np.testing.assert_allclose(st_["grid"]["mean"], g.mean((0, 2, 3)), rtol=1e-9, atol=1e-9 * scale)
+        np.testing.assert_allclose(st_["grid"]["std"], np.maximum(g.std((0, 2, 3)), 1e-6), rtol=1e-7)
