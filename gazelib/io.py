@@ -70,8 +70,15 @@ class StreamedArray:
     chunks: Callable[[], Iterator[np.ndarray]]
 
     def materialize(self) -> np.ndarray:
-        parts = list(self.chunks())
-        return np.concatenate(parts).astype(self.dtype, copy=False) if parts else np.zeros(self.shape, self.dtype)
+        """The whole array, filled chunk by chunk into one allocation (no list of parts)."""
+        out = np.empty(self.shape, self.dtype)
+        i = 0
+        for chunk in self.chunks():
+            out[i:i + len(chunk)] = chunk
+            i += len(chunk)
+        if i != self.shape[0]:
+            raise ValueError(f"streamed array gave {i} rows, declared {self.shape[0]}")
+        return out
 
 
 def _write_streamed(fh, arr: StreamedArray) -> None:
