@@ -71,6 +71,11 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
         d = cmp["deltas"]["multimodal"][ref]
         assert all(len(d[k]["ci95"]) == 2 for k in d) and "auc_vat" in d and "ig" in d
     assert "Δ vs persistence" in (dst / "reports/compare.md").read_text()
+    # no artifact holds the clone's absolute path (manifest, features, reports, metrics)
+    from tests.test_reproducible import files_mentioning
+
+    for folder in ("data", "reports", "metrics"):
+        assert files_mentioning(dst / folder, str(dst)) == [], folder
     assert json.loads((dst / "metrics/validation.json").read_text())["passed"]
     assert (dst / "reports/validation.md").read_text().startswith("# Validation report")
     status = _run(["dvc", "status"], dst, env)
