@@ -27,6 +27,7 @@ from gazelib.metrics import (
     MEAN_KEYS,
     cell_hits,
     inout_metrics,
+    l2_diag,
     resize_bilinear,
     saliency_metrics,
     vat_metrics,
@@ -80,11 +81,12 @@ def eval_map_shape(*, width: int, height: int, saliency_width: int) -> tuple[int
 
 def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: int, eval_hw: tuple[int, int],
                prior_eval: np.ndarray, other_xy: np.ndarray, fixation_sigma: float, geometry: dict | None = None,
-               video_id: str = "", chunk: int = 4000) -> pd.DataFrame:
+               video_id: str = "", frame_wh: tuple[int, int] = (1, 1), chunk: int = 4000) -> pd.DataFrame:
     """One row per valid (viewer, step) sample; metric columns NaN where the gaze is out of frame.
 
     ``l2_vat_deg``: the visual angle (degrees) between the point ``l2_vat`` is measured from and
-    the gaze, when the corpus geometry (screen size and viewing distance) is known; NaN otherwise."""
+    the gaze, when the corpus geometry (screen size and viewing distance) is known; NaN otherwise.
+    ``l2_diag``: the same error in frame pixels over the frame diagonal (``frame_wh``)."""
     in_degrees = bool(geometry) and {"screen_cm", "distance_cm"} <= set(geometry)
     valid = lab["valid"].astype(bool)
     inframe = valid & (lab["inout"] > 0)
@@ -101,6 +103,7 @@ def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: in
                **cell_hits(heatmaps=heat, gaze=gaze, gh=gh, gw=gw),
                **saliency_metrics(maps=resize_bilinear(maps=heat.reshape(-1, gh, gw), out_hw=eval_hw), fix_xy=gaze,
                                   prior=prior_eval, other_xy=other_xy, fixation_sigma=fixation_sigma)}
+        res["l2_diag"] = l2_diag(pred_xy=res["pred_xy"], gaze=gaze, width=frame_wh[0], height=frame_wh[1])
         if in_degrees:
             from gazelib.geometry import angular_distance_deg
 
@@ -213,6 +216,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         hw = eval_map_shape(width=int(manifest.loc[vid, "width"]), height=int(manifest.loc[vid, "height"]),
                             saliency_width=ecfg["saliency_width"])
         per_video[vid] = {"eval_hw": hw, "prior_eval": resize_bilinear(maps=prior, out_hw=hw)[0],
+                          "frame_wh": (int(manifest.loc[vid, "width"]), int(manifest.loc[vid, "height"])),
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
 
@@ -264,7 +268,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
 PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "
             "predicts a distribution over the grid cells per viewer and step. auc_vat / l2_vat follow the "
             "VideoAttentionTarget evaluation code (heatmap resized to 64x64, 19x19 positive patch, argmax on the "
-            "64x64 map), on valid in-frame samples; l2_vat_deg is the same error as a visual angle when the corpus "
+            "64x64 map), on valid in-frame samples; l2_diag is that error in frame pixels over the frame diagonal "
+            "(aspect-true); l2_vat_deg is the same error as a visual angle when the corpus "
             "gives its screen geometry; hit1_cell / hit5_cell on the grid itself. The saliency family "
             "(NSS, CC, SIM, KL, AUC-Judd, sAUC, IG over the train centre prior) follows pysaliency, per fixation: "
             "the map a row predicts for one viewer at one frame, resized bilinearly to a 64-column evaluation map, "

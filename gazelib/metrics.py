@@ -121,11 +121,11 @@ _ELEMENT_BUDGET = 4_000_000  # elements per [chunk, H*W] intermediate
 
 # Names of the per-sample metrics (means over samples) and of the pooled ones, as every
 # report and the comparison use them.
-STEP_KEYS = ("auc_vat", "l2_vat", "l2_vat_deg", "hit1_cell", "hit5_cell")
+STEP_KEYS = ("auc_vat", "l2_vat", "l2_diag", "l2_vat_deg", "hit1_cell", "hit5_cell")
 FRAME_KEYS = ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig")
 MEAN_KEYS = STEP_KEYS + FRAME_KEYS
 POOLED_KEYS = ("inout_ap", "out_ap", "inout_acc")
-LOWER_IS_BETTER = frozenset({"l2_vat", "l2_vat_deg", "kl"})
+LOWER_IS_BETTER = frozenset({"l2_vat", "l2_diag", "l2_vat_deg", "kl"})
 
 
 def cell_centres(gh: int, gw: int) -> np.ndarray:
@@ -322,6 +322,19 @@ def vat_metrics(*, heatmaps, gaze, res: int = 64, sigma: int = 3) -> dict:
         l2[sl] = np.sqrt((g[sl, 0] - px) ** 2 + (g[sl, 1] - py) ** 2)
         pred[sl, 0], pred[sl, 1] = px, py
     return {"auc_vat": auc, "l2_vat": l2, "pred_xy": pred}
+
+
+def l2_diag(*, pred_xy, gaze, width: float, height: float) -> np.ndarray:
+    """Aspect-true distance: the error in frame pixels over the frame diagonal,
+
+        sqrt((dx W)^2 + (dy H)^2) / sqrt(W^2 + H^2),   dx, dy in normalised units,
+
+    so an error means the same share of the picture on 16:9 and 4:3 video (the normalised
+    ``l2_vat`` counts a unit of x as a unit of y whatever the frame's shape). Range [0, 1]."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"frame size must be positive, got {width}x{height}")
+    d = np.asarray(pred_xy, np.float64) - np.asarray(gaze, np.float64)
+    return np.hypot(d[..., 0] * width, d[..., 1] * height) / np.hypot(width, height)
 
 
 def cell_hits(*, heatmaps, gaze, gh: int, gw: int) -> dict:

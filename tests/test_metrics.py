@@ -513,3 +513,26 @@ def test_saliency_invariances(m, g, f, a, b):
     assert ra["cc"][0] == pytest.approx(r["cc"][0], rel=1e-9, abs=1e-9)
     assert 0.0 <= r["auc_judd"][0] <= 1.0 and -1.0 <= r["cc"][0] <= 1.0
     assert -1e-12 <= r["sim"][0] <= 1.0 + 1e-12 and r["kl"][0] >= -1e-12
+
+
+@pytest.mark.parametrize("w, h", [(1920, 1080), (640, 480)])
+def test_l2_diag_is_pixels_over_the_diagonal(w, h):
+    """A move across the full width is W / diag on any frame; a unit of x is not a unit of y."""
+    diag = np.hypot(w, h)
+    across = M.l2_diag(pred_xy=np.array([[0.0, 0.5]]), gaze=np.array([[1.0, 0.5]]), width=w, height=h)
+    down = M.l2_diag(pred_xy=np.array([[0.5, 0.0]]), gaze=np.array([[0.5, 1.0]]), width=w, height=h)
+    corner = M.l2_diag(pred_xy=np.array([[0.0, 0.0]]), gaze=np.array([[1.0, 1.0]]), width=w, height=h)
+    assert across[0] == pytest.approx(w / diag) and down[0] == pytest.approx(h / diag)
+    assert corner[0] == pytest.approx(1.0)
+    # the same pixel error reads the same on 16:9 and 4:3 relative to the diagonal
+    px = 48.0
+    d = M.l2_diag(pred_xy=np.array([[0.5, 0.5]]), gaze=np.array([[0.5 + px / w, 0.5]]), width=w, height=h)
+    assert d[0] == pytest.approx(px / diag)
+
+
+def test_l2_diag_differs_from_normalised_l2_on_wide_frames():
+    pred, gaze = np.array([[0.2, 0.5], [0.5, 0.2]]), np.array([[0.4, 0.5], [0.5, 0.4]])
+    d = M.l2_diag(pred_xy=pred, gaze=gaze, width=1920, height=1080)
+    assert d[0] > d[1]        # 0.2 of the width is more pixels than 0.2 of the height on 16:9
+    with pytest.raises(ValueError, match="positive"):
+        M.l2_diag(pred_xy=pred, gaze=gaze, width=0, height=1080)
