@@ -51,15 +51,20 @@ def _val_video(root):
     return next(v for v, s in zip(load_manifest(root)["video_id"], load_manifest(root)["split"]) if s == "val")
 
 
-def test_wrong_dimension_excludes_the_video_and_reports_it(aligned_repo, tmp_path):
-    """data.on_error: skip (default): the odd video is left out and named; the rest goes on."""
-    root, params = _fresh(aligned_repo, tmp_path)
-    vid = _val_video(root)
+def _add_audio_column(root, vid):
+    """One video's audio features gain a column the others lack."""
     p = root / f"data/features/audio/{vid}.parquet"
     df, meta = read_table(p)
     df["extra"] = 1.0
     meta["kinds"]["extra"] = "continuous"
     write_table(p, df, meta=meta)
+    return vid
+
+
+def test_wrong_dimension_excludes_the_video_and_reports_it(aligned_repo, tmp_path):
+    """data.on_error: skip (default): the odd video is left out and named; the rest goes on."""
+    root, params = _fresh(aligned_repo, tmp_path)
+    vid = _add_audio_column(root, _val_video(root))
     run_align(params=params, root=root)
     m = run_validate(params=params, root=root)
     assert m["excluded"] == {vid: ["dimension"]} and not m["passed"]
@@ -72,12 +77,7 @@ def test_wrong_dimension_excludes_the_video_and_reports_it(aligned_repo, tmp_pat
 
 def test_wrong_dimension_fails_validate_when_asked_to_raise(aligned_repo, tmp_path):
     root, params = _fresh(aligned_repo, tmp_path)
-    vid = _val_video(root)
-    p = root / f"data/features/audio/{vid}.parquet"
-    df, meta = read_table(p)
-    df["extra"] = 1.0
-    meta["kinds"]["extra"] = "continuous"
-    write_table(p, df, meta=meta)
+    vid = _add_audio_column(root, _val_video(root))
     run_align(params=params, root=root)
     with pytest.raises(ValidationError, match=f"{vid}: dimension: audio has 9 columns"):
         run_validate(params={**params, "data": {**params["data"], "on_error": "raise"}}, root=root)
