@@ -1,5 +1,5 @@
 """Training time per variant and seed, windows per second, read from what the train stage
-wrote (`metrics/train/<v>.json`, `reports/train/<v>/timing.json`; run `dvc repro` first), plus
+wrote (`metrics/train/<v>.json`, `reports/timing/train_<v>.json`; run `dvc repro` first), plus
 the sum against the 10-minute demo budget.
 
     python -m bench.bench_train
@@ -17,7 +17,7 @@ def main() -> None:
     rows = {}
     for v in variants:
         m = json.loads(Path(f"metrics/train/{v}.json").read_text())
-        timing = json.loads(Path(f"reports/train/{v}/timing.json").read_text())
+        timing = json.loads(Path(f"reports/timing/train_{v}.json").read_text())
         rows[v] = {"wall_s": round(timing["wall_s"], 1),
                    "seeds": [{"seed": s["seed"], "epochs_run": s["epochs_run"], "train_windows": s["train_windows"],
                               **{k: round(v, 1) for k, v in timing["seeds"][name].items()}}

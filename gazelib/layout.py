@@ -16,6 +16,7 @@ FLOORS = Path("models/floors/floors.json")
 SPLITS = ("train", "val", "test")
 RESERVED_ROWS = ("floors", "centre_prior", "persistence", "inter_observer")  # not usable as variant names
 LABEL_KEYS = ("t", "gaze", "inout", "valid", "gaze_t")
+TIMING = Path("reports/timing")   # wall-clock figures: outside every DVC-tracked folder (never reproducible)
 
 
 def load_manifest(root: Path) -> pd.DataFrame:

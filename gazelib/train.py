@@ -26,7 +26,7 @@ from gazelib.dataset import GazeWindows, block_order, feature_dims
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
-from gazelib.layout import RESERVED_ROWS, index_grid, index_maps, read_index, read_norm_stats, split_files
+from gazelib.layout import RESERVED_ROWS, TIMING, index_grid, index_maps, read_index, read_norm_stats, split_files
 
 log = logging.getLogger(__name__)
 CHECKPOINT_TYPE = "gazelib.gaze_transformer"
@@ -85,8 +85,10 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, best
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
              "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history),
              "rng_torch": torch.get_rng_state(), "rng_numpy": json.dumps(_np_state())}
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # through a file object: given a path, torch names the archive's root folder after the (random)
+    # temp file, so equal checkpoints would differ byte for byte
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def _np_state() -> list:
@@ -279,7 +281,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     # the model folder travels: norm stats and feature params beside the seed checkpoints
     write_bundle(out_dir=root / "models" / variant, params=params, stats=stats, variant=variant,
                  modalities=params["variants"][variant]["modalities"])
-    write_json(root / "reports" / "train" / variant / "timing.json",
+    write_json(root / TIMING / f"train_{variant}.json",
                {"wall_s": float(sum(r["wall_s"] for r in results)),
                 "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})
     return summary

@@ -183,6 +183,8 @@ def test_training_learns_and_is_deterministic(tmp_path):
     sa = load_checkpoint(tmp_path / "a" / "best.pt")["model"]
     sb = load_checkpoint(tmp_path / "b" / "best.pt")["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # byte for byte too (DVC hashes the files): no temp-file name inside the archive
+    assert (tmp_path / "a" / "best.pt").read_bytes() == (tmp_path / "b" / "best.pt").read_bytes()
 
 
 def test_resume_equals_uninterrupted_run(tmp_path):

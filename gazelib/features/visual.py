@@ -214,7 +214,9 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
         gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         if t + 1e-6 >= next_detect:
             # faces move slowly: detect at face_fps and hold the boxes in between
-            boxes = detector.detect(gray_u8)
+            # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
+            boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(gray_u8)).reshape(-1, 4))),
+                               np.float32).reshape(-1, 4)
             next_detect = t + 1.0 / cfg["face_fps"]
         maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes)
         spool.write(np.stack([cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
