@@ -6,8 +6,9 @@ per-video work. A record ``<out_dir>/_cache/<video_id>.json`` holds the key
 is written last, so a video interrupted mid-way is recomputed on the next run.
 
 A video that fails loses its previous outputs and record (stale features are never reused
-downstream), and every run writes ``<out_dir>/_report.json``: what was computed, reused,
-failed (and why) and removed, which downstream stages read.
+downstream), and every run writes ``<out_dir>/_report.json`` (tracked: the videos present and
+the failures with their reasons, which downstream stages read) and ``<out_dir>.last_run.json``
+(untracked: what this run computed, reused, failed and removed).
 """
 from __future__ import annotations
 
@@ -155,15 +156,26 @@ REPORT = "_report.json"
 
 
 def write_stage_report(out_dir: Path, *, stage: str, run: CacheRun, extra: dict | None = None) -> None:
-    """``<out_dir>/_report.json``: computed, reused, failed (with the reason) and removed videos."""
-    write_json(Path(out_dir) / REPORT, {"stage": stage, "computed": sorted(run.computed),
-                                         "reused": sorted(run.cached), "failed": dict(sorted(run.failed.items())),
-                                         "removed": sorted(run.removed), **(extra or {})})
+    """Two records of a per-video stage run.
+
+    ``<out_dir>/_report.json`` (tracked by DVC with the outputs) says what the folder holds and
+    why not more: the videos with outputs and the videos that failed, with the error. It does not
+    depend on the cache's history, so an incremental run and a fresh clone write the same bytes.
+    ``<out_dir>.last_run.json`` (beside the folder, untracked) says what this run did: computed,
+    reused from the cache, failed, removed."""
+    out_dir = Path(out_dir)
+    write_json(out_dir / REPORT, {"stage": stage, "videos": sorted(run.computed + run.cached),
+                                  "failed": dict(sorted(run.failed.items())), **(extra or {})})
+    write_json(out_dir.with_name(out_dir.name + ".last_run.json"),
+               {"stage": stage, "computed": sorted(run.computed), "reused": sorted(run.cached),
+                "failed": dict(sorted(run.failed.items())), "removed": sorted(run.removed)})
 
 
-def read_stage_report(out_dir: Path) -> dict:
-    """The report a per-video stage wrote; an empty one when the stage has not run."""
-    path = Path(out_dir) / REPORT
+def read_stage_report(out_dir: Path, *, last_run: bool = False) -> dict:
+    """The report a per-video stage wrote (``last_run``: what its last run did); empty when the
+    stage has not run."""
+    out_dir = Path(out_dir)
+    path = out_dir.with_name(out_dir.name + ".last_run.json") if last_run else out_dir / REPORT
     if not path.exists():
-        return {"computed": [], "reused": [], "failed": {}, "removed": []}
+        return {"videos": [], "computed": [], "reused": [], "failed": {}, "removed": []}
     return json.loads(path.read_text())

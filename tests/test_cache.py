@@ -120,8 +120,17 @@ def test_a_failing_video_loses_its_old_outputs_and_is_reported(tmp_path):
     assert not any((out / f).exists() for f in ("v1.parquet", "v1.npz", "side/v1.json", "_cache/v1.json"))
     assert (out / "v0.parquet").exists() and (out / "v10.parquet").exists() is False
     report = read_stage_report(out)
-    assert report["failed"] == {"v1": "ValueError: v1: decoder error"}
-    assert report["reused"] == ["v0", "v2"] and report["computed"] == [] and report["stage"] == "s"
+    assert report == {"stage": "s", "videos": ["v0", "v2"], "failed": {"v1": "ValueError: v1: decoder error"}}
+    last = read_stage_report(out, last_run=True)
+    assert last["reused"] == ["v0", "v2"] and last["computed"] == [] and list(last["failed"]) == ["v1"]
+    # the tracked report does not depend on the cache's history: a fresh run writes the same bytes
+    fresh = tmp_path / "fresh"
+    shutil.copytree(out, fresh)
+    shutil.rmtree(fresh / "_cache")
+    run_per_video(cache=VideoCache(fresh, "s"), items=items, params={}, compute=compute, on_error="skip",
+                  progress=False)
+    assert (fresh / "_report.json").read_bytes() == (out / "_report.json").read_bytes()
+    assert read_stage_report(fresh, last_run=True)["computed"] == ["v0", "v2"]
     # the same failure with on_error=raise: outputs removed too, then the error propagates
     run_per_video(cache=VideoCache(out, "s"), items=[{"video_id": "v1", "media_hash": "a"}], params={},
                   compute=compute, progress=False)
