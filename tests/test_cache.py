@@ -101,7 +101,7 @@ def test_a_failing_video_loses_its_old_outputs_and_is_reported(tmp_path):
     out = tmp_path / "o"
     items = [{"video_id": f"v{i}", "media_hash": "a"} for i in range(3)]
 
-    def compute(item):
+    def compute(item, out=out):
         vid = item["video_id"]
         (out / "side").mkdir(parents=True, exist_ok=True)
         (out / f"{vid}.parquet").write_text("x")
@@ -127,8 +127,8 @@ def test_a_failing_video_loses_its_old_outputs_and_is_reported(tmp_path):
     fresh = tmp_path / "fresh"
     shutil.copytree(out, fresh)
     shutil.rmtree(fresh / "_cache")
-    run_per_video(cache=VideoCache(fresh, "s"), items=items, params={}, compute=compute, on_error="skip",
-                  progress=False)
+    run_per_video(cache=VideoCache(fresh, "s"), items=items, params={}, compute=lambda it: compute(it, fresh),
+                  on_error="skip", progress=False)
     assert (fresh / "_report.json").read_bytes() == (out / "_report.json").read_bytes()
     assert read_stage_report(fresh, last_run=True)["computed"] == ["v0", "v2"]
     # the same failure with on_error=raise: outputs removed too, then the error propagates
