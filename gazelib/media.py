@@ -46,6 +46,18 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def open_video(*, path: str | Path, tag: str):
+    """An open PyAV container with at least one video stream; MediaError (``tag`` first) otherwise."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError(f"{tag} cannot be opened: {exc}") from exc
+    if not container.streams.video:
+        container.close()
+        raise MediaError(f"{tag} has no video stream")
+    return container
+
+
 def probe_video(*, path: str | Path, video_id: str = "", truncation_tol_s: float = 0.5) -> VideoProbe:
     """Demux every packet (no decoding) to measure the real end of each stream.
 
@@ -54,13 +66,7 @@ def probe_video(*, path: str | Path, video_id: str = "", truncation_tol_s: float
     """
     path = Path(path)
     tag = f"{video_id}: video file {path}"
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"{tag} cannot be opened: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{tag} has no video stream")
+    with open_video(path=path, tag=tag) as container:
         vs = container.streams.video[0]
         aus = container.streams.audio[0] if container.streams.audio else None
         declared = container.duration / av.time_base if container.duration else None

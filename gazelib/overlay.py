@@ -159,7 +159,7 @@ def render_overlay(*, video_path: str | Path, out_path: str | Path, t: np.ndarra
     import cv2
     from tqdm import tqdm
 
-    from gazelib.media import MediaError, ffmpeg_exe
+    from gazelib.media import MediaError, ffmpeg_exe, open_video
 
     t0 = time.perf_counter()
     video_path, out_path = Path(video_path), Path(out_path)
@@ -168,13 +168,7 @@ def render_overlay(*, video_path: str | Path, out_path: str | Path, t: np.ndarra
     if not (len(t) == len(prob) == len(p_in) == len(point)) or len(t) == 0:
         raise ValueError(f"{tag}: overlay needs one map, P(in) and point per step "
                          f"(got {len(t)} steps, {len(prob)} maps, {len(p_in)} P(in), {len(point)} points)")
-    try:
-        container = av.open(str(video_path))
-    except (av.FFmpegError, OSError) as exc:
-        raise MediaError(f"{tag} cannot be opened: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise MediaError(f"{tag} has no video stream")
+    with open_video(path=video_path, tag=tag) as container:
         vs = container.streams.video[0]
         vs.thread_type = "AUTO"
         rate = vs.average_rate or vs.guessed_rate or Fraction(25, 1)
