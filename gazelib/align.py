@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 MODALITIES = ("audio", "text", "visual", "track")
 INTERP_KINDS = ("continuous", "embedding", "grid")
 FFILL_KINDS = ("binary", "discrete", "count")
+# the [T, ...] feature arrays of an aligned NPZ, stored uncompressed so a window's rows can be read
+# without loading (or inflating) the video: see :func:`write_aligned` and :class:`gazelib.io.NpzRows`
+ROW_KEYS = ("audio", "text", "visual", "grid")
 
 
 @dataclass
@@ -266,19 +269,32 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
             grid, g_ok, _ = resample_linear_rows(src_t=src_t, rows=rows, row_shape=shape[1:], dst_t=dst_t,
                                                  max_gap_s=max_gap_s)
             block.is_valid &= g_ok
+        # embeddings are streamed too (a 1280-d image embedding is ~180 MB an hour): resampled
+        # per chunk and unit-normalised per chunk, written into their columns of one allocation
+        streams = []
         for name in (k for k in keys if kinds.get(k) == "embedding"):
-            # embeddings are streamed too (a 1280-d image embedding is ~180 MB an hour): resampled
-            # per chunk and unit-normalised per chunk, filled into one array
             shape, rows = iter_npz_rows(npz_path, name)
             stream, e_ok, _ = resample_linear_rows(src_t=src_t, rows=rows, row_shape=shape[1:], dst_t=dst_t,
                                                    max_gap_s=max_gap_s)
-            vals = StreamedArray(shape=stream.shape, dtype=np.float32,
-                                 chunks=lambda s=stream: (l2_normalise(c) for c in s.chunks())).materialize()
-            vals = vals.reshape(dst_t.size, -1)
-            block.values = np.concatenate([block.values, vals], 1)
-            block.columns += [f"{name}_{i}" for i in range(vals.shape[1])]
-            block.kinds += ["embedding"] * vals.shape[1]
+            streams.append((name, stream, int(np.prod(shape[1:], dtype=np.int64))))
             block.is_valid &= e_ok
+        if streams:
+            n_tab = block.values.shape[1]
+            values = np.empty((dst_t.size, n_tab + sum(w for _, _, w in streams)), np.float32)
+            values[:, :n_tab] = block.values
+            c0 = n_tab
+            for name, stream, width in streams:
+                target = values[:, c0:c0 + width]
+                i = 0
+                for c in stream.chunks():
+                    target[i:i + len(c)] = l2_normalise(c).reshape(len(c), width)
+                    i += len(c)
+                if i != dst_t.size:
+                    raise ValueError(f"{video_id}: embedding {name} of {npz_path} gave {i} rows, expected {dst_t.size}")
+                block.columns += [f"{name}_{j}" for j in range(width)]
+                block.kinds += ["embedding"] * width
+                c0 += width
+            block.values = values
     block.values[~block.is_valid] = 0
     if grid is not None:
         grid = _zero_rows(grid, ~block.is_valid)
@@ -303,7 +319,7 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
     for m_i, modality in enumerate(("audio", "text", "visual")):
         block, grid = load_modality(feat_dir=feat_dir, modality=modality, video_id=video_id, dst_t=t,
                                     max_gap_s=cfg["max_gap_s"])
-        out[modality] = block.values.astype(np.float32)
+        out[modality] = block.values.astype(np.float32, copy=False)
         out[f"{modality}_columns"] = np.array(block.columns, dtype=str)
         out[f"{modality}_kinds"] = np.array(block.kinds, dtype=str)
         mask[:, m_i] = block.is_valid
@@ -314,6 +330,7 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
                         yield np.zeros((min(chunk, n - i), *grid_shape), np.float32)
                 grid = StreamedArray(shape=(t.size, *grid_shape), dtype=np.float32, chunks=zeros)
             out["grid"] = grid if stream_grid else grid.materialize()
+        del block, grid  # the next modality's load must not hold this one's block twice
     viewers = sorted(gaze["viewer_id"].unique()) if len(gaze) else []
     g = np.zeros((len(viewers), t.size, 2), np.float32)
     inout = np.zeros((len(viewers), t.size), np.int8)
@@ -327,6 +344,12 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
     out.update({"gaze": g, "inout": inout, "valid": valid, "gaze_t": gaze_t, "mask": mask,
                 "viewers": np.array(viewers, dtype=str)})
     return out
+
+
+def write_aligned(path: str | Path, arrays: dict) -> None:
+    """Write one aligned video (what :func:`align_video` returns): every array compressed except
+    the feature rows (:data:`ROW_KEYS`), which training and evaluation read window by window."""
+    write_npz(path, uncompressed=tuple(k for k in ROW_KEYS if k in arrays), **arrays)
 
 
 # ---------------------------------------------------------------- DVC stage
@@ -349,7 +372,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
         arrays = align_video(video_id=item["video_id"], duration_s=item["duration_s"], feat_dir=feat_dir,
                              gaze=gaze, cfg=cfg, grid_shape=gshape, stream_grid=True)
         path = out / f"{item['video_id']}.npz"
-        write_npz(path, **arrays)
+        write_aligned(path, arrays)
         return [path]
 
     # what the extractors could not compute is masked here (their stale outputs are already gone)

@@ -17,9 +17,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from gazelib.io import write_json
+
+if TYPE_CHECKING:
+    from gazelib.compute import WorkerSpec
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,11 @@ class CacheRun:
     cached: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
+    workers: list[dict] = field(default_factory=list)   # per worker process: videos, seconds, peak RSS
 
     def as_dict(self) -> dict:
         return {"computed": self.computed, "cached": self.cached, "failed": self.failed,
-                "removed": self.removed}
+                "removed": self.removed, "workers": self.workers}
 
 
 class VideoCache:
@@ -116,36 +120,59 @@ class VideoCache:
 
 
 def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
-                  compute: Callable[[dict], list[Path]], on_error: str = "raise",
-                  progress: bool = True) -> CacheRun:
+                  compute: "Callable[[dict], list[Path]] | WorkerSpec", on_error: str = "raise",
+                  progress: bool = True, backend: dict | None = None) -> CacheRun:
     """Run ``compute(item)`` for each manifest row whose cache key changed.
 
     ``item`` needs ``video_id`` and ``media_hash``; ``compute`` returns the files it wrote.
     With ``on_error='skip'`` a failing video is logged and listed, the rest go on.
+
+    ``compute`` is a callable (run here) or a :class:`gazelib.compute.WorkerSpec`, which
+    ``backend`` (``params['compute']``: local | ray, workers) may run in worker processes or Ray
+    actors. Either way this process decides what is fresh, commits records, removes the outputs of
+    failed videos and writes the reports, taking outcomes in manifest order: the same files result.
     """
     from tqdm import tqdm
 
+    from gazelib.compute import emit_records, run_items, worker_summary
+
     run = CacheRun()
     run.removed = cache.prune({it["video_id"] for it in items})
-    for item in tqdm(items, desc=cache.stage, disable=not progress, leave=False):
-        vid = item["video_id"]
+    pending = []
+    for item in items:
         key = cache_key(stage=cache.stage, input_hash=item["media_hash"], params=params)
-        if cache.is_fresh(vid, key):
-            run.cached.append(vid)
-            continue
-        try:
-            files = compute(item)
-        except Exception as exc:  # noqa: BLE001 - reported per video, re-raised unless skipping
-            stale = cache.invalidate(vid)
-            if stale:
-                log.warning("%s: removed the outputs of an earlier run (%s): this run failed", vid, ", ".join(stale))
-            if on_error != "skip":
-                raise
-            log.error("%s: %s failed: %s", vid, cache.stage, exc)
-            run.failed[vid] = f"{type(exc).__name__}: {exc}"
-            continue
-        cache.commit(vid, key, files)
-        run.computed.append(vid)
+        if cache.is_fresh(item["video_id"], key):
+            run.cached.append(item["video_id"])
+        else:
+            pending.append((item, key))
+    outcomes = run_items(compute, [item for item, _ in pending], backend)
+    done = []
+    bar = tqdm(total=len(items), initial=len(run.cached), desc=cache.stage, disable=not progress, leave=False)
+    try:
+        for (item, key), out in zip(pending, outcomes):
+            vid = item["video_id"]
+            emit_records(out.records)
+            done.append(out)
+            bar.update()
+            if out.fatal:  # a worker could not load the stage's models: nothing to do with this video
+                raise out.exception()
+            if out.error is not None:
+                stale = cache.invalidate(vid)
+                if stale:
+                    log.warning("%s: removed the outputs of an earlier run (%s): this run failed", vid, ", ".join(stale))
+                if on_error != "skip":
+                    raise out.exception()
+                log.error("%s: %s failed: %s", vid, cache.stage, out.message)
+                run.failed[vid] = out.error
+                continue
+            cache.commit(vid, key, out.files)
+            run.computed.append(vid)
+    finally:
+        bar.close()
+        close = getattr(outcomes, "close", None)
+        if close:
+            close()
+        run.workers = worker_summary(done)
     log.info("%s: computed %d, cached %d, failed %d, removed %d", cache.stage,
              len(run.computed), len(run.cached), len(run.failed), len(run.removed))
     write_stage_report(cache.out_dir, stage=cache.stage, run=run)

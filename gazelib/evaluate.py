@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gazelib.dataset import GazeWindows, prepare_arrays, window_batch
+from gazelib.dataset import GazeWindows, prepare_arrays, read_aligned, window_batch
 from gazelib.metrics import (
     MEAN_KEYS,
     cell_hits,
@@ -34,7 +34,7 @@ from gazelib.metrics import (
 )
 import json
 from pathlib import Path
-from gazelib.io import read_npz, write_json, write_table, write_text
+from gazelib.io import write_json, write_table, write_text
 from gazelib.layout import (
     FLOORS,
     corpus_geometry,
@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
-    """Per video: ``prob`` [V,T,cells] heatmap probabilities and ``p_in`` [V,T]."""
+    """Per video: ``prob`` [V,T,cells] heatmap probabilities, ``p_in`` [V,T] and the model's
+    per-step ``context`` [V,T,d] (what viewer calibration regresses on)."""
     model.eval()
     out: dict[str, dict] = {}
     order = list(range(len(ds)))
@@ -62,15 +63,20 @@ def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
         pred = model(batch)
         prob = torch.softmax(pred["heatmap_logits"], -1).numpy()
         p_in = torch.sigmoid(pred["inout_logits"]).numpy()
+        context = pred["context"].numpy() if "context" in pred else None  # an exported model has none
         for j, i in enumerate(idx):
             vid, v, _ = ds.index[i]
             vt = ds.video(vid)
             rec = out.setdefault(vid, {"prob": np.zeros((len(vt.viewers), vt.t.size, prob.shape[-1]), np.float32),
-                                       "p_in": np.zeros((len(vt.viewers), vt.t.size), np.float32)})
+                                       "p_in": np.zeros((len(vt.viewers), vt.t.size), np.float32),
+                                       **({"context": np.zeros((len(vt.viewers), vt.t.size, context.shape[-1]),
+                                                               np.float32)} if context is not None else {})})
             steps = batch["step"][j].numpy()
             ok = steps >= 0
             rec["prob"][v, steps[ok]] = prob[j][ok]
             rec["p_in"][v, steps[ok]] = p_in[j][ok]
+            if context is not None:
+                rec["context"][v, steps[ok]] = context[j][ok]
     return out
 
 
@@ -229,6 +235,21 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
             frames.append(df.assign(row=row, seed=seed, video_id=vid))
         return pd.concat(frames, ignore_index=True)
 
+    from gazelib.bias import bias_diagnostic, bias_files, content_free_batch
+    from gazelib.calibration import calibration_samples
+
+    val_files = split_files(root, index, "val")
+    val_ds = GazeWindows(files=val_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                         lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+    val_labels = read_labels(val_files)
+    frame_wh = {vid: (int(r["width"]), int(r["height"])) for vid, r in manifest.iterrows()}
+    lambdas = [float(x) for x in ecfg["calibration_lambdas"]]
+    calib_val: dict[float, list] = {lam: [] for lam in lambdas}
+    test_probs: dict[int, dict] = {}  # per seed, for the calibration with the penalty chosen on val
+    b_files = bias_files(root)
+    b_batch = content_free_batch(files=b_files, stats=stats, cfg=train_cfg, fps=fps, grid_hw=(gh, gw))
+    bias_per_seed = {}
+
     tables, first_model, first_preds = [], None, None
     for seed in cfg["seeds"]:
         model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
@@ -237,6 +258,14 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         if first_model is None:  # the leak check and the overlays use the first seed
             first_model, first_preds = model, preds
         tables.append(score(variant, seed, preds))
+        val_preds = predict(model=model, ds=val_ds)
+        for lam in lambdas:  # every penalty on val, to choose one
+            calib_val[lam].append(calibration_samples(
+                preds=val_preds, labels=val_labels, ks=list(ecfg["calibration_s"]), lam=lam,
+                sigma=cfg["heatmap_sigma"], gh=gh, gw=gw, frame_wh=frame_wh).assign(seed=seed))
+        test_probs[int(seed)] = {vid: {"prob": p["prob"]} for vid, p in preds.items()}
+        bias_per_seed[int(seed)] = bias_diagnostic(model=model, batch=b_batch, gh=gh, gw=gw,
+                                                   names=[f.stem for f in b_files])
     floor_preds: dict[str, dict] = {}
     for vid in sorted(labels):
         for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
@@ -245,7 +274,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         tables.append(score(name, -1, preds))
     samples = pd.concat(tables, ignore_index=True)
     first = sorted(labels)[0]
-    leak = leak_check(model=first_model, arrays=read_npz(ds.files[first]), video_id=first, stats=stats,
+    leak = leak_check(model=first_model, arrays=read_aligned(path=ds.files[first], stop=ds.window), video_id=first,
+                      stats=stats,
                       cfg=train_cfg, fps=fps, grid_hw=(gh, gw), seed=params["seed"])
     log.info("%s: leak check on %s: max |dlogit| %.3g, mass moved %.3g", variant, first,
              leak["max_abs_dlogit"], leak["max_prob_mass_moved"])
@@ -255,6 +285,15 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
                "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
                "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL}
+    metrics["calibration"] = calibration_summary(
+        test=lambda lam: pd.concat([calibration_samples(
+            preds=p, labels=labels, ks=list(ecfg["calibration_s"]), lam=lam, sigma=cfg["heatmap_sigma"], gh=gh,
+            gw=gw, frame_wh=frame_wh).assign(seed=s) for s, p in test_probs.items()], ignore_index=True),
+        val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
+        model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]),
+        n_boot=ecfg["n_bootstrap"], seed=params["seed"], out=root / "reports" / "calibration", variant=variant)
+    metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
+                                   levels=[f.stem for f in b_files])
     write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
     rep = root / "reports" / "eval" / variant
     write_table(rep / "samples.parquet", samples)
@@ -263,6 +302,77 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                + table.round(4).to_markdown(index=False) + "\n")
     _overlays(root=root, params=params, variant=variant, preds=first_preds, labels=labels, gh=gh, gw=gw, fps=fps)
     return metrics
+
+
+def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, n_boot: int, seed: int,
+                        out: Path, variant: str) -> dict:
+    """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
+    report auc_vat / l2_vat / l2_diag per K on test with
+    cluster-bootstrap intervals (test videos x seeds) and deltas vs K = 0, check that K = 0 equals
+    the uncalibrated model's own scores, and write ``<out>/<variant>.md`` and ``.png``."""
+    from gazelib.calibration import choose_lambda
+    from gazelib.bootstrap import compare_rows
+    from gazelib.viz import calibration_plot
+
+    choice = choose_lambda(val_samples=val)
+    df = test(choice["lambda"])  # test is scored once, with the penalty chosen on val
+    if df.empty:
+        why = f"no valid in-frame test sample at t >= {max(ks):g} s (evaluate.calibration_s is longer than the videos)"
+        log.warning("%s: viewer calibration skipped: %s", variant, why)
+        return {"lambda": choice["lambda"], "rows": {}, "skipped": why}
+    keys = ("auc_vat", "l2_vat", "l2_diag")
+    name = {float(k): f"K={float(k):g}s" for k in ks}
+    rows = df.assign(row=df["k_s"].map(name), inout=1, p_in=1.0)
+    cmp = compare_rows(samples=rows, rows={name[float(k)]: "calibration" for k in ks}, references=[name[0.0]]
+                       if 0.0 in name else [], n_boot=n_boot, seed=seed, keys=keys)
+    # K = 0 must be the uncalibrated model itself: same samples, same values, bit for bit
+    k0 = df[df["k_s"] == 0.0].merge(model_samples[["seed", "video_id", "viewer", "step", *keys]],
+                                    on=["seed", "video_id", "viewer", "step"], suffixes=("", "_model"))
+    k0_diff = (float(max(np.nanmax(np.abs(k0[k] - k0[f"{k}_model"]).to_numpy(), initial=0.0) for k in keys))
+               if len(k0) else None)
+    table = {r: {**cmp["rows"][r]["metrics"], "ci95": cmp["rows"][r]["ci95"],
+                 **({"vs_K0": cmp["deltas"][r][f"vs_{name[0.0]}"]} if 0.0 in name and r != name[0.0] else {})}
+             for r in cmp["rows"]}
+    res = {"lambda": choice["lambda"], "lambda_chosen_on": "val videos: mean auc_vat over K > 0",
+           "val_auc_vat_by_lambda": {f"{k:g}": v for k, v in choice["val_auc_vat"].items()},
+           "val_auc_vat_uncalibrated": choice["val_auc_vat_uncalibrated"],
+           "scored": f"valid in-frame samples with t >= {max(ks):g} s (the same for every K)",
+           "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
+           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "bootstrap": cmp["bootstrap"]}
+    lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",
+             f"Scored on {res['scored']}; 95% intervals resample test videos x seeds.", "",
+             "| K (s) | auc_vat | 95% CI | Δ vs K=0 | l2_vat | 95% CI | Δ vs K=0 |", "|---|---|---|---|---|---|---|"]
+    for k in ks:
+        r = table[name[float(k)]]
+
+        def delta(key):
+            d = r.get("vs_K0", {}).get(key)
+            return f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+
+        lines.append(f"| {float(k):g} | {r['auc_vat']:.4f} | [{r['ci95']['auc_vat'][0]:.4f}, {r['ci95']['auc_vat'][1]:.4f}] "
+                     f"| {delta('auc_vat')} | {r['l2_vat']:.4f} | [{r['ci95']['l2_vat'][0]:.4f}, "
+                     f"{r['ci95']['l2_vat'][1]:.4f}] | {delta('l2_vat')} |")
+    write_text(out / f"{variant}.md", "\n".join(lines) + "\n")
+    calibration_plot(path=out / f"{variant}.png", ks=[float(k) for k in ks],
+                     rows=[table[name[float(k)]] for k in ks], title=f"{variant}: viewer calibration")
+    return res
+
+
+def bias_summary(*, per_seed: dict, out: Path, variant: str, levels: list[str]) -> dict:
+    """Bias entropy over seeds (mean and per seed) and the seed-averaged bias map as an image."""
+    from gazelib.bias import entropy_bits
+    from gazelib.viz import bias_map_plot
+
+    mean_map = np.mean([d["map"] for d in per_seed.values()], 0)
+    h_max = next(iter(per_seed.values()))["max_entropy_bits"]
+    bias_map_plot(path=out / f"{variant}.png", bias_map=mean_map,
+                  title=f"{variant}: mean prediction on content-free input ({entropy_bits(p=mean_map):.2f} of "
+                        f"{h_max:.2f} bits)")
+    strip = lambda d: {k: v for k, v in d.items() if k != "map"}  # noqa: E731
+    return {"entropy_bits": float(np.mean([d["entropy_bits"] for d in per_seed.values()])),
+            "entropy_share": float(np.mean([d["entropy_share"] for d in per_seed.values()])),
+            "max_entropy_bits": h_max, "entropy_bits_of_mean_map": entropy_bits(p=mean_map),
+            "inputs": levels, "per_seed": {f"seed{s}": strip(d) for s, d in per_seed.items()}}
 
 
 PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "

@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Collection, Iterator
 
 import numpy as np
 import pandas as pd
@@ -93,20 +93,26 @@ def _write_streamed(fh, arr: StreamedArray) -> None:
         raise ValueError(f"streamed array gave {n} rows, declared {arr.shape[0]}")
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray | StreamedArray) -> None:
-    """Compressed NPZ readable by ``np.load``, byte-identical for identical arrays.
+def write_npz(path: str | os.PathLike, *, uncompressed: Collection[str] = (),
+              **arrays: np.ndarray | StreamedArray) -> None:
+    """NPZ readable by ``np.load``, byte-identical for identical arrays.
 
+    Members are deflated, except those named in ``uncompressed``: these are stored as they are,
+    so :class:`NpzRows` can read any block of their rows without loading or inflating the rest.
     ``np.savez_compressed`` stamps the current time into each zip entry, so equal data would
     give different bytes and DVC would rerun every downstream stage; entries here carry a
     fixed timestamp.
     """
     import zipfile
 
+    unknown = sorted(set(uncompressed) - set(arrays))
+    if unknown:
+        raise KeyError(f"{path}: uncompressed names {unknown} are not among the arrays {sorted(arrays)}")
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for name, arr in arrays.items():
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                info.compress_type = zipfile.ZIP_DEFLATED
+                info.compress_type = zipfile.ZIP_STORED if name in uncompressed else zipfile.ZIP_DEFLATED
                 with zf.open(info, "w", force_zip64=True) as fh:
                     if isinstance(arr, StreamedArray):
                         _write_streamed(fh, arr)
@@ -155,6 +161,70 @@ def iter_npz_rows(path: str | os.PathLike, key: str, *, chunk_rows: int = 256) -
                 left -= n
 
     return tuple(shape), rows()
+
+
+class NpzRows:
+    """Random access to row blocks of the arrays an NPZ stores uncompressed (see :func:`write_npz`).
+
+    The zip directory and each member's ``.npy`` header are read once; :meth:`rows` then reads
+    exactly the bytes of rows ``[start, stop)`` at their file offset, so the memory used follows
+    the block, not the array (no memory map either: mapped pages would count as resident).
+    Deflated members are listed in :attr:`compressed`; :meth:`rows` refuses them by name.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        import struct
+        import zipfile
+
+        self.path = Path(path)
+        self.shapes: dict[str, tuple] = {}
+        self.dtypes: dict[str, np.dtype] = {}
+        self._offsets: dict[str, int] = {}
+        self.compressed: set[str] = set()
+        self.names: list[str] = []   # every array of the file, in its order
+        with zipfile.ZipFile(self.path) as zf, open(self.path, "rb") as fh:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[:-4]
+                self.names.append(key)
+                if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+                    self.compressed.add(key)
+                    continue
+                fh.seek(info.header_offset)
+                local = fh.read(30)
+                if local[:4] != b"PK\x03\x04":
+                    raise ValueError(f"{self.path}: member {info.filename} has no local zip header; file damaged?")
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                fh.seek(info.header_offset + 30 + name_len + extra_len)
+                version = np.lib.format.read_magic(fh)
+                read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read(fh)
+                if fortran or dtype.hasobject or not shape:
+                    self.compressed.add(key)  # not row-addressable: treated like a deflated member
+                    continue
+                self.shapes[key], self.dtypes[key], self._offsets[key] = tuple(shape), dtype, fh.tell()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._offsets
+
+    def rows(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of array ``key`` (clipped to its length), a fresh writable array."""
+        if key not in self._offsets:
+            why = "is stored compressed (rewrite it with uncompressed=)" if key in self.compressed else "is not in it"
+            raise KeyError(f"{self.path}: array {key!r} {why}; cannot read its rows on demand")
+        shape, dtype = self.shapes[key], self.dtypes[key]
+        start, stop = max(0, int(start)), min(shape[0], int(stop))
+        out = np.empty((max(0, stop - start),) + shape[1:], dtype)
+        if out.size:
+            row_bytes = out.nbytes // out.shape[0]
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offsets[key] + start * row_bytes)
+                got = fh.readinto(out.reshape(-1).view(np.uint8))
+            if got != out.nbytes:
+                raise ValueError(f"{self.path}: array {key!r} ends early (rows {start}:{stop} of {shape[0]})")
+        return out
 
 
 def write_table(path: str | os.PathLike, df: pd.DataFrame, meta: dict | None = None) -> None:

@@ -183,8 +183,12 @@ def iter_frames(*, path: str | Path, sample_fps: float, width: int, height: int,
     """Yield ``(t, rgb[h, w, 3])`` at most ``sample_fps`` frames per second, by PTS.
 
     A frame is kept when its timestamp reaches the next slot of a ``1/sample_fps`` grid,
-    so variable frame rate input gives frames at their true times.
+    so variable frame rate input gives frames at their true times. Kept frames are converted
+    and resized by one libswscale context for the whole video (``frame.to_ndarray(width=...)``
+    builds a new one per frame, which cost more than decoding at the demo's size).
     """
+    from av.video.reformatter import VideoReformatter
+
     tag = f"{video_id}: video file {path}"
     try:
         container = av.open(str(path))
@@ -196,6 +200,7 @@ def iter_frames(*, path: str | Path, sample_fps: float, width: int, height: int,
         start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
         next_t = -np.inf
         step = 1.0 / sample_fps
+        reformatter = VideoReformatter()
         try:
             for frame in container.decode(stream):
                 if frame.pts is None:
@@ -204,7 +209,7 @@ def iter_frames(*, path: str | Path, sample_fps: float, width: int, height: int,
                 if t + 1e-6 < next_t:
                     continue
                 next_t = (np.floor(t / step + 1e-6) + 1) * step
-                yield t, frame.to_ndarray(format="rgb24", width=width, height=height)
+                yield t, reformatter.reformat(frame, format="rgb24", width=width, height=height).to_ndarray()
         except av.FFmpegError as exc:
             raise MediaError(f"{tag} is corrupt or truncated: {exc}") from exc
 

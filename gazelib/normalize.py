@@ -34,8 +34,13 @@ class _Moments:
     def __init__(self, width: int):
         self.n, self.mean, self.m2 = 0, np.zeros(width), np.zeros(width)
 
-    def add(self, x: np.ndarray) -> None:
-        """``x`` [n, width] (float64 internally)."""
+    def add(self, x: np.ndarray, block: int = 4096) -> None:
+        """``x`` [n, width], merged ``block`` rows at a time (float64 internally, so the float64
+        temporaries are bounded by the block, not by the video's length)."""
+        if len(x) > block:
+            for b in range(0, len(x), block):
+                self.add(x[b:b + block], block)
+            return
         if not len(x):
             return
         x = np.asarray(x, np.float64)

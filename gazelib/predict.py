@@ -322,7 +322,7 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
     """Every job's features (and recorded gaze, if any) on the model's timeline, as ``align`` makes them,
     into ``<work>/aligned/<video_id>.npz``. A video without a recording gets one all-missing viewer
     (the model windows run per viewer; a model without track never reads it)."""
-    from gazelib.align import align_video
+    from gazelib.align import align_video, write_aligned
     from gazelib.features.grid import grid_shape
 
     cfg = params["align"]
@@ -347,7 +347,7 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
             arrays.update(gaze=np.zeros((1, n, 2), np.float32), inout=np.zeros((1, n), np.int8),
                           valid=np.zeros((1, n), bool), gaze_t=np.full((1, n), np.nan), viewers=np.array(["none"]))
         path = work / "aligned" / f"{job.video_id}.npz"
-        write_npz(path, **arrays)
+        write_aligned(path, arrays)  # feature rows uncompressed: read window by window, as in training
         return [path]
 
     items = [{**it, "media_hash": job_by_id[it["video_id"]].align_hash} for it in _items(jobs)]

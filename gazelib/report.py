@@ -267,6 +267,38 @@ def per_video_html(*, root: Path, variants: list[str]) -> str:
     return "\n".join(out)
 
 
+def viewers_bias_html(*, root: Path, variants: list[str]) -> str:
+    """Per variant: the few-shot calibration table and plot, and the bias entropy with its map."""
+    rows, out = [], []
+    for v in variants:
+        path = root / "metrics" / "eval" / f"{v}.json"
+        bias = json.loads(path.read_text()).get("bias") if path.exists() else None
+        if bias:
+            per = [d["entropy_bits"] for d in bias["per_seed"].values()]
+            rows.append(f"<tr><td>{_esc(v)}</td><td>{_num(bias['entropy_bits'])}</td>"
+                        f"<td>{_num(100 * bias['entropy_share'], 1)} %</td><td>{_num(min(per))} – {_num(max(per))}</td>"
+                        f"<td>{_num(bias['max_entropy_bits'])}</td></tr>")
+    out.append("<h3>Bias entropy (prediction on content-free input)</h3>")
+    out.append("<p>Uniform grey frames, silence, no transcript and no gaze track, through the real extractors; "
+               "entropy of the mean predicted map (bits; 100 % is a uniform map, lower is a stronger built-in bias).</p>")
+    out.append("<table><tr><th>variant</th><th>entropy (bits, mean over seeds)</th><th>share of maximum</th>"
+               "<th>range over seeds</th><th>maximum</th></tr>" + "".join(rows) + "</table>" if rows else
+               "<p class='missing'>no bias diagnostic in metrics/eval</p>")
+    out.append("<div class='figs'>" + "".join(_figure(root / "reports" / "bias" / f"{v}.png", f"{v}: bias map")
+                                              for v in variants if (root / "reports" / "bias" / f"{v}.png").exists())
+               + "</div>")
+    out.append("<h3>Few-shot viewer calibration</h3>")
+    for v in variants:
+        md = root / "reports" / "calibration" / f"{v}.md"
+        png = md.with_suffix(".png")
+        body = md_to_html(md.read_text(), base_dir=md.parent, demote=2) if md.exists() else \
+            f"<p class='missing'>{_esc(md.relative_to(root))} not found</p>"
+        if png.exists():
+            body += _figure(png, f"{v}: auc_vat and l2_vat against calibration seconds (95 % intervals)")
+        out.append(f"<details{' open' if v == variants[0] else ''}><summary>{_esc(v)}</summary>{body}</details>")
+    return "\n".join(out)
+
+
 def stills_html(*, root: Path, variants: list[str]) -> str:
     out = []
     for v in variants:
@@ -395,6 +427,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
         ("training", "Training curves", training_html(root=root, variants=variants)),
         ("validation", "Validation", validation_html(root=root, validation=validation)),
         ("per-video", "Per-video results", per_video_html(root=root, variants=variants)),
+        ("viewers-bias", "Viewers and biases", viewers_bias_html(root=root, variants=variants)),
         ("stills", "Overlay stills", stills_html(root=root, variants=variants)),
         ("clips", "Overlay clips (test videos)", clips_html(clips=clips, variant=clip_variant, cfg=cfg,
                                                              note="no test videos in compare.json")),

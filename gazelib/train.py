@@ -6,6 +6,10 @@ Loss per batch, over non-padded steps:
     L = lambda_heatmap * mean_{valid, in-frame} CE(q_t, softmax(s_t)) + lambda_inout * mean_{valid} BCE(o_t, inout_t)
 
 with q_t a Gaussian (``heatmap_sigma``) around the gaze on the grid, normalised to sum 1.
+
+Under ``torchrun`` the same loop runs data-parallel (``gazelib.distributed``): the model in DDP, each
+rank a shard of every epoch's order, losses averaged over all ranks' batches so every rank takes the
+same early-stopping decision, and rank 0 alone writing checkpoints, metrics and dvclive.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from gazelib import __version__
 from gazelib.dataset import GazeWindows, block_order, feature_dims
+from gazelib.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
@@ -80,11 +85,15 @@ def make_model_config(*, variant: str, modalities: list[str], stats: dict, grid_
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, best: float, bad_epochs: int,
-                    meta: dict, history: list) -> None:
+                    meta: dict, history: list, scaler=None) -> None:
+    """``model`` is the plain module (never the DDP wrapper), so checkpoints load the same anywhere."""
     state = {"type": CHECKPOINT_TYPE, "meta": meta, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
              "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history),
              "rng_torch": torch.get_rng_state(), "rng_numpy": json.dumps(_np_state())}
+    if scaler is not None and scaler.is_enabled():  # AMP on CUDA only: CPU checkpoints keep their bytes
+        state["scaler"] = scaler.state_dict()
+        state["rng_cuda"] = torch.cuda.get_rng_state()  # dropout on the GPU draws from its own generator
     # through a file object: given a path, torch names the archive's root folder after the (random)
     # temp file, so equal checkpoints would differ byte for byte
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -123,13 +132,23 @@ def model_from_checkpoint(path: str | Path, expect: dict | None = None):
 
 def train_variant(*, variant: str, modalities: list[str], train_files: list[Path], val_files: list[Path],
                   index: dict, stats: dict, grid_shape: tuple[int, int, int], fps: float, cfg: dict,
-                  model_cfg: dict, out_dir: Path, seed: int, live=None, max_epochs: int | None = None) -> dict:
-    """Train one variant; writes ``best.pt`` and ``latest.pt`` in ``out_dir``; resumes from latest."""
+                  model_cfg: dict, out_dir: Path, seed: int, live=None, max_epochs: int | None = None,
+                  dist: Dist | None = None, bias_inputs: list[Path] | None = None) -> dict:
+    """Train one variant; writes ``best.pt`` and ``latest.pt`` in ``out_dir``; resumes from latest.
+
+    ``dist``: the process group (default: the one this process joined, else a single process). All
+    ranks seed alike and consume the RNG alike (equal batch shapes), so rank 0's saved state is
+    every rank's and resume restores it on all of them.
+
+    With ``cfg['lambda_entropy']`` > 0 the content-free clips ``bias_inputs`` (see
+    :mod:`gazelib.bias`) are one extra batch: every ``entropy_every`` optimiser steps the loss gains
+    ``lambda_entropy * -H(bias map)``, pushing the prediction for no content towards uniform."""
     from tqdm import tqdm
 
+    d = dist or current()
     seed_everything(seed)
     torch.set_num_threads(cfg.get("num_threads", 2))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = d.device
     gh, gw = grid_shape[1:]
     ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
                    n_viewers=index["viewers"])
@@ -143,7 +162,9 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     model = build_model(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     epochs = cfg["epochs"]
-    steps = max(1, epochs * math.ceil(len(train_ds) / cfg["batch_size"]))
+    local_bs = d.local_batch(cfg["batch_size"])  # windows per rank and step; batch_size in one process
+    n_batches = math.ceil(math.ceil(len(train_ds) / d.world) / local_bs)  # steps per epoch, on every rank
+    steps = max(1, epochs * n_batches)
     warm = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -151,6 +172,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     meta = {"variant": variant, "modalities": list(modalities), "model_config": asdict(mcfg),
             "norm_stats_hash": stats_hash(stats), "gazelib_version": __version__, "fps": fps,
             "train_cfg": cfg, "seed": seed}
+    if d.active:
+        meta["world_size"] = d.world
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     start_epoch, best, bad, history = 0, float("inf"), 0, []
     latest = out_dir / "latest.pt"
@@ -161,30 +184,47 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
+            if "scaler" in state and scaler.is_enabled():
+                scaler.load_state_dict(state["scaler"])
+                torch.cuda.set_rng_state(state["rng_cuda"], device)
             torch.set_rng_state(state["rng_torch"])
             ns = json.loads(state["rng_numpy"])
             np.random.set_state((ns[0], np.array(ns[1], dtype=np.uint32), ns[2], ns[3], ns[4]))
             start_epoch, best, bad = state["epoch"] + 1, state["best"], state["bad_epochs"]
             history = json.loads(state["history"])
-            log.info("%s: resumed from %s at epoch %d", variant, latest, start_epoch)
+            log.info("%s: resumed from %s at epoch %d (saved by %d process(es), now %d)", variant, latest,
+                     start_epoch, state["meta"].get("world_size", 1), d.world)
         else:
             log.info("%s: %s was trained with other params; starting fresh", variant, latest)
+    bias_batch = None
+    if cfg.get("lambda_entropy", 0.0) > 0:
+        from gazelib.bias import content_free_batch, entropy_penalty
+
+        if not bias_inputs:
+            raise ValueError(f"{variant}: train.lambda_entropy > 0 needs the content-free inputs (stage bias_inputs)")
+        bias_batch = model_inputs(content_free_batch(files=bias_inputs, stats=stats, cfg=cfg, fps=fps,
+                                                     grid_hw=(gh, gw)), device)
+    net = d.wrap(model)  # DDP under torchrun (after resume: it broadcasts rank 0's weights); else model
     t_start = time.time()
     n_samples = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
-    n_batches = math.ceil(len(train_ds) / cfg["batch_size"])
     for epoch in range(start_epoch, stop_at):
         if bad >= cfg["patience"]:
             break
-        model.train()
-        order = block_order(train_ds.index, block=cache, seed=seed, epoch=epoch)
+        net.train()
+        order = d.shard(block_order(train_ds.index, block=cache, seed=seed, epoch=epoch))
         tr = []
-        for batch in tqdm(train_ds.batches(order, cfg["batch_size"]), total=n_batches,
-                          desc=f"{variant} seed {seed} epoch {epoch}", leave=False):
+        for batch in tqdm(train_ds.batches(order, local_bs), total=n_batches,
+                          desc=f"{variant} seed {seed} epoch {epoch}", leave=False, disable=not d.main):
             batch = model_inputs(batch, device)
+            # a second forward in the same step must call `model` (the plain module), not `net`
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-                out = model(batch)
+                out = net(batch)
             loss, parts = compute_loss({k: v.float() for k, v in out.items()}, batch, centres, cfg)
+            if bias_batch is not None and sched.last_epoch % max(1, int(cfg["entropy_every"])) == 0:
+                penalty, parts["bias_entropy_bits"] = entropy_penalty(model=model, batch=bias_batch)
+                loss = loss + cfg["lambda_entropy"] * penalty
+                parts["loss"] = loss.item()
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -194,8 +234,12 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             sched.step()
             tr.append(parts)
             n_samples += batch["pad"].shape[0]
-        val = evaluate_loss(model, val_ds.batches(range(len(val_ds)), cfg["batch_size"]), centres, cfg, device)
-        row = {"epoch": epoch, "train_loss": float(np.mean([p["loss"] for p in tr])), **{f"val_{k}": v for k, v in val.items()}}
+        val = validation_loss(model, val_ds, centres, cfg, device, d)
+        row = {"epoch": epoch, "train_loss": ordered_mean(d.gather([p["loss"] for p in tr])),
+               **{f"val_{k}": v for k, v in val.items()}}
+        if bias_batch is not None:
+            row["train_bias_entropy_bits"] = float(np.mean([p["bias_entropy_bits"] for p in tr
+                                                            if "bias_entropy_bits" in p]))
         history.append(row)
         if live is not None:
             for k, v in row.items():
@@ -205,30 +249,56 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         score = val["loss"] if np.isfinite(val["loss"]) else row["train_loss"]  # no val videos
         improved = score < best - 1e-4
         best, bad = (score, 0) if improved else (best, bad + 1)
-        if improved:
+        if improved and d.main:
             save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=epoch,
-                            best=best, bad_epochs=bad, meta=meta, history=history)
-        save_checkpoint(latest, model=model, optimizer=opt, scheduler=sched, epoch=epoch, best=best,
-                        bad_epochs=bad, meta=meta, history=history)
+                            best=best, bad_epochs=bad, meta=meta, history=history, scaler=scaler)
+        if d.main:
+            save_checkpoint(latest, model=model, optimizer=opt, scheduler=sched, epoch=epoch, best=best,
+                            bad_epochs=bad, meta=meta, history=history, scaler=scaler)
         log.info("%s epoch %d: train %.4f val %.4f%s", variant, epoch, row["train_loss"], val["loss"],
                  " (best)" if improved else "")
     wall = time.time() - t_start
-    if not (out_dir / "best.pt").exists() and latest.exists():
+    n_samples = d.total(n_samples) if d.active else n_samples
+    if d.main and not (out_dir / "best.pt").exists() and latest.exists():
         (out_dir / "best.pt").write_bytes(latest.read_bytes())
+    d.barrier()  # the other ranks return once rank 0's files are complete
     return {"variant": variant, "epochs_run": len(history), "best_val_loss": best, "history": history,
             "train_windows": len(train_ds), "val_windows": len(val_ds), "wall_s": wall,
             "samples_per_s": n_samples / wall if wall > 0 else 0.0, "device": device.type,
-            "n_params": sum(p.numel() for p in model.parameters())}
+            "n_params": sum(p.numel() for p in model.parameters()), "world_size": d.world}
 
 
 @torch.no_grad()
-def evaluate_loss(model, batches, centres, cfg, device) -> dict:
+def batch_losses(model, batches, centres, cfg, device) -> list[dict]:
     model.eval()
     parts = []
     for batch in batches:
         batch = model_inputs(batch, device)
         _, p = compute_loss(model(batch), batch, centres, cfg)
         parts.append(p)
+    return parts
+
+
+def validation_loss(model, val_ds: GazeWindows, centres, cfg, device, d: Dist) -> dict:
+    """Mean loss parts over the validation batches (``batch_size`` windows in index order). Under
+    torchrun rank r scores batches r, r + W, ... and the parts are gathered, so every rank gets the
+    number one process would compute from the same weights."""
+    if not d.active:
+        return evaluate_loss(model, val_ds.batches(range(len(val_ds)), cfg["batch_size"]), centres, cfg, device)
+    size = cfg["batch_size"]
+    chunks = [list(range(b, min(b + size, len(val_ds)))) for b in range(0, len(val_ds), size)]
+    if not chunks:  # no validation windows: the same on every rank
+        return _mean_parts([])
+    mine = chunks[d.rank::d.world]
+    parts = d.gather(batch_losses(model, (val_ds.batch(c) for c in mine), centres, cfg, device))
+    return {k: ordered_mean([[p[k] for p in rank] for rank in parts]) for k in parts[0][0]}
+
+
+def evaluate_loss(model, batches, centres, cfg, device) -> dict:
+    return _mean_parts(batch_losses(model, batches, centres, cfg, device))
+
+
+def _mean_parts(parts: list[dict]) -> dict:
     if not parts:
         return {"loss": float("nan"), "heatmap_ce": float("nan"), "inout_bce": float("nan")}
     return {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}
@@ -240,7 +310,11 @@ def write_train_metrics(path: Path, result: dict) -> None:
 
 # ---------------------------------------------------------------- DVC stage
 def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs: int | None = None) -> dict:
-    """Train ``variant`` once per seed in ``train.seeds`` into ``models/<variant>/seed<k>/``."""
+    """Train ``variant`` once per seed in ``train.seeds`` into ``models/<variant>/seed<k>/``.
+
+    Under torchrun every rank calls this; rank 0 writes checkpoints, dvclive, curves, metrics and the
+    bundle and returns the summary, the others return ``{"variant", "rank"}``."""
+    from gazelib.bias import bias_files
     from gazelib.viz import curves
 
     if variant not in params["variants"]:
@@ -252,29 +326,38 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
         raise ValueError(f"train.seeds must be a non-empty list of distinct seeds, got {seeds}")
     index, meta = read_index(root)
     stats = read_norm_stats(root)
-    cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
+    # nproc is how many processes train, not what they learn: a checkpoint records world_size instead
+    cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc")}
+    d = init_from_env()  # under torchrun: join the process group; else one process
     results = []
     for seed in seeds:
         out_dir = root / "models" / variant / f"seed{seed}"
         out_dir.mkdir(parents=True, exist_ok=True)
-        live = _live(root / "reports" / "train" / variant / f"seed{seed}")
+        live = _live(root / "reports" / "train" / variant / f"seed{seed}") if d.main else None
         result = train_variant(variant=variant, modalities=params["variants"][variant]["modalities"],
                                train_files=split_files(root, index, "train"),
                                val_files=split_files(root, index, "val"), index=index_maps(index), stats=stats,
                                grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
                                model_cfg=params["model"], out_dir=out_dir, seed=seed, live=live,
-                               max_epochs=max_epochs)
+                               max_epochs=max_epochs, dist=d,
+                               bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None)
         if live is not None:
             live.end()
+        if not d.main:  # rank 0 writes every file
+            continue
         curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
                history=result["history"], title=f"{variant} seed {seed}")
         results.append({k: v for k, v in result.items() if k != "history"} | {"seed": seed})
-    timing_keys = ("wall_s", "samples_per_s")
+    if not d.main:
+        return {"variant": variant, "rank": d.rank}
+    timing_keys = ("wall_s", "samples_per_s", "world_size")
     # metrics stay reproducible byte for byte; wall-clock figures go to the (untracked) report folder
     summary = {"variant": variant,
                "seeds": {f"seed{r['seed']}": {k: v for k, v in r.items() if k not in timing_keys} for r in results},
                "epochs_run_mean": float(np.mean([r["epochs_run"] for r in results])),
                "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in results]))}
+    if d.active:  # a data-parallel run says so (one process: the same bytes as ever)
+        summary["world_size"] = d.world
     write_train_metrics(root / "metrics" / "train" / f"{variant}.json", summary)
     from gazelib.bundle import write_bundle
 

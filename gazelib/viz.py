@@ -67,6 +67,34 @@ def curves(*, path: Path, history: list[dict], title: str) -> None:
     _save(fig, path)
 
 
+def calibration_plot(*, path: Path, ks: list[float], rows: list[dict], title: str) -> None:
+    """auc_vat and l2_vat against calibration seconds K, with 95% intervals."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3), dpi=100)
+    for ax, key in zip(axes, ("auc_vat", "l2_vat")):
+        v = np.array([r[key] for r in rows], float)
+        lo = np.array([r["ci95"][key][0] for r in rows], float)
+        hi = np.array([r["ci95"][key][1] for r in rows], float)
+        ax.errorbar(ks, v, yerr=np.nan_to_num([v - lo, hi - v]), marker="o", capsize=4)
+        ax.set_xlabel("calibration seconds K")
+        ax.set_ylabel(key + (" (higher is better)" if key == "auc_vat" else " (lower is better)"), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def bias_map_plot(*, path: Path, bias_map: np.ndarray, title: str) -> None:
+    """The mean predicted heatmap on content-free input, on the frame grid (share of mass per cell)."""
+    plt = _plt()
+    gh, gw = bias_map.shape
+    fig, ax = plt.subplots(figsize=(5, 5 * gh / gw + 0.6), dpi=100)
+    im = ax.imshow(bias_map, extent=(0, 1, 1, 0), cmap="inferno", vmin=0)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    ax.axhline(0.5, c="white", lw=0.5, ls=":")
+    ax.axvline(0.5, c="white", lw=0.5, ls=":")
+    ax.set_title(title, fontsize=8)
+    _save(fig, path)
+
+
 def _save(fig, path: Path) -> None:
     plt = _plt()
     path = Path(path)

@@ -238,3 +238,36 @@ def test_norm_stats_streamed_video_by_video_equal_the_pooled_ones(seed, sizes, s
         np.testing.assert_allclose(st_["audio"]["std"], np.maximum(x.std(0), 1e-6), rtol=1e-7)
         np.testing.assert_allclose(st_["grid"]["mean"], g.mean((0, 2, 3)), rtol=1e-9, atol=1e-9 * scale)
         np.testing.assert_allclose(st_["grid"]["std"], np.maximum(g.std((0, 2, 3)), 1e-6), rtol=1e-7)
+
+
+def test_aligned_file_stores_feature_rows_for_window_reads_and_embeddings_fill_their_columns(tmp_path):
+    """Embeddings go into their columns of the modality array (unit length per embedding, as the
+    embedding resampler gives them), and the aligned file stores the feature rows uncompressed."""
+    from gazelib.align import ROW_KEYS, align_video, write_aligned
+    from gazelib.io import NpzRows, feature_meta, read_npz, write_npz, write_table
+
+    rng = np.random.default_rng(0)
+    tv = np.r_[0.0, np.sort(rng.uniform(0.01, 5.0, 40))]
+    meta = feature_meta(video_id="x", modality="visual", kinds={"a": "continuous", "e1": "embedding",
+                                                               "e2": "embedding"}, backend="t", params={})
+    write_table(tmp_path / "visual" / "x.parquet", pd.DataFrame({"t": tv, "a": rng.normal(size=tv.size)}), meta=meta)
+    e1, e2 = rng.normal(size=(tv.size, 5)).astype(np.float32), rng.normal(size=(tv.size, 2, 3)).astype(np.float32)
+    write_npz(tmp_path / "visual" / "x.npz", t=tv, e1=e1, e2=e2,
+              grid=rng.normal(size=(tv.size, 2, 3, 4)).astype(np.float32))
+    gaze = pd.DataFrame({"viewer_id": ["v"] * 3, "t": [0.0, 0.1, 0.2], "x": [0.5] * 3, "y": [0.5] * 3,
+                         "valid": [True] * 3, "inout": [1] * 3})
+    out = align_video(video_id="x", duration_s=5.0, feat_dir=tmp_path, gaze=gaze,
+                      cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(2, 3, 4))
+    dst = np.arange(50) / 10
+    ok = out["mask"][:, 2]
+    assert list(out["visual_columns"]) == ["a"] + [f"e1_{i}" for i in range(5)] + [f"e2_{i}" for i in range(6)]
+    for sl, src in ((slice(1, 6), e1), (slice(6, 12), e2)):
+        ref = resample_kind(kind="embedding", src_t=tv, src_v=src, dst_t=dst, max_gap_s=0.5)
+        np.testing.assert_allclose(out["visual"][ok, sl], ref.values.reshape(50, -1)[ok], rtol=1e-6, atol=1e-7)
+    assert not out["visual"][~ok].any()
+    write_aligned(tmp_path / "x.npz", out)
+    rows = NpzRows(tmp_path / "x.npz")
+    assert all(k in rows for k in ROW_KEYS) and {"t", "gaze", "mask"} <= rows.compressed
+    back = read_npz(tmp_path / "x.npz")
+    assert all(np.array_equal(back[k], out[k], equal_nan=out[k].dtype.kind == "f") for k in out)
+    np.testing.assert_array_equal(rows.rows("grid", 10, 20), out["grid"][10:20])

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from gazelib.compare import compare_rows, render_report
+from gazelib.bootstrap import compare_rows
+from gazelib.compare import render_report
 from gazelib.metrics import MEAN_KEYS
 
 N_PER_VIDEO = 50

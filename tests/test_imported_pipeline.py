@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from gazelib.align import run_align
+from gazelib.bias_inputs import run_bias_inputs
 from gazelib.evaluate import run_evaluate
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
@@ -93,8 +94,8 @@ def test_pipeline_on_the_imported_corpus_reports_degrees(imported):
     params["visual"]["image_model"] = "none"
     params["variants"] = {"baseline": {"modalities": ["track"]}}
     params["train"].update(epochs=1, seeds=[0])
-    for run in (run_ingest, run_extract_audio, run_extract_text, run_extract_visual, run_align, run_validate,
-                run_fit_floors):
+    for run in (run_ingest, run_extract_audio, run_extract_text, run_extract_visual, run_align, run_bias_inputs,
+                run_validate, run_fit_floors):
         run(params=params, root=root)
     manifest = read_table(root / "data/interim/manifest.parquet")[0].set_index("video_id")
     geo = yaml.safe_load((corpus / "corpus.yaml").read_text())["geometry"]

@@ -264,3 +264,44 @@ def test_horizon_under_one_step_is_refused():
     for bad in (0.0, 0.04, -1.0):
         with pytest.raises(ValueError, match="less than one step"):
             check_horizon(horizon_s=bad, fps=10.0)
+
+
+def test_entropy_regulariser_raises_the_bias_entropy(tmp_path):
+    """lambda_entropy > 0 trains the map for content-free input towards uniform; 0 leaves training alone."""
+    from gazelib.bias import content_free_batch, bias_diagnostic
+    from gazelib.train import model_from_checkpoint
+
+    from gazelib.io import read_npz
+
+    train, val, index, stats = _synthetic_split(tmp_path)
+    for f in train + val:  # viewers who mostly look at one place: a strong learnt bias
+        a = read_npz(f)
+        a["gaze"][:, : a["t"].size * 3 // 4] = np.float32([0.15, 0.2])
+        write_npz(f, **a)
+    # content-free clips in the synthetic data's own feature space: flat features, no track
+
+    blank = read_npz(train[0])
+    n_t = blank["t"].size
+    blank.update({"audio": np.zeros_like(blank["audio"]), "visual": np.zeros_like(blank["visual"]),
+                  "grid": np.zeros_like(blank["grid"]), "mask": np.tile([True, False, True, False], (n_t, 1)),
+                  "viewers": np.array(["none"]), "gaze": blank["gaze"][:1], "inout": blank["inout"][:1],
+                  "valid": np.zeros((1, n_t), bool), "gaze_t": blank["gaze_t"][:1]})
+    write_npz(tmp_path / "grey.npz", **blank)
+    entropies = {}
+    for lam in (0.0, 1.0):
+        out = tmp_path / f"lam{lam}"
+        out.mkdir()
+        cfg = {**TRAIN_CFG, "epochs": 12, "lr": 0.01, "lambda_entropy": lam, "entropy_every": 1}
+        res = train_variant(variant="multimodal", modalities=["track", "audio", "visual"], train_files=train,
+                            val_files=val, index=index, stats=stats, grid_shape=(2, 3, 4), fps=10.0, cfg=cfg,
+                            model_cfg=MODEL_CFG, out_dir=out, seed=0, bias_inputs=[tmp_path / "grey.npz"])
+        assert ("train_bias_entropy_bits" in res["history"][-1]) == (lam > 0)
+        model, _ = model_from_checkpoint(out / "latest.pt")
+        batch = content_free_batch(files=[tmp_path / "grey.npz"], stats=stats, cfg=cfg, fps=10.0, grid_hw=(3, 4))
+        entropies[lam] = bias_diagnostic(model=model, batch=batch, gh=3, gw=4, names=["grey"])["entropy_bits"]
+    assert entropies[1.0] > entropies[0.0] + 0.05, entropies
+    with pytest.raises(ValueError, match="bias_inputs"):
+        train_variant(variant="multimodal", modalities=["track", "audio", "visual"], train_files=train,
+                      val_files=val, index=index, stats=stats, grid_shape=(2, 3, 4), fps=10.0,
+                      cfg={**TRAIN_CFG, "lambda_entropy": 1.0, "entropy_every": 1}, model_cfg=MODEL_CFG,
+                      out_dir=tmp_path / "none", seed=0)

@@ -38,7 +38,7 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
     params = yaml.safe_load((dst / "params.yaml").read_text())
     params["demo"].update(n_videos=4, duration_s=8.0, split_counts={"val": 1, "test": 2})
     params["train"].update(epochs=1, seeds=[0, 1])
-    params["evaluate"].update(n_bootstrap=100, viz_frames=1)
+    params["evaluate"].update(n_bootstrap=100, viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -67,6 +67,12 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
             assert {"auc_vat", "l2_vat", "inout_ap", "out_ap", "nss", "cc", "sim", "kl", "auc_judd", "sauc",
                     "ig"} <= set(ev[row])
         assert ev["leak_check"]["max_abs_dlogit"] == 0.0  # the committed-model perturbation check
+        cal = ev["calibration"]
+        assert set(cal["rows"]) == {"K=0s", "K=2s"} and cal["lambda"] in (1.0, 10.0)
+        assert cal["k0_max_abs_diff_vs_uncalibrated"] == 0.0 and len(cal["rows"]["K=2s"]["vs_K0"]["auc_vat"]["ci95"]) == 2
+        assert 0 < ev["bias"]["entropy_share"] <= 1 and set(ev["bias"]["per_seed"]) == {"seed0", "seed1"}
+        for fig in (f"reports/calibration/{v}.png", f"reports/calibration/{v}.md", f"reports/bias/{v}.png"):
+            assert (dst / fig).exists(), fig
     for ref in ("vs_baseline", "vs_persistence"):
         d = cmp["deltas"]["multimodal"][ref]
         assert all(len(d[k]["ci95"]) == 2 for k in d) and "auc_vat" in d and "ig" in d

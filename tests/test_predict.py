@@ -184,7 +184,7 @@ def test_rerun_reuses_everything_and_recomputed_outputs_are_identical(acceptance
     (out / "_cache" / "demo000.json").unlink()           # force the model and outputs to run again
     assert _run(args).exit_code == 0
     after = {p: p.read_bytes() for p in sorted((out / "demo000").iterdir())}
-    assert before.keys() == after.keys() and all(before[p] == after[p] for p in before), "not deterministic"
+    assert before.keys() == after.keys() and all(before[p] == after[p] for p in before), ("not deterministic", [p.name for p in before if before[p] != after.get(p)])
 
 
 def test_model_folder_travels(trained, acceptance, tmp_path):

@@ -57,6 +57,22 @@ def _synthetic_features(root: Path, manifest) -> None:
         write_npz(feat / "visual" / f"{vid}.npz", t=t, grid=rng.random((t.size, 8, 9, 16)).astype(np.float32))
 
 
+def _synthetic_bias_inputs(root: Path) -> None:
+    """Content-free inputs in the synthetic features' schema (the real ones, built through the
+    extractors, are tested in test_bias.py): flat audio and visual, no text, no track."""
+    from gazelib.bias import BIAS_INPUTS
+    from gazelib.io import read_npz, write_npz
+
+    a = read_npz(sorted((root / "data" / "aligned").glob("*.npz"))[0])
+    n_t = a["t"].size
+    a.update({"audio": np.zeros_like(a["audio"]), "text": np.zeros_like(a["text"]), "visual": np.zeros_like(a["visual"]),
+              "grid": np.full_like(a["grid"], 0.5), "mask": np.tile([True, False, True, False], (n_t, 1)),
+              "viewers": np.array(["none"]), "gaze": np.zeros((1, n_t, 2), np.float32),
+              "inout": np.zeros((1, n_t), np.int8), "valid": np.zeros((1, n_t), bool),
+              "gaze_t": np.full((1, n_t), np.nan)})
+    write_npz(root / BIAS_INPUTS / "grey_0.50.npz", **a)
+
+
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory, tiny_corpus):
     """A finished tiny pipeline run (align -> compare) and its report."""
@@ -83,6 +99,7 @@ def pipeline_run(tmp_path_factory, tiny_corpus):
     run_ingest(params=p, root=root)
     _synthetic_features(root, load_manifest(root))
     run_align(params=p, root=root)
+    _synthetic_bias_inputs(root)
     run_validate(params=p, root=root)
     for v in p["variants"]:
         run_train(params=p, variant=v, root=root)
@@ -109,7 +126,9 @@ def test_report_is_self_contained_and_deterministic(pipeline_run):
     n_png = sum(s.startswith("data:image/png") for s in srcs)
     n_curves = len(list((root / "reports" / "train").glob("*/seed*/curves.png")))
     n_stills = len(list((root / "reports" / "viz").glob("*/*.png")))
-    assert n_png == n_curves + n_stills + 1  # + compare.png
+    n_viewers_bias = len(list((root / "reports" / "calibration").glob("*.png"))) + \
+        len(list((root / "reports" / "bias").glob("*.png")))
+    assert n_png == n_curves + n_stills + n_viewers_bias + 1  # + compare.png
     assert res["clips"] == cmp["bootstrap"]["test_videos"] and len(res["clips"]) == 1
     # the report stage runs after train: the model folders it wrote travel (bundle + norm stats)
     assert load_bundle(root / "models" / "content_only").modalities == ["audio", "text", "visual"]
@@ -189,8 +208,11 @@ def test_report_renders_in_chromium_with_the_numbers(pipeline_run, tmp_path):
     d = cmp["deltas"]["content_only"]["vs_baseline"]["auc_vat"]
     assert f"{d['delta']:+.3f}" in text and f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" in text
     for heading in ("Comparison with intervals, floors and ceiling", "Training curves", "Validation",
-                    "Per-video results", "Overlay stills", "Overlay clips (test videos)"):
+                    "Per-video results", "Viewers and biases", "Overlay stills", "Overlay clips (test videos)"):
         assert heading in text
+    for v in params["variants"]:  # the bias entropy of every variant, as in its metrics
+        bias = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["bias"]
+        assert f"{bias['entropy_bits']:.3f}" in text and f"{100 * bias['entropy_share']:.1f} %" in text, v
     assert len(re.findall(r"<video\b", dom.stdout)) == len(cmp["bootstrap"]["test_videos"])
 
     shot = tmp_path / "shot.png"

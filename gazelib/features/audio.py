@@ -326,9 +326,8 @@ def make_audio_models(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------- DVC stage
-def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
-    cfg = params["audio"]
-    out = root / FEATURES / "audio"
+def audio_worker(*, cfg: dict, out: Path):
+    """The per-video work of extract_audio, its models loaded once (per worker: gazelib.compute)."""
     models = make_audio_models(cfg)
 
     def compute(item: dict) -> list[Path]:
@@ -337,8 +336,17 @@ def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
                                        egemaps=models["egemaps"], speech=models["speech"])
         return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                     models=models["names"])
+    return compute
 
+
+def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.compute import WorkerSpec
+
+    cfg = params["audio"]
+    out = root / FEATURES / "audio"
+    # torch threads 1 in every worker: what importing silero-vad sets (its VAD runs in onnxruntime, 1 thread)
+    spec = WorkerSpec(audio_worker, {"cfg": cfg, "out": out}, threads=1)
     run = run_per_video(cache=VideoCache(out, "extract_audio"), items=manifest_items(load_manifest(root)),
                         params={**cfg, "code": code_hash("gazelib.features.audio", "gazelib.media", "gazelib.normalize")},
-                        compute=compute, on_error=params["data"]["on_error"])
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     return run.as_dict()

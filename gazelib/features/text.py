@@ -143,11 +143,11 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
 
 
 # ---------------------------------------------------------------- DVC stage
-def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
+def text_worker(*, cfg: dict, out: Path):
+    """The per-video work of extract_text, its models loaded once (per worker: gazelib.compute);
+    the recogniser loads on the first video that needs ASR."""
     from gazelib.features.transcript import asr_quality
 
-    cfg = params["text"]
-    out = root / FEATURES / "text"
     embedder = TextEmbedder(model=cfg["embedder"], batch_size=cfg["embed_batch"])
     asr_holder: dict = {}
 
@@ -170,10 +170,20 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
                 write_json(out / "asr" / f"{item['video_id']}.json", q)
                 paths.append(out / "asr" / f"{item['video_id']}.json")
         return paths
+    return compute
 
+
+def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.compute import WorkerSpec
+
+    cfg = params["text"]
+    out = root / FEATURES / "text"
+    # torch threads = asr_threads in every worker (the embedder's sums depend on the thread count;
+    # the recogniser sets its OpenMP pool to asr_threads when it loads)
+    spec = WorkerSpec(text_worker, {"cfg": cfg, "out": out}, threads=int(cfg["asr_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
                         params={**cfg, "code": code_hash("gazelib.features.text", "gazelib.features.transcript", "gazelib.media")},
-                        compute=compute, on_error=params["data"]["on_error"])
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     write_json(root / "metrics" / "asr.json", summarise_asr(out))
     return run.as_dict()
 

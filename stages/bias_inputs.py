@@ -1,0 +1,13 @@
+"""DVC stage `bias_inputs`: parse params.yaml, run gazelib.bias_inputs.run_bias_inputs (content-free clips
+through the real extractors, for the bias-entropy diagnostic and the entropy regulariser)."""
+from gazelib.params import load_params, setup_logging
+from gazelib.bias_inputs import run_bias_inputs
+
+
+def main() -> None:
+    setup_logging()
+    run_bias_inputs(params=load_params())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""A toy per-video stage for tests/test_compute.py, in its own light module: worker processes
+import the factory by name, and this keeps them from importing the feature extractors."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+
+def toy_worker(*, out: str, fail: str = "", broken_init: bool = False):
+    """A module-level factory (worker processes import it by name): one text file per video."""
+    log = logging.getLogger("gazelib.toy")
+    if broken_init:
+        raise RuntimeError("toy model weights missing")
+    log.info("toy model loaded")
+
+    def compute(item):
+        if item["video_id"] == fail:
+            raise ValueError(f"{item['video_id']}: cannot decode")
+        log.warning("toy computed %s", item["video_id"])
+        p = Path(out) / f"{item['video_id']}.txt"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(item["video_id"])
+        return [p]
+    return compute

@@ -1,0 +1,126 @@
+"""Few-shot viewer calibration: K = 0 changes nothing, a real viewer offset is learnt, the
+penalised fit is the optimum it claims to be, and the penalty is chosen on val."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.optimize import check_grad
+
+from gazelib.calibration import (
+    calibrate_recording,
+    calibration_samples,
+    cell_basis,
+    choose_lambda,
+    fit_logit_correction,
+    gaussian_targets,
+)
+from gazelib.metrics import vat_metrics
+
+GH, GW = 9, 16
+
+
+def _recording(*, seed: int, n: int = 200, offset=(0.0, 0.0), fps: float = 10.0, map_sigma: float = 0.08):
+    """A model that sees the content point c_t; the viewer looks at c_t + offset (+ noise)."""
+    rng = np.random.default_rng(seed)
+    content = rng.uniform(0.2, 0.8, (n, 2))
+    gaze = np.clip(content + np.asarray(offset) + rng.normal(0, 0.02, (n, 2)), 0.01, 0.99)
+    prob = gaussian_targets(gaze=content, gh=GH, gw=GW, sigma=map_sigma).astype(np.float32)
+    t = np.arange(n) / fps
+    return {"prob": prob, "gaze": gaze.astype(np.float32), "t": t, "inframe": np.ones(n, bool)}
+
+
+def _auc_l2(prob, gaze, scored):
+    m = vat_metrics(heatmaps=prob[scored].reshape(-1, GH, GW).astype(np.float64), gaze=gaze[scored].astype(np.float64))
+    return float(np.nanmean(m["auc_vat"])), float(np.mean(m["l2_vat"]))
+
+
+def test_k0_and_empty_calibration_leave_the_prediction_unchanged():
+    r = _recording(seed=0, offset=(0.1, 0.0))
+    out = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=0.0,
+                              lam=1.0, sigma=0.06, gh=GH, gw=GW)
+    assert out["prob"] is r["prob"] and out["n_calibration"] == 0
+    none_valid = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["t"] >= 5, k_s=5.0,
+                                     lam=1.0, sigma=0.06, gh=GH, gw=GW)
+    assert none_valid["prob"] is r["prob"]
+    fitted = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=5.0,
+                                 lam=1.0, sigma=0.06, gh=GH, gw=GW)
+    early = r["t"] < 5.0
+    np.testing.assert_array_equal(fitted["prob"][early], r["prob"][early])  # calibration steps are not rescored
+    assert not np.allclose(fitted["prob"][~early], r["prob"][~early])
+
+
+def test_k0_rows_equal_the_uncalibrated_scores_exactly():
+    recs = [_recording(seed=s, offset=(0.05, -0.03)) for s in range(2)]
+    preds = {"a": {"prob": np.stack([r["prob"] for r in recs])}}
+    labels = {"a": {"t": recs[0]["t"], "gaze": np.stack([r["gaze"] for r in recs]),
+                    "valid": np.ones((2, recs[0]["t"].size), bool), "inout": np.ones((2, recs[0]["t"].size), np.int8)}}
+    df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
+                             frame_wh={"a": (320, 180)})
+    scored = recs[0]["t"] >= 5
+    assert (df.groupby("k_s").size() == 2 * scored.sum()).all()  # every K scores the same samples
+    for v, r in enumerate(recs):
+        m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, GH, GW).astype(np.float64),
+                        gaze=r["gaze"][scored].astype(np.float64))
+        k0 = df[(df["k_s"] == 0) & (df["viewer"] == v)]
+        np.testing.assert_array_equal(k0["auc_vat"].to_numpy(), m["auc_vat"])
+        np.testing.assert_array_equal(k0["l2_vat"].to_numpy(), m["l2_vat"])
+
+
+def test_a_viewer_offset_is_learnt_from_a_few_seconds():
+    r = _recording(seed=1, offset=(0.12, 0.06))
+    scored = r["t"] >= 10
+    base = _auc_l2(r["prob"], r["gaze"], scored)
+    for k in (2.0, 5.0, 10.0):
+        out = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=k,
+                                  lam=0.1, sigma=0.06, gh=GH, gw=GW)
+        auc, l2 = _auc_l2(out["prob"], r["gaze"], scored)
+        # measured: auc 0.928 -> 0.973 / 0.988 / 0.992, l2 0.144 -> 0.091 / 0.062 / 0.049 for K = 2 / 5 / 10
+        assert auc > base[0] + 0.03 and l2 < base[1] - 0.04, (k, base, auc, l2)
+        assert out["beta"][0] > 0 and out["beta"][1] > 0  # tilted right and down, as the viewer looks
+
+
+def test_no_viewer_signal_costs_little_under_a_strong_penalty():
+    r = _recording(seed=2, offset=(0.0, 0.0))
+    scored = r["t"] >= 10
+    base = _auc_l2(r["prob"], r["gaze"], scored)
+    out = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=5.0,
+                              lam=100.0, sigma=0.06, gh=GH, gw=GW)
+    auc, l2 = _auc_l2(out["prob"], r["gaze"], scored)
+    assert abs(auc - base[0]) < 0.01 and abs(l2 - base[1]) < 0.01
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), lam=st.sampled_from([0.0, 0.5, 5.0]))
+def test_fit_is_the_penalised_optimum(seed, lam):
+    rng = np.random.default_rng(seed)
+    n = 30
+    log_p = np.log(rng.dirichlet(np.ones(GH * GW), n))
+    q = gaussian_targets(gaze=rng.uniform(0, 1, (n, 2)), gh=GH, gw=GW, sigma=0.06)
+    basis = cell_basis(gh=GH, gw=GW)
+
+    def loss(beta):
+        z = log_p + basis @ beta
+        ls = z - z.max(1, keepdims=True)
+        ls = ls - np.log(np.exp(ls).sum(1, keepdims=True))
+        return -(q * ls).sum() + lam * beta @ beta
+
+    beta = fit_logit_correction(log_prob=log_p, target=q, basis=basis, lam=lam)
+    grad = lambda b: (basis.T @ (np.exp(log_p + basis @ b - np.log(np.exp(log_p + basis @ b).sum(1, keepdims=True))) - q).sum(0)  # noqa: E731
+                      + 2 * lam * b)
+    assert check_grad(loss, grad, beta + 0.1) < 1e-3 * max(1.0, np.abs(grad(beta + 0.1)).max())
+    assert np.abs(grad(beta)).max() < 1e-3  # stationary, and the loss is convex: the optimum
+    for _ in range(5):
+        assert loss(beta) <= loss(beta + rng.normal(0, 0.05, beta.shape)) + 1e-9
+
+
+def test_lambda_is_chosen_on_val_and_bad_inputs_fail():
+    val = {0.1: pd.DataFrame({"k_s": [0, 2, 2], "auc_vat": [0.99, 0.6, 0.6]}),
+           10.0: pd.DataFrame({"k_s": [0, 2, 2], "auc_vat": [0.1, 0.7, 0.7]})}
+    assert choose_lambda(val_samples=val)["lambda"] == 10.0  # K = 0 rows do not vote
+    with pytest.raises(ValueError, match="calibration_lambda"):
+        fit_logit_correction(log_prob=np.zeros((2, 4)), target=np.full((2, 4), 0.25), basis=np.zeros((4, 5)), lam=-1)
+    with pytest.raises(ValueError, match="calibration_s"):
+        calibration_samples(preds={}, labels={}, ks=[], lam=1.0, sigma=0.06, gh=GH, gw=GW, frame_wh={})

@@ -1,0 +1,154 @@
+"""Per-video stages on a chosen backend (gazelib.compute): local in process, local worker processes,
+Ray actors on a local cluster started here. Every backend writes the same bytes, reuses the same
+cache and skips-and-reports a bad video the same way."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gazelib.cache import VideoCache, read_stage_report, run_per_video
+from gazelib.compute import Backend, WorkerSpec
+from gazelib.features.audio import run_extract_audio
+from gazelib.features.text import run_extract_text
+from gazelib.features.visual import run_extract_visual
+from gazelib.ingest import run_ingest
+from gazelib.io import read_table, write_table
+from tests.compute_toy import toy_worker
+
+EXTRACT = {"extract_audio": run_extract_audio, "extract_text": run_extract_text,
+           "extract_visual": run_extract_visual}
+BACKENDS = {"local1": {"backend": "local", "workers": 1},
+            "local2": {"backend": "local", "workers": 2},
+            "ray2": {"backend": "ray", "workers": 2, "ray": {"address": "local"}}}
+
+
+def _digest(root: Path) -> dict[str, str]:
+    """sha256 of every file the extract stages wrote (features, records, reports, ASR metrics)."""
+    files = [f for f in sorted((root / "data/features").rglob("*")) if f.is_file()] + [root / "metrics/asr.json"]
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster with 2 CPUs for this module; the stages join it (and leave it running)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 << 20,
+             logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_corpus, ray_cluster):
+    """The three extract stages of the tiny demo on each backend, each into its own root."""
+    src, params = tiny_corpus
+    out = {}
+    for name, compute in BACKENDS.items():
+        root = tmp_path_factory.mktemp(name)
+        shutil.copytree(src, root / "data/raw/demo")
+        p = {**params, "compute": compute}
+        run_ingest(params=p, root=root)
+        results = {s: run(params=p, root=root) for s, run in EXTRACT.items()}
+        out[name] = {"root": root, "params": p, "results": results, "digest": _digest(root)}
+    return out
+
+
+def test_backends_write_identical_bytes(runs):
+    ref = runs["local1"]
+    assert any(k.endswith("_report.json") for k in ref["digest"]) and any(k.endswith(".npz") for k in ref["digest"])
+    for name in ("local2", "ray2"):
+        other = runs[name]
+        for stage, r in other["results"].items():
+            assert sorted(r["computed"]) == ["demo000", "demo001", "demo002"], (name, stage, r)
+            pids = [w["pid"] for w in r["workers"]]
+            assert len(pids) == 2 and os.getpid() not in pids, (name, stage, r["workers"])  # 2 workers, not here
+            assert sum(w["videos"] for w in r["workers"]) == 3 and all(w["peak_rss_mb"] > 0 for w in r["workers"])
+        differ = sorted(k for k in ref["digest"].keys() | other["digest"].keys()
+                        if ref["digest"].get(k) != other["digest"].get(k))
+        assert differ == [], f"{name} differs from local/1 worker: {differ}"
+    assert [w["pid"] for w in ref["results"]["extract_audio"]["workers"]] == [os.getpid()]  # in process
+
+
+def _break_video(root: Path, vid: str) -> None:
+    """Truncate a video (audio decoding fails) and give it a new media hash, as a changed input."""
+    video = root / "data/raw/demo/videos" / f"{vid}.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    path = root / "data/interim/manifest.parquet"
+    m, meta = read_table(path)
+    m.loc[m["video_id"] == vid, "media_hash"] = "changed"
+    write_table(path, m, meta=meta)
+
+
+def test_ray_reuses_the_cache_and_skips_and_reports_a_bad_video(runs):
+    ray_root, params = runs["ray2"]["root"], runs["ray2"]["params"]
+    mtimes = {p: p.stat().st_mtime_ns for p in (ray_root / "data/features").rglob("demo*")}
+    again = {s: run(params=params, root=ray_root) for s, run in EXTRACT.items()}
+    for stage, r in again.items():
+        assert r["computed"] == [] and sorted(r["cached"]) == ["demo000", "demo001", "demo002"], (stage, r)
+    assert all(p.stat().st_mtime_ns == m for p, m in mtimes.items())
+
+    # demo001 changes and breaks: under Ray and in process alike it fails, loses its old outputs, and
+    # the others are reused, not recomputed
+    local_root = runs["local1"]["root"]
+    for root, p in ((ray_root, params), (local_root, runs["local1"]["params"])):
+        _break_video(root, "demo001")
+        r = run_extract_audio(params=p, root=root)
+        assert list(r["failed"]) == ["demo001"] and r["computed"] == [], r
+        assert sorted(r["cached"]) == ["demo000", "demo002"]
+        audio = root / "data/features/audio"
+        assert not (audio / "demo001.parquet").exists() and not (audio / "_cache/demo001.json").exists()
+        assert (audio / "demo000.parquet").exists()
+        report = read_stage_report(audio)
+        assert report["videos"] == ["demo000", "demo002"] and "demo001" in report["failed"]
+    for f in ("data/features/audio/_report.json", "data/features/audio.last_run.json"):  # the error names the path
+        assert ((ray_root / f).read_text().replace(str(ray_root), "ROOT")
+                == (local_root / f).read_text().replace(str(local_root), "ROOT")), f
+
+
+# ------------------------------------------------------------------ the machinery, on a toy stage
+ITEMS = [{"video_id": f"v{i}", "media_hash": str(i)} for i in range(4)]
+POOL = {"backend": "local", "workers": 2}
+
+
+def test_worker_processes_send_logs_back_and_raise_like_in_process(tmp_path, caplog):
+    out = tmp_path / "o"
+    with caplog.at_level(logging.INFO):
+        run = run_per_video(cache=VideoCache(out, "toy"), items=ITEMS, params={}, progress=False,
+                            compute=WorkerSpec(toy_worker, {"out": str(out), "fail": "v2"}), on_error="skip",
+                            backend=POOL)
+    assert run.computed == ["v0", "v1", "v3"] and run.failed == {"v2": "ValueError: v2: cannot decode"}
+    toy = [r for r in caplog.records if r.name == "gazelib.toy"]
+    # the workers' records reach this process's handlers, per video in manifest order
+    assert [r.getMessage() for r in toy if r.levelno == logging.WARNING] == [f"toy computed v{i}" for i in (0, 1, 3)]
+    assert {r.process for r in toy} - {os.getpid()} and "toy model loaded" in {r.getMessage() for r in toy}
+
+    # on_error=raise: the worker's exception, re-raised here, after the earlier videos were committed
+    out2 = tmp_path / "o2"
+    with pytest.raises(ValueError, match="v1: cannot decode"):
+        run_per_video(cache=VideoCache(out2, "toy"), items=ITEMS, params={}, progress=False,
+                      compute=WorkerSpec(toy_worker, {"out": str(out2), "fail": "v1"}), backend=POOL)
+    assert (out2 / "_cache/v0.json").exists() and not (out2 / "_cache/v1.json").exists()
+
+    # a worker that cannot load its models fails the stage, even when videos are skipped
+    with pytest.raises(RuntimeError, match="weights missing"):
+        run_per_video(cache=VideoCache(tmp_path / "o3", "toy"), items=ITEMS, params={}, progress=False,
+                      compute=WorkerSpec(toy_worker, {"out": str(tmp_path / "o3"), "broken_init": True}),
+                      on_error="skip", backend=POOL)
+
+
+def test_backend_params():
+    assert Backend.from_params(None) == Backend("local", 1, "local") and Backend.from_params(None).in_process
+    assert Backend.from_params({"backend": "ray", "workers": 3, "ray": {"address": "auto"}}) == Backend("ray", 3, "auto")
+    for bad in ({"backend": "dask"}, {"workers": 0}, {"workers": "2"}):
+        with pytest.raises(ValueError):
+            Backend.from_params(bad)
+    with pytest.raises(TypeError, match="WorkerSpec"):  # a closure cannot travel to a worker
+        run_per_video(cache=VideoCache(Path("unused"), "toy"), items=ITEMS, params={}, progress=False,
+                      compute=lambda item: [], backend=POOL)
