@@ -42,3 +42,19 @@ def peak_rss_mb(code: str) -> dict:
     peak = float(next(line.split()[1] for line in out.splitlines() if line.startswith("PEAK")))
     res = next((json.loads(line[5:]) for line in out.splitlines() if line.startswith("JSON ")), {})
     return {"peak_rss_mb": round(peak, 1), **res}
+
+
+def synthetic_stream(shape: tuple, seed: int, chunk: int = 512):
+    """A long float32 array [T, ...] as a StreamedArray of random rows (never held whole)."""
+    import numpy as np
+
+    from gazelib.io import StreamedArray
+
+    def chunks():
+        rng = np.random.default_rng(seed)
+        base = rng.normal(size=(chunk,) + shape[1:]).astype(np.float32)
+        for i in range(0, shape[0], chunk):
+            n = min(chunk, shape[0] - i)
+            yield base[:n] * np.float32(1 + 0.001 * (i // chunk))   # cheap, not all-identical
+
+    return StreamedArray(shape=shape, dtype=np.float32, chunks=chunks)

@@ -17,23 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench._util import peak_rss_mb
+from bench._util import peak_rss_mb, synthetic_stream
 
 OUT = Path("bench/out/align")
 GRID = (48, 9, 16)
-
-
-def _stream(shape: tuple, seed: int, chunk: int = 512):
-    from gazelib.io import StreamedArray
-
-    def chunks():
-        rng = np.random.default_rng(seed)
-        base = rng.normal(size=(chunk,) + shape[1:]).astype(np.float32)
-        for i in range(0, shape[0], chunk):
-            n = min(chunk, shape[0] - i)
-            yield base[:n] * np.float32(1 + 0.001 * (i // chunk))   # cheap, not all-identical
-
-    return StreamedArray(shape=shape, dtype=np.float32, chunks=chunks)
 
 
 def make_features(root: Path, video_id: str, minutes: float) -> None:
@@ -60,15 +47,15 @@ def make_features(root: Path, video_id: str, minutes: float) -> None:
     write_table(feat / "text" / f"{video_id}.parquet",
                 pd.DataFrame({"t": tt, "text_active": (rng.uniform(size=tt.size) > 0.5).astype(np.float32),
                               "speaking_rate": rng.normal(size=tt.size).astype(np.float32)}), meta=meta)
-    write_npz(feat / "text" / f"{video_id}.npz", t=tt, word_emb=_stream((tt.size, 384), 1),
-              utt_emb=_stream((tt.size, 384), 2), kinds=np.array(["embedding", "embedding"]),
+    write_npz(feat / "text" / f"{video_id}.npz", t=tt, word_emb=synthetic_stream((tt.size, 384), 1),
+              utt_emb=synthetic_stream((tt.size, 384), 2), kinds=np.array(["embedding", "embedding"]),
               names=np.array(["word_emb", "utt_emb"]))
     tv = np.arange(0, dur, 0.1)
     table = pd.DataFrame({"t": tv, **{k: rng.normal(size=tv.size).astype(np.float32) for k in V_KINDS}})
     write_visual_features(feats=VisualFeatures(
-        table=table, grid_stream=_stream((tv.size,) + GRID, 3), faces=pd.DataFrame(
+        table=table, grid_stream=synthetic_stream((tv.size,) + GRID, 3), faces=pd.DataFrame(
             columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"]),
-        channels=[f"c{i}" for i in range(GRID[0])], emb_stream=_stream((tv.size, 1280), 4), image_model="bench"),
+        channels=[f"c{i}" for i in range(GRID[0])], emb_stream=synthetic_stream((tv.size, 1280), 4), image_model="bench"),
         out_dir=feat / "visual", video_id=video_id, cfg={}, detector_name="bench")
     tg = np.arange(0, dur, 1 / 60)
     gaze = pd.concat([pd.DataFrame({"viewer_id": f"v{v}", "t": tg, "x": rng.uniform(size=tg.size),

@@ -29,26 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._util import peak_rss_mb
+from bench._util import peak_rss_mb, synthetic_stream
 
 OUT = Path("bench/out/load")
 FPS = 10.0
 GRID = (48, 9, 16)
 WIDTHS = {"audio": 12, "text": 2 + 2 * 384, "visual": 10 + 1280}
 N_VIEWERS = 4
-
-
-def _stream(shape: tuple, seed: int, chunk: int = 512):
-    from gazelib.io import StreamedArray
-
-    def chunks():
-        rng = np.random.default_rng(seed)
-        base = rng.normal(size=(chunk,) + shape[1:]).astype(np.float32)
-        for i in range(0, shape[0], chunk):
-            n = min(chunk, shape[0] - i)
-            yield base[:n] * np.float32(1 + 0.001 * (i // chunk))   # cheap, not all-identical
-
-    return StreamedArray(shape=shape, dtype=np.float32, chunks=chunks)
 
 
 def kinds(m: str) -> list[str]:
@@ -70,10 +57,10 @@ def make_aligned(path: Path, minutes: float) -> Path:
     t = np.arange(n) / FPS
     arrays = {"t": t, "mask": np.ones((n, 4), bool)}
     for i, m in enumerate(("audio", "text", "visual")):
-        arrays[m] = _stream((n, WIDTHS[m]), i + 1)
+        arrays[m] = synthetic_stream((n, WIDTHS[m]), i + 1)
         arrays[f"{m}_columns"] = np.array([f"{m}{j}" for j in range(WIDTHS[m])])
         arrays[f"{m}_kinds"] = np.array(kinds(m))
-    arrays["grid"] = _stream((n,) + GRID, 9)
+    arrays["grid"] = synthetic_stream((n,) + GRID, 9)
     arrays.update({"gaze": rng.uniform(0, 1, (N_VIEWERS, n, 2)).astype(np.float32),
                    "inout": np.ones((N_VIEWERS, n), np.int8), "valid": rng.uniform(size=(N_VIEWERS, n)) > 0.1,
                    "gaze_t": t[None] + rng.uniform(-0.04, 0.04, (N_VIEWERS, n)),
