@@ -27,8 +27,9 @@ correction only re-weights regions, and shrinks to no change when the calibratio
 no viewer-specific signal.
 
 K = 0, or a calibration window with no valid in-frame sample, leaves the prediction unchanged
-bit for bit. Every K is scored on the same samples: the steps with t >= max(calibration_s), so
-the rows differ only by the correction.
+bit for bit. Every K is scored on the same samples: the steps with t >= max(calibration_s) +
+train.horizon_s (calibration gaze, like the track, ends a horizon before the steps it informs),
+so the rows differ only by the correction.
 """
 from __future__ import annotations
 
@@ -76,7 +77,7 @@ def fit_logit_correction(*, log_prob: np.ndarray, target: np.ndarray, basis: np.
         return loss, grad
 
     res = minimize(loss_grad, np.zeros(basis.shape[1]), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 200, "gtol": 1e-8})
+                   options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15})  # stop on the gradient, not on a flat loss
     return res.x
 
 
@@ -101,15 +102,17 @@ def calibrate_recording(*, prob: np.ndarray, t: np.ndarray, gaze: np.ndarray, is
 
 
 def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: float, sigma: float, gh: int, gw: int,
-                        frame_wh: dict[str, tuple[int, int]]) -> pd.DataFrame:
-    """One row per scored sample (valid, in frame, t >= max(ks)) and K: auc_vat, l2_vat, l2_diag of
+                        frame_wh: dict[str, tuple[int, int]], horizon_s: float) -> pd.DataFrame:
+    """One row per scored sample (valid, in frame, t >= max(ks) + ``horizon_s``) and K: auc_vat, l2_vat, l2_diag of
     the map calibrated on that recording's first K seconds. ``preds``: video -> {"prob": [V,T,cells]};
     ``labels``: video -> aligned labels (t, gaze, valid, inout)."""
     from gazelib.metrics import l2_diag, vat_metrics
 
     if not ks or min(ks) < 0:
         raise ValueError(f"evaluate.calibration_s must list seconds >= 0, got {ks}")
-    t_min = max(ks)
+    # the viewer's calibration gaze ends at least a horizon before the first scored step, so no
+    # gaze after t - horizon reaches the prediction at t (as for the track)
+    t_min = max(ks) + horizon_s
     frames = []
     for vid in sorted(preds):
         lab = labels[vid]

@@ -262,7 +262,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         for lam in lambdas:  # every penalty on val, to choose one
             calib_val[lam].append(calibration_samples(
                 preds=val_preds, labels=val_labels, ks=list(ecfg["calibration_s"]), lam=lam,
-                sigma=cfg["heatmap_sigma"], gh=gh, gw=gw, frame_wh=frame_wh).assign(seed=seed))
+                sigma=cfg["heatmap_sigma"], gh=gh, gw=gw, frame_wh=frame_wh,
+                horizon_s=cfg["horizon_s"]).assign(seed=seed))
         test_probs[int(seed)] = {vid: {"prob": p["prob"]} for vid, p in preds.items()}
         bias_per_seed[int(seed)] = bias_diagnostic(model=model, batch=b_batch, gh=gh, gw=gw,
                                                    names=[f.stem for f in b_files])
@@ -288,9 +289,10 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     metrics["calibration"] = calibration_summary(
         test=lambda lam: pd.concat([calibration_samples(
             preds=p, labels=labels, ks=list(ecfg["calibration_s"]), lam=lam, sigma=cfg["heatmap_sigma"], gh=gh,
-            gw=gw, frame_wh=frame_wh).assign(seed=s) for s, p in test_probs.items()], ignore_index=True),
+            gw=gw, frame_wh=frame_wh, horizon_s=cfg["horizon_s"]).assign(seed=s) for s, p in test_probs.items()],
+            ignore_index=True),
         val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
-        model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]),
+        model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
         n_boot=ecfg["n_bootstrap"], seed=params["seed"], out=root / "reports" / "calibration", variant=variant)
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
@@ -304,8 +306,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     return metrics
 
 
-def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, n_boot: int, seed: int,
-                        out: Path, variant: str) -> dict:
+def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float, n_boot: int,
+                        seed: int, out: Path, variant: str) -> dict:
     """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
     report auc_vat / l2_vat / l2_diag per K on test with
     cluster-bootstrap intervals (test videos x seeds) and deltas vs K = 0, check that K = 0 equals
@@ -317,7 +319,8 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
     choice = choose_lambda(val_samples=val)
     df = test(choice["lambda"])  # test is scored once, with the penalty chosen on val
     if df.empty:
-        why = f"no valid in-frame test sample at t >= {max(ks):g} s (evaluate.calibration_s is longer than the videos)"
+        why = (f"no valid in-frame test sample at t >= {max(ks) + horizon_s:g} s (evaluate.calibration_s + "
+               "train.horizon_s is longer than the videos)")
         log.warning("%s: viewer calibration skipped: %s", variant, why)
         return {"lambda": choice["lambda"], "rows": {}, "skipped": why}
     keys = ("auc_vat", "l2_vat", "l2_diag")
@@ -336,7 +339,8 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
     res = {"lambda": choice["lambda"], "lambda_chosen_on": "val videos: mean auc_vat over K > 0",
            "val_auc_vat_by_lambda": {f"{k:g}": v for k, v in choice["val_auc_vat"].items()},
            "val_auc_vat_uncalibrated": choice["val_auc_vat_uncalibrated"],
-           "scored": f"valid in-frame samples with t >= {max(ks):g} s (the same for every K)",
+           "scored": f"valid in-frame samples with t >= {max(ks) + horizon_s:g} s = max K + horizon (the same for "
+                     "every K)",
            "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
            "k0_max_abs_diff_vs_uncalibrated": k0_diff, "bootstrap": cmp["bootstrap"]}
     lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",

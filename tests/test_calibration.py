@@ -58,8 +58,8 @@ def test_k0_rows_equal_the_uncalibrated_scores_exactly():
     labels = {"a": {"t": recs[0]["t"], "gaze": np.stack([r["gaze"] for r in recs]),
                     "valid": np.ones((2, recs[0]["t"].size), bool), "inout": np.ones((2, recs[0]["t"].size), np.int8)}}
     df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
-                             frame_wh={"a": (320, 180)})
-    scored = recs[0]["t"] >= 5
+                             frame_wh={"a": (320, 180)}, horizon_s=1.0)
+    scored = recs[0]["t"] >= 6
     assert (df.groupby("k_s").size() == 2 * scored.sum()).all()  # every K scores the same samples
     for v, r in enumerate(recs):
         m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, GH, GW).astype(np.float64),
@@ -67,6 +67,25 @@ def test_k0_rows_equal_the_uncalibrated_scores_exactly():
         k0 = df[(df["k_s"] == 0) & (df["viewer"] == v)]
         np.testing.assert_array_equal(k0["auc_vat"].to_numpy(), m["auc_vat"])
         np.testing.assert_array_equal(k0["l2_vat"].to_numpy(), m["l2_vat"])
+
+
+def test_no_gaze_after_t_minus_horizon_reaches_a_scored_prediction():
+    """The correction for K uses gaze before K only, and scored steps start a horizon after max K."""
+    r = _recording(seed=4, offset=(0.1, 0.05))
+    rng = np.random.default_rng(0)
+    for k in (2.0, 5.0):
+        out = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=k,
+                                  lam=0.1, sigma=0.06, gh=GH, gw=GW)
+        gaze = r["gaze"].copy()
+        gaze[r["t"] >= k] = rng.uniform(0, 1, ((r["t"] >= k).sum(), 2))
+        again = calibrate_recording(prob=r["prob"], t=r["t"], gaze=gaze, is_inframe=r["inframe"], k_s=k,
+                                    lam=0.1, sigma=0.06, gh=GH, gw=GW)
+        np.testing.assert_array_equal(out["prob"], again["prob"])
+    labels = {"a": {"t": r["t"], "gaze": r["gaze"][None], "valid": np.ones((1, r["t"].size), bool),
+                    "inout": np.ones((1, r["t"].size), np.int8)}}
+    df = calibration_samples(preds={"a": {"prob": r["prob"][None]}}, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06,
+                             gh=GH, gw=GW, frame_wh={"a": (320, 180)}, horizon_s=1.5)
+    assert r["t"][df["step"].to_numpy()].min() >= 5 + 1.5 - 1e-9
 
 
 def test_a_viewer_offset_is_learnt_from_a_few_seconds():
@@ -123,4 +142,4 @@ def test_lambda_is_chosen_on_val_and_bad_inputs_fail():
     with pytest.raises(ValueError, match="calibration_lambda"):
         fit_logit_correction(log_prob=np.zeros((2, 4)), target=np.full((2, 4), 0.25), basis=np.zeros((4, 5)), lam=-1)
     with pytest.raises(ValueError, match="calibration_s"):
-        calibration_samples(preds={}, labels={}, ks=[], lam=1.0, sigma=0.06, gh=GH, gw=GW, frame_wh={})
+        calibration_samples(preds={}, labels={}, ks=[], lam=1.0, sigma=0.06, gh=GH, gw=GW, frame_wh={}, horizon_s=1.0)
