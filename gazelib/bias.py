@@ -91,7 +91,7 @@ def bias_diagnostic(*, model, batch: dict, gh: int, gw: int, names: list[str]) -
     prob = torch.softmax(out["heatmap_logits"], -1).double().numpy()
     keep = ~batch["pad"].numpy()
     per_clip = {n: prob[i][keep[i]].mean(0) for i, n in enumerate(names)}
-    overall = np.mean([prob[i][keep[i]].mean(0) for i in range(len(names))], 0)
+    overall = np.mean(list(per_clip.values()), 0)
     h_max = math.log2(gh * gw)
 
     def summary(p: np.ndarray) -> dict:

@@ -139,8 +139,7 @@ def _content_rows(*, rows: dict[str, np.ndarray], mask: np.ndarray, stats: dict,
     """Normalised audio, text, visual (+ per-channel grid means) and grid [n, Gh*Gw, C] of some rows.
 
     Row-wise only, so any block of rows gives exactly those rows of the whole video's result. The
-    grid is z-scored as :func:`normalise_grid` does it, in place when ``owned`` (the rows are a
-    fresh float32 array nobody else holds)."""
+    grid is z-scored in place when ``owned`` (the rows are a fresh array nobody else holds)."""
     feats = {}
     n = mask.shape[0]
     for m_i, m in enumerate(("audio", "text", "visual")):
@@ -150,14 +149,8 @@ def _content_rows(*, rows: dict[str, np.ndarray], mask: np.ndarray, stats: dict,
         else:
             feats[m] = normalise(x=rows[m], stats=stats[m], is_valid=mask[:, m_i])
     raw = rows["grid"]
-    if raw.dtype == np.float32:
-        mean = np.asarray(stats["grid"]["mean"], np.float32)[:, None, None]
-        std = np.asarray(stats["grid"]["std"], np.float32)[:, None, None]
-        grid = np.subtract(raw, mean, out=raw if owned else None)   # float32 throughout, as normalise_grid
-        np.divide(grid, std, out=grid)
-        np.multiply(grid, mask[:, 2, None, None, None], out=grid)
-    else:
-        grid = normalise_grid(grid=raw, stats=stats["grid"]) * mask[:, 2, None, None, None]
+    grid = normalise_grid(grid=raw, stats=stats["grid"], out=raw if owned and raw.dtype == np.float32 else None)
+    np.multiply(grid, mask[:, 2, None, None, None], out=grid)
     feats["visual"] = np.concatenate([feats["visual"], grid.mean(axis=(2, 3))], 1)
     feats["grid"] = np.ascontiguousarray(grid.reshape(*grid.shape[:2], -1).transpose(0, 2, 1), np.float32)
     return feats

@@ -52,8 +52,7 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
-    """Per video: ``prob`` [V,T,cells] heatmap probabilities, ``p_in`` [V,T] and the model's
-    per-step ``context`` [V,T,d] (what viewer calibration regresses on)."""
+    """Per video: ``prob`` [V,T,cells] heatmap probabilities and ``p_in`` [V,T]."""
     model.eval()
     out: dict[str, dict] = {}
     order = list(range(len(ds)))
@@ -63,20 +62,15 @@ def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
         pred = model(batch)
         prob = torch.softmax(pred["heatmap_logits"], -1).numpy()
         p_in = torch.sigmoid(pred["inout_logits"]).numpy()
-        context = pred["context"].numpy() if "context" in pred else None  # an exported model has none
         for j, i in enumerate(idx):
             vid, v, _ = ds.index[i]
             vt = ds.video(vid)
             rec = out.setdefault(vid, {"prob": np.zeros((len(vt.viewers), vt.t.size, prob.shape[-1]), np.float32),
-                                       "p_in": np.zeros((len(vt.viewers), vt.t.size), np.float32),
-                                       **({"context": np.zeros((len(vt.viewers), vt.t.size, context.shape[-1]),
-                                                               np.float32)} if context is not None else {})})
+                                       "p_in": np.zeros((len(vt.viewers), vt.t.size), np.float32)})
             steps = batch["step"][j].numpy()
             ok = steps >= 0
             rec["prob"][v, steps[ok]] = prob[j][ok]
             rec["p_in"][v, steps[ok]] = p_in[j][ok]
-            if context is not None:
-                rec["context"][v, steps[ok]] = context[j][ok]
     return out
 
 

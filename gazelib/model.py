@@ -143,8 +143,7 @@ class GazeTransformer(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``batch``: per-modality [B,T,D], ``grid`` [B,T,Gh*Gw,C] (cells row-major), ``track_map`` [B,T,Gh*Gw],
         ``mask`` [B,T,4] availability, ``pad`` [B,T] True on padding.
-        Returns ``heatmap_logits`` [B,T,Gh*Gw], ``inout_logits`` [B,T] and ``context`` [B,T,d_model],
-        the per-step state both heads read (what few-shot viewer calibration regresses on)."""
+        Returns ``heatmap_logits`` [B,T,Gh*Gw] and ``inout_logits`` [B,T]."""
         mask = batch["mask"].float()
         embs = {m: self.embed[m](batch[m]) for m in self.modalities}
         mods = torch.stack([mask[..., MODALITY_INDEX[m]] for m in self.modalities], -1)
@@ -164,7 +163,7 @@ class GazeTransformer(nn.Module):
         # <W_q h, k> / sqrt(dc) + w^T k + b in one contraction over dc
         q = self.query(h) / math.sqrt(self.cfg.cell_dim) + self.cell_bias.weight[0]
         logits = torch.einsum("btcd,btd->btc", keys, q) + self.cell_bias.bias
-        return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1), "context": h}
+        return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}
 
     def _content_context(self, embs: dict, mask: torch.Tensor, pad: torch.Tensor) -> dict:
         """Add a bidirectional context over the available content embeddings (never the track)."""

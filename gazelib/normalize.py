@@ -123,7 +123,12 @@ def denormalise(*, z: np.ndarray, stats: dict) -> np.ndarray:
     return (z * std + mean).astype(np.float32)
 
 
-def normalise_grid(*, grid: np.ndarray, stats: dict) -> np.ndarray:
+def normalise_grid(*, grid: np.ndarray, stats: dict, out: np.ndarray | None = None) -> np.ndarray:
+    """Per-channel z-score of grid rows [n, C, Gh, Gw] in float32; into ``out`` (e.g. ``grid`` itself,
+    when the caller owns it) for a float32 grid."""
     m = np.asarray(stats["mean"], np.float32)[:, None, None]
     s = np.asarray(stats["std"], np.float32)[:, None, None]
-    return ((grid - m) / s).astype(np.float32)
+    if grid.dtype != np.float32:
+        return ((grid - m) / s).astype(np.float32)
+    z = np.subtract(grid, m, out=out)
+    return np.divide(z, s, out=z)

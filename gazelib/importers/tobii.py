@@ -130,18 +130,13 @@ def read(*, path: Path, cfg: dict) -> list[Recording]:
         order = srows[np.argsort(t_all[srows], kind="stable")]
         t, origin = seconds_from_native(t_all[order], per_s)
         eyes = {}
-        if lx and ly:
-            x, y = arr[lx][order].copy(), arr[ly][order].copy()
-            if val_l is not None:
-                x[~val_l[order]] = np.nan
-                y[~val_l[order]] = np.nan
-            eyes["left"] = (x, y)
-        if rx and ry:
-            x, y = arr[rx][order].copy(), arr[ry][order].copy()
-            if val_r is not None:
-                x[~val_r[order]] = np.nan
-                y[~val_r[order]] = np.nan
-            eyes["right"] = (x, y)
+        for eye, cx, cy, val in (("left", lx, ly, val_l), ("right", rx, ry, val_r)):
+            if cx and cy:
+                x, y = arr[cx][order].copy(), arr[cy][order].copy()
+                if val is not None:
+                    x[~val[order]] = np.nan
+                    y[~val[order]] = np.nan
+                eyes[eye] = (x, y)
         if gx and gy:
             x, y = arr[gx][order].copy(), arr[gy][order].copy()
             if val_l is not None and val_r is not None:
