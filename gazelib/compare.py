@@ -1,5 +1,5 @@
-"""Compare variants, floors and the ceiling: the report, plot and README block of the cluster
-bootstrap in :mod:`gazelib.bootstrap` (what is resampled and why is written there)."""
+"""Compare variants, floors and the ceiling: the report, plot and README block of the intervals
+in :mod:`gazelib.intervals` (what varies, how, and why is written there)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gazelib.bootstrap import compare_rows
+from gazelib.intervals import compare_rows
 from gazelib.io import read_table, write_json, write_text
 from gazelib.metrics import MEAN_KEYS, POOLED_KEYS
 
@@ -20,14 +20,29 @@ def _fmt(x) -> str:
 
 
 def _fmt_delta(e: dict) -> str:
+    """delta [lo, hi], with * where a primary metric is significant (Holm-adjusted; see gazelib.intervals)."""
     if e["delta"] is None:
         return "–"
     lo, hi = e["ci95"]
     ci = "" if lo is None else f" [{lo:+.3f}, {hi:+.3f}]"
-    return f"{e['delta']:+.3f}{ci}{' *' if e['excludes_zero'] else ''}"
+    return f"{e['delta']:+.3f}{ci}{' *' if e.get('significant') else ''}"
 
 
-def render_report(cmp: dict, protocol: str) -> str:
+def interval_note(iv: dict, lookahead: str = "none") -> str:
+    """One paragraph: how the intervals were made, what a mark means, and why there are none."""
+    seeds = ", ".join(f"{r}: {len(s)}" for r, s in iv["seeds"].items())
+    marks = (f"No significance marks: {iv['significance_not_assessed']}." if iv["significance_not_assessed"] else
+             f"* = significant for a primary metric ({', '.join(iv['primary']) or 'none named'}; compare.primary, "
+             "named before the run), Holm-adjusted within each comparison at 5 %; every other metric is "
+             "descriptive (interval only).")
+    offline = ("" if lookahead == "none" else
+               f" OFFLINE ANALYSIS (features.lookahead: {lookahead}): content features may use media after the "
+               "predicted step; these are not forecasting results.")
+    return (f"Intervals: 95 % {iv['method']}, over {iv['n_test_videos']} test videos (clusters) and each row's "
+            f"training seeds ({seeds}). {marks} l2_vat, l2_diag and kl: lower is better.{offline}")
+
+
+def render_report(cmp: dict, protocol: str, lookahead: str = "none") -> str:
     """Markdown: values of every row, then every metric's delta vs each reference with its interval."""
     rows = cmp["rows"]
     lines = ["| row | kind | seeds | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 3) + "|"]
@@ -44,11 +59,7 @@ def render_report(cmp: dict, protocol: str) -> str:
                 if ref in d:
                     body.append(f"| {r} | " + " | ".join(_fmt_delta(d[ref][k]) for k in keys) + " |")
             parts.append("\n".join(body))
-    b = cmp["bootstrap"]
-    foot = (f"Intervals: 95 % percentile bootstrap ({b['n_boot']} draws) over {b['n_test_videos']} test videos "
-            f"(cluster bootstrap, paired across rows) and, per row, its training seeds "
-            f"({', '.join(f'{r}: {len(s)}' for r, s in b['seeds'].items())}). * = the interval excludes 0. "
-            f"l2_vat and kl: lower is better.\n\n{protocol}\n")
+    foot = f"{interval_note(cmp['intervals'], lookahead)}\n\n{protocol}\n"
     return "\n\n".join(parts) + "\n\n" + foot
 
 
@@ -59,7 +70,7 @@ README_START, README_END = "<!-- results:start (scripts/readme_results.py) -->",
 def readme_results(cmp: dict, baseline: str, floor: str = "persistence") -> str:
     """The README's results block: every row's values, then the deltas of every other variant
     vs ``baseline`` and vs ``floor`` for the headline metrics, with their intervals."""
-    b = cmp["bootstrap"]
+    b = cmp["intervals"]
     kinds = ("variant", "floor", "ceiling")
     order = sorted(cmp["rows"], key=lambda r: (kinds.index(cmp["rows"][r]["kind"]), r != baseline, r))
     lines = ["| row | " + " | ".join(README_KEYS) + " |", "|---" * (len(README_KEYS) + 1) + "|"]
@@ -79,19 +90,20 @@ def readme_results(cmp: dict, baseline: str, floor: str = "persistence") -> str:
             lines.append(f"| {r} vs {ref} | " + " | ".join(_fmt_delta(d[k]) for k in ("auc_vat", "l2_vat", "ig",
                                                                                        "out_ap")) + " |")
     seeds = sorted({len(s) for r, s in b["seeds"].items() if cmp["rows"][r]["kind"] == "variant"})
+    marks = (f"no significance marks ({b['significance_not_assessed']})" if b["significance_not_assessed"] else
+             f"* = significant on a primary metric ({', '.join(b['primary'])}), Holm-adjusted")
     lines += ["", f"{b['n_test_videos']} test videos, {'/'.join(map(str, seeds))} training seeds per variant; "
-              f"95 % intervals from a cluster bootstrap over test videos and seeds ({b['n_boot']} draws); "
-              "* = the interval excludes 0; l2_vat: lower is better."]
+              f"95 % t intervals over test videos (jackknife) and seeds; {marks}; l2_vat: lower is better."]
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str) -> str:
-    """Put ``block`` between the README's results markers."""
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"README has no results markers ({README_START} ... {README_END})")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+def replace_block(text: str, block: str, start: str = README_START, end: str = README_END) -> str:
+    """Put ``block`` between the README's markers ``start`` ... ``end``."""
+    if start not in text or end not in text:
+        raise ValueError(f"README has no results markers ({start} ... {end})")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 # ---------------------------------------------------------------- DVC stage
@@ -116,9 +128,10 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor",
                                                 "inter_observer": "ceiling"}
     cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
-                       n_boot=params["evaluate"]["n_bootstrap"], seed=params["seed"])
+                       primary=tuple(ccfg["primary"]))
+    cmp["lookahead"] = params["features"]["lookahead"]
     write_json(root / "metrics" / "compare.json", cmp)
-    md = render_report(cmp, protocol or "")
+    md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
     names = list(rows)
     key = "auc_vat"
     vals = [cmp["rows"][n]["metrics"][key] for n in names]

@@ -244,6 +244,19 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     b_batch = content_free_batch(files=b_files, stats=stats, cfg=train_cfg, fps=fps, grid_hw=(gh, gw))
     bias_per_seed = {}
 
+    # attribution controls on the full variant: its moved modalities shifted / swapped (gazelib.attribution)
+    acfg = params["attribution"]
+    controls, control_dir = {}, None
+    if variant == acfg["full"] and acfg["controls"]:
+        import tempfile
+
+        from gazelib.attribution import control_row, write_control_files
+
+        control_dir = tempfile.TemporaryDirectory(prefix="gazelib-controls-")
+        for c in acfg["controls"]:
+            controls[c] = write_control_files(files=test_files, control=c, move=list(acfg["move"]), fps=fps,
+                                              min_shift_s=acfg["min_shift_s"], out_dir=Path(control_dir.name) / c)
+
     tables, first_model, first_preds = [], None, None
     for seed in cfg["seeds"]:
         model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
@@ -252,6 +265,11 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         if first_model is None:  # the leak check and the overlays use the first seed
             first_model, first_preds = model, preds
         tables.append(score(variant, seed, preds))
+        for c, made in controls.items():
+            if made["files"]:
+                cds = GazeWindows(files=made["files"], stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                                  lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+                tables.append(score(control_row(variant, c), seed, predict(model=model, ds=cds)))
         val_preds = predict(model=model, ds=val_ds)
         for lam in lambdas:  # every penalty on val, to choose one
             calib_val[lam].append(calibration_samples(
@@ -268,6 +286,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     for name, preds in floor_preds.items():
         tables.append(score(name, -1, preds))
     samples = pd.concat(tables, ignore_index=True)
+    if control_dir is not None:
+        control_dir.cleanup()
     first = sorted(labels)[0]
     leak = leak_check(model=first_model, arrays=read_aligned(path=ds.files[first], stop=ds.window), video_id=first,
                       stats=stats,
@@ -279,7 +299,12 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
                **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
                "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
-               "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL}
+               "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL,
+               "lookahead": params["features"]["lookahead"]}
+    if controls:
+        metrics["controls"] = {c: {"moved": list(acfg["move"]), "applied": made["applied"], "skipped": made["skipped"],
+                                   **({"why": "; ".join(sorted(set(made["skipped"].values())))} if not made["files"]
+                                      else {})} for c, made in controls.items()}
     metrics["calibration"] = calibration_summary(
         test=lambda lam: pd.concat([calibration_samples(
             preds=p, labels=labels, ks=list(ecfg["calibration_s"]), lam=lam, sigma=cfg["heatmap_sigma"], gh=gh,
@@ -287,7 +312,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
             ignore_index=True),
         val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
         model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
-        n_boot=ecfg["n_bootstrap"], seed=params["seed"], out=root / "reports" / "calibration", variant=variant)
+        out=root / "reports" / "calibration", variant=variant)
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
     write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
@@ -300,14 +325,14 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     return metrics
 
 
-def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float, n_boot: int,
-                        seed: int, out: Path, variant: str) -> dict:
+def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float,
+                        out: Path, variant: str) -> dict:
     """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
     report auc_vat / l2_vat / l2_diag per K on test with
-    cluster-bootstrap intervals (test videos x seeds) and deltas vs K = 0, check that K = 0 equals
+    intervals over test videos x seeds (gazelib.intervals) and deltas vs K = 0, check that K = 0 equals
     the uncalibrated model's own scores, and write ``<out>/<variant>.md`` and ``.png``."""
     from gazelib.calibration import choose_lambda
-    from gazelib.bootstrap import compare_rows
+    from gazelib.intervals import compare_rows
     from gazelib.viz import calibration_plot
 
     choice = choose_lambda(val_samples=val)
@@ -321,7 +346,7 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
     name = {float(k): f"K={float(k):g}s" for k in ks}
     rows = df.assign(row=df["k_s"].map(name), inout=1, p_in=1.0)
     cmp = compare_rows(samples=rows, rows={name[float(k)]: "calibration" for k in ks}, references=[name[0.0]]
-                       if 0.0 in name else [], n_boot=n_boot, seed=seed, keys=keys)
+                       if 0.0 in name else [], keys=keys)
     # K = 0 must be the uncalibrated model itself: same samples, same values, bit for bit
     k0 = df[df["k_s"] == 0.0].merge(model_samples[["seed", "video_id", "viewer", "step", *keys]],
                                     on=["seed", "video_id", "viewer", "step"], suffixes=("", "_model"))
@@ -336,7 +361,7 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
            "scored": f"valid in-frame samples with t >= {max(ks) + horizon_s:g} s = max K + horizon (the same for "
                      "every K)",
            "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
-           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "bootstrap": cmp["bootstrap"]}
+           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "intervals": cmp["intervals"]}
     lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",
              f"Scored on {res['scored']}; 95% intervals resample test videos x seeds.", "",
              "| K (s) | auc_vat | 95% CI | Δ vs K=0 | l2_vat | 95% CI | Δ vs K=0 |", "|---|---|---|---|---|---|---|"]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gazelib.compare import interval_note
 from gazelib.io import write_text
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def comparison_html(*, cmp: dict, order: list[str], baseline: str) -> str:
                     f"<td class='num'>{r.get('n_seeds', '')}</td>"
                     + "".join(f"<td class='num'>{_num(r['metrics'].get(m))}</td>" for m in metrics) + "</tr>")
     parts = [f"<div class='wide'><table>{head}{''.join(body)}</table></div>"]
-    b = cmp.get("bootstrap", {})
+    b = cmp.get("intervals", {})
     for ref in (f"vs_{baseline}", "vs_persistence"):
         have = [n for n in names if ref in cmp["deltas"].get(n, {})]
         if not have:
@@ -198,16 +199,16 @@ def comparison_html(*, cmp: dict, order: list[str], baseline: str) -> str:
                 if d is None:
                     cells.append("<td class='num'>n/a</td>")
                     continue
-                cls = ("sig " + ("better" if d["better"] else "worse")) if d["excludes_zero"] else ""
+                sig = d.get("significant")
+                cls = ("sig " + ("better" if d["better"] else "worse")) if sig else ""
                 lo, hi = d["ci95"]
-                cells.append(f"<td class='num {cls}'>{_num(d['delta'], sign=True)}{' *' if d['excludes_zero'] else ''}"
+                cells.append(f"<td class='num {cls}'>{_num(d['delta'], sign=True)}{' *' if sig else ''}"
                              f"<br><span class='ci'>[{_num(lo, sign=True)}, {_num(hi, sign=True)}]</span></td>")
             trs.append(f"<tr><td>{_esc(n)}</td>{''.join(cells)}</tr>")
         parts.append(f"<div class='wide'><table>{hd}{''.join(trs)}</table></div>")
-    parts.append(f"<p class='note'>{b.get('n_test_videos', '?')} test videos "
-                 f"({_esc(', '.join(b.get('test_videos', [])))}); {b.get('n_boot', '?')} bootstrap draws over "
-                 f"{_esc(b.get('unit', 'test videos and seeds'))}. * and bold: the interval excludes 0 "
-                 "(green: better, red: worse than the reference). l2_vat and kl: lower is better.</p>")
+    parts.append(f"<p class='note'>Test videos: {_esc(', '.join(b.get('test_videos', [])))}. "
+                 f"{_esc(interval_note(b, cmp.get('lookahead', 'none')))} Bold: significant "
+                 "(green: better, red: worse than the reference).</p>")
     return "\n".join(parts)
 
 
@@ -419,10 +420,14 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
                                                             "vs the baseline; lines: persistence floor, inter-observer ceiling")
     if cmp_md.exists():
         comparison += _compare_notes(cmp_md.read_text(), cmp_md.parent)
-    videos = list(cmp.get("bootstrap", {}).get("test_videos", []))
+    videos = list(cmp.get("intervals", {}).get("test_videos", []))
     clip_variant = choose_variant(cmp=cmp, variants=variants, wanted=cfg["variant"])
     clips = make_clips(root=root, variant=clip_variant, videos=videos, cfg=cfg) if videos else {}
+    att_md = root / "reports" / "attribution.md"
+    attribution = (md_to_html(att_md.read_text(), base_dir=att_md.parent) if att_md.exists() else
+                   "<p class='note'>No attribution (run the attribution stage).</p>")
     sections = [
+        ("attribution", "The answer: what sound and speech add", attribution),
         ("comparison", "Comparison with intervals, floors and ceiling", comparison),
         ("training", "Training curves", training_html(root=root, variants=variants)),
         ("validation", "Validation", validation_html(root=root, validation=validation)),
@@ -432,7 +437,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
         ("clips", "Overlay clips (test videos)", clips_html(clips=clips, variant=clip_variant, cfg=cfg,
                                                              note="no test videos in compare.json")),
     ]
-    b = cmp.get("bootstrap", {})
+    b = cmp.get("intervals", {})
     subtitle = _esc(f"gazelib {__version__} · variants {', '.join(variants)} · {b.get('n_test_videos', '?')} test videos"
                     f" · seeds {', '.join(f'{k}: {len(v)}' for k, v in sorted(b.get('seeds', {}).items()) if v != [-1])}")
     page = render_page(sections=sections, subtitle=subtitle)

@@ -1,10 +1,12 @@
-"""Regenerate the README's results block from metrics/compare.json (run after the main job)."""
+"""Regenerate the README's results and attribution blocks from metrics/compare.json and
+metrics/attribution.json (run after the main job); --check only compares."""
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
+from gazelib import attribution
 from gazelib.compare import readme_results, replace_block
 from gazelib.params import load_params
 
@@ -12,11 +14,13 @@ from gazelib.params import load_params
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
     cmp = json.loads((root / "metrics" / "compare.json").read_text())
-    block = readme_results(cmp, baseline=load_params(root / "params.yaml")["compare"]["baseline"])
+    att = json.loads((root / "metrics" / "attribution.json").read_text())
     readme = root / "README.md"
-    new = replace_block(readme.read_text(), block)
+    new = replace_block(readme.read_text(), readme_results(cmp, baseline=load_params(root / "params.yaml")["compare"]
+                                                             ["baseline"]))
+    new = replace_block(new, attribution.readme_attribution(att), attribution.README_START, attribution.README_END)
     if "--check" in sys.argv:
-        sys.exit(0 if new == readme.read_text() else "README results differ from metrics/compare.json")
+        sys.exit(0 if new == readme.read_text() else "README results differ from metrics/*.json")
     readme.write_text(new)
 
 

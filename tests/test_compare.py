@@ -1,4 +1,4 @@
-"""Cluster bootstrap over test videos and seeds: point values, paired deltas and interval widths."""
+"""Intervals over test videos and seeds in compare: point values, paired deltas and interval widths."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from gazelib.bootstrap import compare_rows
+from gazelib.intervals import compare_rows
 from gazelib.compare import render_report
 from gazelib.metrics import MEAN_KEYS
 
@@ -27,8 +27,8 @@ def _samples(row, seeds, video_effects, rng, noise=0.02, seed_sd=0.0):
     return pd.concat(frames, ignore_index=True)
 
 
-def _run(samples, rows, refs, n_boot=400):
-    return compare_rows(samples=samples, rows=rows, references=refs, n_boot=n_boot, seed=0)
+def _run(samples, rows, refs):
+    return compare_rows(samples=samples, rows=rows, references=refs, primary=("auc_vat", "ig"))
 
 
 def test_point_values_are_pooled_means_over_seeds_and_ap_as_sklearn():
@@ -42,7 +42,7 @@ def test_point_values_are_pooled_means_over_seeds_and_ap_as_sklearn():
     assert out["rows"]["base"]["metrics"]["inout_ap"] == pytest.approx(ap, abs=1e-12)
     out_ap = np.mean([average_precision_score(1 - d["inout"], 1 - d["p_in"]) for _, d in b.groupby("seed")])
     assert out["rows"]["base"]["metrics"]["out_ap"] == pytest.approx(out_ap, abs=1e-12)
-    assert out["bootstrap"]["n_test_videos"] == 5 and out["bootstrap"]["seeds"]["base"] == [0, 1]
+    assert out["intervals"]["n_test_videos"] == 5 and out["intervals"]["seeds"]["base"] == [0, 1]
 
 
 def test_a_constant_shift_is_a_zero_width_paired_interval():
@@ -68,7 +68,7 @@ def test_interval_width_matches_the_spread_of_video_effects():
     gain = {v: rng.normal(0.1, 0.05) for v in base_eff}
     base = _samples("base", [0], base_eff, rng, noise=0.0)
     var = _samples("var", [0], {v: base_eff[v] + gain[v] for v in base_eff}, rng, noise=0.0)
-    out = _run(pd.concat([base, var]), {"base": "variant", "var": "variant"}, ["base"], n_boot=2000)
+    out = _run(pd.concat([base, var]), {"base": "variant", "var": "variant"}, ["base"])
     d = out["deltas"]["var"]["vs_base"]["cc"]
     sd = np.std(list(gain.values()))
     half = (d["ci95"][1] - d["ci95"][0]) / 2

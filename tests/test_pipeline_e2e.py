@@ -36,9 +36,12 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
             shutil.copy2(REPO / f, dst / f)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    params["demo"].update(n_videos=4, duration_s=8.0, split_counts={"val": 1, "test": 2})
+    # a world where sound and speech carry no information about gaze: viewers ignore who speaks and
+    # what is named (they still react to the picture: dark transitions); 5 test videos, so the
+    # attribution's significance is assessed and must find no gain
+    params["demo"].update(n_videos=8, duration_s=8.0, split_counts={"val": 1, "test": 5}, p_speaker=0.0, p_named=0.0)
     params["train"].update(epochs=1, seeds=[0, 1])
-    params["evaluate"].update(n_bootstrap=100, viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
+    params["evaluate"].update(viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
@@ -53,9 +56,19 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     out = _run(["dvc", "repro"], dst, env)
     assert "| baseline |" in out and "| multimodal |" in out  # the table printed at the end
     cmp = json.loads((dst / "metrics/compare.json").read_text())
-    assert set(cmp["rows"]) == {"baseline", "multimodal", "content_only", "centre_prior", "persistence",
-                                "inter_observer"}
-    assert cmp["bootstrap"]["n_test_videos"] == 2 and cmp["bootstrap"]["seeds"]["multimodal"] == [0, 1]
+    assert set(cmp["rows"]) == {"baseline", "multimodal", "content_only", "track_visual", "centre_prior",
+                                "persistence", "inter_observer"}
+    assert cmp["intervals"]["n_test_videos"] == 5 and cmp["intervals"]["seeds"]["multimodal"] == [0, 1]
+    # the answer, on a world with no sound/speech effect: retrained ablation and both controls ran,
+    # and no significant gain is claimed
+    att = json.loads((dst / "metrics/attribution.json").read_text())
+    assert att["n_test_videos"] == 5 and att["significance_not_assessed"] is None
+    gain = att["ablations"]["track_visual"]["gain"]
+    assert gain["auc_vat"]["significant"] is False and gain["ig"]["significant"] is False, gain
+    assert set(att["controls"]) == {"time_shift", "swap"}
+    assert all("removed" in c and c["removed"]["auc_vat"]["delta"] is not None for c in att["controls"].values())
+    assert att["answer"] in (dst / "reports/attribution.md").read_text()
+    assert "what sound and speech add" in (dst / "reports/index.html").read_text()
     for v in ("baseline", "multimodal", "content_only"):
         e = cmp["rows"][v]["metrics"]
         assert 0 <= e["auc_vat"] <= 1 and e["l2_vat"] >= 0 and 0 <= e["inout_ap"] <= 1
@@ -90,10 +103,11 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     assert "Running stage" not in again, again
     # precise rebuilds: touching one stage's code makes that stage stale (and the descendants that
     # run the same code), nothing upstream or beside it
-    for code, want in (("gazelib/compare.py", {"compare"}),
-                       ("gazelib/model.py", {"train@baseline", "train@multimodal", "train@content_only",
-                                             "evaluate@baseline", "evaluate@multimodal", "evaluate@content_only",
-                                             "report"})):  # the report loads models to draw its clips
+    variants = ("baseline", "multimodal", "content_only", "track_visual")
+    for code, want in (("gazelib/compare.py", {"compare", "report"}),   # the report writes compare's interval note
+                       ("gazelib/attribution.py", {"attribution", "report"} | {f"evaluate@{v}" for v in variants}),
+                       ("gazelib/model.py", {f"{s}@{v}" for s in ("train", "evaluate") for v in variants}
+                        | {"report"})):  # the report loads models to draw its clips
         original = (dst / code).read_text()
         (dst / code).write_text(original + "\n# touched\n")
         try:

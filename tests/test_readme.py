@@ -18,7 +18,17 @@ def test_readme_results_match_committed_compare_json():
     text = (REPO / "README.md").read_text()
     block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
     assert block == readme_results(cmp, baseline=baseline).strip()
-    assert f"{cmp['bootstrap']['n_test_videos']} test videos" in block
+    assert f"{cmp['intervals']['n_test_videos']} test videos" in block
+
+
+def test_readme_states_the_answer_of_the_committed_attribution_json():
+    from gazelib import attribution
+
+    att = json.loads((REPO / "metrics/attribution.json").read_text())
+    text = (REPO / "README.md").read_text()
+    block = text.split(attribution.README_START, 1)[1].split(attribution.README_END, 1)[0].strip()
+    assert block == attribution.readme_attribution(att).strip() == att["answer"]
+    assert f"{att['n_test_videos']} test videos" in block and att["full"] in block
 
 
 def test_replace_block_needs_markers():

@@ -93,7 +93,7 @@ def pipeline_run(tmp_path_factory, tiny_corpus):
     p["visual"]["image_model"] = "none"
     p["train"].update(TRAIN)
     p["model"].update(MODEL)
-    p["evaluate"].update(n_bootstrap=50, viz_frames=1)
+    p["evaluate"].update(viz_frames=1)
     p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
     p["report"] = {"clip_s": 2.0, "clip_width": 320}
     run_ingest(params=p, root=root)
@@ -129,7 +129,7 @@ def test_report_is_self_contained_and_deterministic(pipeline_run):
     n_viewers_bias = len(list((root / "reports" / "calibration").glob("*.png"))) + \
         len(list((root / "reports" / "bias").glob("*.png")))
     assert n_png == n_curves + n_stills + n_viewers_bias + 1  # + compare.png
-    assert res["clips"] == cmp["bootstrap"]["test_videos"] and len(res["clips"]) == 1
+    assert res["clips"] == cmp["intervals"]["test_videos"] and len(res["clips"]) == 1
     # the report stage runs after train: the model folders it wrote travel (bundle + norm stats)
     assert load_bundle(root / "models" / "content_only").modalities == ["audio", "text", "visual"]
     run_report(params=params, root=root)
@@ -213,7 +213,7 @@ def test_report_renders_in_chromium_with_the_numbers(pipeline_run, tmp_path):
     for v in params["variants"]:  # the bias entropy of every variant, as in its metrics
         bias = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["bias"]
         assert f"{bias['entropy_bits']:.3f}" in text and f"{100 * bias['entropy_share']:.1f} %" in text, v
-    assert len(re.findall(r"<video\b", dom.stdout)) == len(cmp["bootstrap"]["test_videos"])
+    assert len(re.findall(r"<video\b", dom.stdout)) == len(cmp["intervals"]["test_videos"])
 
     shot = tmp_path / "shot.png"
     res = _browser([f"--screenshot={shot}", "--window-size=1280,2400"], page, tmp_path)
