@@ -187,13 +187,16 @@ def answer_sentence(att: dict) -> str:
             if ce.get("not_applicable"):
                 ctrl.append(f"the {c.replace('_', '-')} control could not run ({ce['not_applicable']})")
                 continue
-            share = ce["share_of_gain_removed"].get(abl, {}).get(prim[0])
-            rem = ce["removed"][prim[0]]
-            ctrl.append(f"the {c.replace('_', '-')} control removes "
-                        + (f"{100 * share:.0f} % of the {prim[0]} gain" if share is not None else
-                           f"{rem['delta']:+.3f} {prim[0]}" if rem["delta"] is not None else "an unmeasurable part")
-                        + (f" ({rem['delta']:+.3f} [{rem['ci95'][0]:+.3f}, {rem['ci95'][1]:+.3f}])"
-                           if rem["delta"] is not None and share is not None else ""))
+            rem, gain = ce["removed"][prim[0]], e["gain"][prim[0]]["delta"]
+            name = f"the {c.replace('_', '-')} control"
+            if rem["delta"] is None:
+                ctrl.append(f"{name} could not be scored on {prim[0]}")
+                continue
+            interval = f"{rem['delta']:+.3f} [{rem['ci95'][0]:+.3f}, {rem['ci95'][1]:+.3f}]"
+            if gain is not None and gain > 0:
+                ctrl.append(f"{name} removes {100 * rem['delta'] / gain:.0f} % of the {prim[0]} gain ({interval})")
+            else:
+                ctrl.append(f"{name} lowers {prim[0]} by {interval} (there is no gain to remove)")
         if ctrl:
             line += "; " + "; ".join(ctrl)
         parts.append(line + ".")
