@@ -224,12 +224,16 @@ def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_ra
     chunks = causal_chunks(prob=prob, win_s=win_s, threshold=cfg["asr_chunk_threshold"],
                            min_silence_s=cfg["asr_chunk_silence_s"], max_chunk_s=cfg["asr_chunk_s"],
                            pad_s=cfg["asr_chunk_pad_s"])
-    parts = []
+    parts, heard = [], []
     for c0, c1 in chunks:
         c1 = min(c1, audio.size / sample_rate)
-        w = asr.transcribe(audio[int(round(c0 * sample_rate)):int(round(c1 * sample_rate))], t0=t0 + c0)
+        # the words recognised so far are the decoder's context (what a streaming recogniser has)
+        prompt = " ".join(heard[-cfg["asr_chunk_context_words"]:]) if cfg["asr_chunk_context_words"] > 0 else None
+        w = asr.transcribe(audio[int(round(c0 * sample_rate)):int(round(c1 * sample_rate))], t0=t0 + c0,
+                           prompt=prompt)
         if w.empty:
             continue
+        heard += [str(x) for x in w["word"]]
         w["end"] = np.minimum(w["end"].to_numpy(), t0 + c1)
         w["start"] = np.minimum(w["start"].to_numpy(), w["end"].to_numpy())
         parts.append(with_availability(w, avail=np.full(len(w), t0 + c1)))
@@ -274,12 +278,13 @@ class WhisperASR:
         self.language, self.beam_size, self.vad_filter = language, beam_size, vad_filter
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0) -> pd.DataFrame:
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
+        """Words of ``audio`` (times from ``t0``); ``prompt``: earlier text given to the decoder as context."""
         if audio.size == 0:
             return empty_words()
         segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
                                             word_timestamps=True, vad_filter=self.vad_filter,
-                                            condition_on_previous_text=False)
+                                            condition_on_previous_text=False, initial_prompt=prompt or None)
         rows = []
         for seg_id, seg in enumerate(segments):
             for w in seg.words or []:
@@ -317,7 +322,8 @@ class WhisperXASR:
         self.align_model, self.meta = whisperx.load_align_model(language_code=language or "en", device="cpu",
                                                                 model_name=align_model)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0) -> pd.DataFrame:
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
+        """``prompt`` is not used (WhisperX sets its decoding options when the model loads)."""
         if audio.size == 0:
             return empty_words()
         result = self.model.transcribe(audio)
