@@ -32,8 +32,7 @@ def speech():
     out = {}
     for key, text in SENTENCES.items():
         sp = synthesize(text=text, voice="en-us", rate=160)
-        out[key] = (resample_poly(sp.audio, SR, sp.sample_rate).astype(np.float32),
-                    [{**w, "start": w["start"], "end": w["end"]} for w in sp.words])
+        out[key] = (resample_poly(sp.audio, SR, sp.sample_rate).astype(np.float32), list(sp.words))
     return out
 
 
@@ -59,10 +58,9 @@ def _clip(speech) -> tuple[np.ndarray, float, list[dict]]:
 def _write_video(path, audio: np.ndarray) -> None:
     """A small video with the audio as 16-bit PCM (no lossy codec smearing samples across t0)."""
     import imageio_ffmpeg
-
-    wav = path.with_suffix(".wav")
     from scipy.io import wavfile
 
+    wav = path.with_suffix(".wav")
     wavfile.write(wav, SR, np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16))
     subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i",
                     f"color=c=gray:s=64x36:r=10:d={audio.size / SR:.3f}", "-i", str(wav), "-map", "0:v", "-map", "1:a",
