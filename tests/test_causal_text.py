@@ -12,6 +12,8 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gazelib.align import align_video
 from gazelib.features.text import TextEmbedder, extract_text_video, text_config, text_timeline
@@ -151,20 +153,21 @@ def test_subtitle_words_after_t0_cannot_reach_earlier_text_features(tmp_path, sp
         assert not same_before
 
 
+class Lengths:
+    """A transparent embedder: the text's length and word count; records its batches."""
+    dim, name, backend = 2, "lengths", "test"
+
+    def __init__(self):
+        self.batches = []
+
+    def encode(self, texts):
+        self.batches.append(list(texts))
+        return np.array([[len(s), len(s.split())] for s in texts], np.float32)
+
+
 def test_causal_features_read_only_known_words():
     """Feature level, on a grid: the prefix embedding grows word by word as words become known,
     the rate counts known words in the trailing window, and text is current for hold_s."""
-
-    class Lengths:  # a transparent embedder: the text's length and word count
-        dim, name, backend = 2, "lengths", "test"
-
-        def __init__(self):
-            self.batches = []
-
-        def encode(self, texts):
-            self.batches.append(list(texts))
-            return np.array([[len(s), len(s.split())] for s in texts], np.float32)
-
     words = pd.DataFrame({"start": [0.1, 0.5, 2.0, 2.4], "end": [0.4, 0.9, 2.3, 2.8],
                           "word": ["red", "ball", "go", "now"], "utterance_id": [0, 0, 1, 1],
                           "avail_t": [1.0, 1.0, 2.5, 3.0]})
@@ -183,6 +186,59 @@ def test_causal_features_read_only_known_words():
     g = text_timeline(words=words.drop(columns="avail_t"), duration_s=4.5, hop_s=0.5, rate_window_s=2.0,
                       embedder=Lengths(), lookahead="none", hold_s=1.0)
     assert g.utt_emb[:, 0].tolist() == [0, 3, 8, 8, 0, 2, 6, 6, 0]
+
+
+@st.composite
+def timed_words(draw):
+    """Words in spoken order with utterance ids, known at their end or later (chunk ends)."""
+    n = draw(st.integers(0, 12))
+    gaps = draw(st.lists(st.floats(0.0, 1.5), min_size=n, max_size=n))
+    durs = draw(st.lists(st.floats(0.05, 0.6), min_size=n, max_size=n))
+    lags = draw(st.lists(st.sampled_from([0.0, 0.0, 0.3, 1.1]), min_size=n, max_size=n))
+    start = 0.1 + np.cumsum(np.r_[0.0, np.array(durs[:-1]) + gaps[1:]]) if n else np.zeros(0)
+    end = start + np.array(durs)
+    words = pd.DataFrame({"start": start, "end": end, "avail_t": end + np.array(lags),
+                          "word": [draw(st.sampled_from(["red", "ball", "go", "now", "a"])) for _ in range(n)]})
+    words["utterance_id"] = np.cumsum(np.r_[True, start[1:] - end[:-1] > 0.6])[:n] - 1 if n else []
+    return words
+
+
+@settings(max_examples=60, deadline=None)
+@given(timed_words(), timed_words(), st.floats(0.0, 8.0))
+def test_words_known_after_t0_never_change_features_at_or_before_t0(words, other, t0):
+    """Swap every word known after t0 for other words (also known after t0): the features at every
+    grid step <= t0 are byte-identical, embeddings included (batches hold only texts known then)."""
+    keep = words[words["avail_t"] <= t0]
+    later = other.assign(start=other["start"] + t0, end=other["end"] + t0, avail_t=other["avail_t"] + t0 + 1e-6)
+    later = later[later["start"] >= (keep["end"].max() if len(keep) else 0.0)]
+    swapped = pd.concat([keep, later], ignore_index=True)
+    swapped["utterance_id"] = np.r_[keep["utterance_id"].to_numpy(),
+                                    later["utterance_id"].to_numpy() + (keep["utterance_id"].max() + 1 if len(keep)
+                                                                        else 0)].astype(np.int64)
+    kw = {"duration_s": 10.0, "hop_s": 0.04, "rate_window_s": 2.0, "lookahead": "none", "hold_s": 1.0}
+    a = text_timeline(words=words, embedder=Lengths(), **kw)
+    b = text_timeline(words=swapped, embedder=Lengths(), **kw)
+    before = a.table["t"].to_numpy() <= t0
+    pd.testing.assert_frame_equal(a.table[before], b.table[before])
+    assert np.array_equal(a.utt_emb[before], b.utt_emb[before]) and np.array_equal(a.word_emb[before], b.word_emb[before])
+    # everything at a step is a function of the known words: none known, nothing on
+    none_known = a.table["t"].to_numpy() < (words["avail_t"].min() if len(words) else np.inf)
+    assert not a.table["text_active"][none_known].any() and not a.utt_emb[none_known].any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.2, 0.6, 0.9]), max_size=400), st.floats(0.05, 1.0), st.floats(0.3, 4.0),
+       st.floats(0.0, 0.5))
+def test_chunks_of_any_prefix_are_the_chunks_closed_by_then(prob, silence, cap, pad):
+    win = 0.032
+    prob = np.array(prob)
+    kw = {"win_s": win, "threshold": 0.5, "min_silence_s": silence, "max_chunk_s": cap, "pad_s": pad}
+    chunks = causal_chunks(prob=prob, **kw)
+    assert all(b - a <= cap + 1e-9 and a < b for a, b in chunks)
+    assert all(c1[1] <= c2[0] + 1e-9 for c1, c2 in zip(chunks, chunks[1:]))   # no overlap
+    for n in range(0, prob.size + 1, 13):
+        closed = [c for c in chunks if c[1] <= n * win - 1e-9]
+        assert causal_chunks(prob=prob[:n], **kw)[:len(closed)] == closed
 
 
 def test_causal_chunks_decide_from_the_past_only():
