@@ -206,6 +206,10 @@ def causal_chunks(*, prob: np.ndarray, win_s: float, threshold: float, min_silen
     return chunks
 
 
+CAUSAL_ASR_KEYS = ("asr_chunk_s", "asr_chunk_silence_s", "asr_chunk_threshold", "asr_chunk_pad_s",
+                   "asr_chunk_context_words")
+
+
 def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_rate: int = 16000) -> pd.DataFrame:
     """Words as a streaming recogniser gets them: each causal chunk (:func:`causal_chunks` on
     silero-vad probabilities, which are computed window by window from the past) is decoded from
@@ -213,6 +217,10 @@ def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_ra
     their chunk; utterances are numbered causally across chunks."""
     from gazelib.features.audio import VAD_WIN
 
+    missing = [k for k in CAUSAL_ASR_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"causal speech recognition (features.lookahead: none) needs text params {missing} "
+                         "(params.yaml; a model bundle made before they existed lacks them)")
     if audio.size == 0:
         return with_availability(empty_words(), avail=np.zeros(0))
     vad = _silero()
