@@ -255,7 +255,7 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     """Audio, text (ASR) and visual features of every job that has not failed, as the pipeline's
     extract stages make them; failures are recorded on the jobs."""
     from gazelib.features.audio import extract_audio_features, make_audio_models, write_audio_features
-    from gazelib.features.text import TextEmbedder, extract_text_video
+    from gazelib.features.text import TextEmbedder, extract_text_video, text_config
     from gazelib.features.transcript import make_asr
     from gazelib.features.visual import (
         FaceDetector,
@@ -264,7 +264,7 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
         write_visual_features,
     )
 
-    acfg, tcfg, vcfg = params["audio"], params["text"], params["visual"]
+    acfg, tcfg, vcfg = params["audio"], text_config(params), params["visual"]
     audio_models = _Lazy(lambda: make_audio_models(acfg), timings)
 
     def audio(item: dict) -> list[Path]:

@@ -118,8 +118,10 @@ def test_no_speech_gives_empty_words_and_silent_features():
         def encode(self, texts):
             raise AssertionError("nothing to encode")
 
-    f = text_timeline(words=words, duration_s=3.0, hop_s=0.04, rate_window_s=2.0, embedder=Dummy())
-    assert (f.table["text_active"] == 0).all() and not f.word_emb.any() and f.word_emb.shape == (75, 3)
+    for lookahead in ("none", "offline"):
+        f = text_timeline(words=words, duration_s=3.0, hop_s=0.04, rate_window_s=2.0, embedder=Dummy(),
+                          lookahead=lookahead, hold_s=1.0)
+        assert (f.table["text_active"] == 0).all() and not f.word_emb.any() and f.word_emb.shape == (75, 3)
 
 
 def _tiny_bert(path):
@@ -141,7 +143,7 @@ def test_local_transformers_encoder_path(tmp_path):
     v = enc.encode(["look at the red ball", "hello"])
     assert v.shape == (2, 24) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     words = pd.DataFrame({"start": [0.1, 0.5], "end": [0.4, 0.9], "word": ["red", "ball"], "utterance_id": [0, 0]})
-    f = text_timeline(words=words, duration_s=1.2, hop_s=0.1, rate_window_s=1.0, embedder=enc)
+    f = text_timeline(words=words, duration_s=1.2, hop_s=0.1, rate_window_s=1.0, embedder=enc, lookahead="offline")
     assert f.word_emb.shape == (12, 24) and f.table["text_active"].tolist()[1:4] == [1, 1, 1]
     assert np.allclose(f.utt_emb[2], f.utt_emb[6]) and not f.utt_emb[10].any()
 

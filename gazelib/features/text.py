@@ -1,10 +1,23 @@
 """Per-time text features from a words table, and text embedders.
 
-On a grid ``t_k = k * hop_s`` over the video:
+On a grid ``t_k = k * hop_s`` over the video, by ``features.lookahead``:
+
+``none`` (default, viewer-causal; docs/causality.md): only words known at ``t_k`` (``avail_t <=
+t_k``: the end of the causal ASR chunk a word was decoded from, or a subtitle word's end) count.
+The *latest known word* is the known word made available last; its text is *current* for
+``hold_s`` after it became available.
+
+- ``text_active`` (binary): some known text is current (a word was recognised in the last ``hold_s``)
+- ``speaking_rate`` (continuous): known words starting in the trailing window (t_k - W, t_k], / W
+- ``word_emb`` (embedding, NPZ): the latest known word, while current; else zero
+- ``utt_emb`` (embedding, NPZ): the known prefix of the latest known word's utterance (the words of
+  that utterance heard so far), while current; else zero
+
+``offline`` (look-ahead, for non-causal analysis only):
 
 - ``text_active`` (binary): some word satisfies start <= t_k < end
 - ``speaking_rate`` (continuous): words starting in [t_k - W/2, t_k + W/2) divided by W
-- ``word_emb`` / ``utt_emb`` (embedding, NPZ): embedding of the word / utterance active at
+- ``word_emb`` / ``utt_emb`` (embedding, NPZ): embedding of the word / whole utterance active at
   t_k, zero (and ``text_active`` 0) where nothing is spoken
 """
 from __future__ import annotations
@@ -26,6 +39,7 @@ from gazelib.layout import FEATURES, load_manifest, manifest_items
 log = logging.getLogger(__name__)
 
 KINDS = {"text_active": "binary", "speaking_rate": "continuous"}
+LOOKAHEADS = ("none", "offline")
 EMB_KINDS = {"word_emb": "embedding", "utt_emb": "embedding"}
 
 
@@ -90,6 +104,19 @@ def resolve_text_model(model: str) -> Path:
     return path
 
 
+def text_config(params: dict) -> dict:
+    """The ``text`` params plus ``lookahead`` (``features.lookahead``, default ``none``): what the
+    text extractor reads, records in its files and keys its cache by."""
+    lookahead = (params.get("features") or {}).get("lookahead", "none")
+    return {**params["text"], "lookahead": check_lookahead(lookahead)}
+
+
+def check_lookahead(lookahead: str) -> str:
+    if lookahead not in LOOKAHEADS:
+        raise ValueError(f"params features.lookahead: {lookahead!r} is not one of {', '.join(LOOKAHEADS)}")
+    return lookahead
+
+
 @dataclass
 class TextFeatures:
     table: pd.DataFrame
@@ -98,8 +125,14 @@ class TextFeatures:
 
 
 def text_timeline(*, words: pd.DataFrame, duration_s: float, hop_s: float, rate_window_s: float,
-                  embedder: TextEmbedder) -> TextFeatures:
+                  embedder: TextEmbedder, lookahead: str, hold_s: float | None = None) -> TextFeatures:
+    """The text features on ``k * hop_s`` (module docstring). ``lookahead: none`` needs ``hold_s``
+    and reads ``avail_t`` (a word without it is known at its end)."""
     t = np.arange(0.0, duration_s, hop_s)
+    if check_lookahead(lookahead) == "none":
+        if hold_s is None or hold_s <= 0:
+            raise ValueError(f"text.hold_s must be > 0 for lookahead none, got {hold_s!r}")
+        return causal_timeline(words=words, t=t, rate_window_s=rate_window_s, hold_s=hold_s, embedder=embedder)
     active_word = np.full(t.size, -1)
     s, e = words["start"].to_numpy(), words["end"].to_numpy()
     for i in range(len(words)):
@@ -120,6 +153,57 @@ def text_timeline(*, words: pd.DataFrame, duration_s: float, hop_s: float, rate_
         u_start, u_end = utts["start"].min(), utts["end"].max()
         for uid in utt_text.index:
             utt_emb[(t >= u_start[uid]) & (t < u_end[uid])] = utt_vecs[uid]
+    return TextFeatures(table=table, word_emb=word_emb, utt_emb=utt_emb)
+
+
+def causal_timeline(*, words: pd.DataFrame, t: np.ndarray, rate_window_s: float, hold_s: float,
+                    embedder: TextEmbedder) -> TextFeatures:
+    """Viewer-causal text features on the grid ``t`` (module docstring): the value at ``t_k``
+    reads only words with ``avail_t <= t_k``. Embeddings are computed in one batch per
+    availability time, holding only texts known then (so a batch never mixes in later words),
+    identical texts once."""
+    n = len(words)
+    word_emb = np.zeros((t.size, embedder.dim), np.float32)
+    utt_emb = np.zeros((t.size, embedder.dim), np.float32)
+    if n == 0:
+        table = pd.DataFrame({"t": t, "text_active": np.zeros(t.size, np.int8),
+                              "speaking_rate": np.zeros(t.size, np.float32)})
+        return TextFeatures(table=table, word_emb=word_emb, utt_emb=utt_emb)
+    start, end = words["start"].to_numpy(float), words["end"].to_numpy(float)
+    avail = words["avail_t"].to_numpy(float) if "avail_t" in words else end
+    text = [str(w) for w in words["word"]]
+    utt = words["utterance_id"].to_numpy()
+    order = np.lexsort((start, avail))  # the order words become known (ties: spoken order)
+    known_n = np.searchsorted(avail[order], t, side="right")
+    # per word (in order of availability): its word text and its utterance's known prefix then
+    prefix_of = {}
+    for u in np.unique(utt):
+        members = order[utt[order] == u]
+        for i in members:
+            heard = members[avail[members] <= avail[i]]
+            prefix_of[i] = " ".join(text[k] for k in sorted(heard, key=lambda k: (start[k], k)))
+    vecs: dict[str, np.ndarray] = {}
+    for a in np.unique(avail):  # one batch per availability time, only texts known then
+        new = []
+        for i in order[avail[order] == a]:
+            for s_ in (text[i], prefix_of[i]):
+                if s_ not in vecs and s_ not in new:
+                    new.append(s_)
+        vecs.update(zip(new, embedder.encode(new)))
+    # the latest known word per step, current for hold_s after it became known
+    latest = np.where(known_n > 0, order[np.maximum(known_n - 1, 0)], -1)
+    current = (latest >= 0) & (t < np.where(latest >= 0, avail[latest], -np.inf) + hold_s)
+    for k in np.nonzero(current)[0]:
+        word_emb[k] = vecs[text[latest[k]]]
+        utt_emb[k] = vecs[prefix_of[latest[k]]]
+    # trailing speaking rate over the known words: starts in (t - W, t]
+    by_start = np.argsort(start, kind="stable")
+    s_sorted = start[by_start]
+    lo = np.searchsorted(s_sorted, t - rate_window_s, side="right")
+    hi = np.searchsorted(s_sorted, t, side="right")
+    count = np.array([int((avail[by_start[a:b]] <= tk).sum()) for a, b, tk in zip(lo, hi, t)], dtype=np.int64)
+    table = pd.DataFrame({"t": t, "text_active": current.astype(np.int8),
+                          "speaking_rate": (count / rate_window_s).astype(np.float32)})
     return TextFeatures(table=table, word_emb=word_emb, utt_emb=utt_emb)
 
 
@@ -176,7 +260,7 @@ def text_worker(*, cfg: dict, out: Path):
 def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
     from gazelib.compute import WorkerSpec
 
-    cfg = params["text"]
+    cfg = text_config(params)   # text params + features.lookahead: recorded and in the cache key
     out = root / FEATURES / "text"
     # torch threads = asr_threads in every worker (the embedder's sums depend on the thread count;
     # the recogniser sets its OpenMP pool to asr_threads when it loads)
@@ -195,9 +279,16 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
     subtitles are parsed only when used; no source leaves text unavailable (masked).
 
     ``item``: video_id, video_path, subtitle_path ("" if none), has_audio, duration_s; ``asr``: a
-    callable returning the recogniser (loaded on first use). Returns the written ``paths``, the
-    ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
-    from gazelib.features.transcript import empty_words, read_cues, words_from_cues
+    callable returning the recogniser (loaded on first use); ``cfg``: :func:`text_config` (its
+    ``lookahead``, default ``none``, picks causal words and features). Returns the written ``paths``,
+    the ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
+    from gazelib.features.transcript import (
+        empty_words,
+        read_cues,
+        transcribe_causal,
+        with_availability,
+        words_from_cues,
+    )
     from gazelib.media import read_audio
 
     vid = item["video_id"]
@@ -208,21 +299,27 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
             subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
         return subs_cache["words"]
 
+    lookahead = check_lookahead(cfg.get("lookahead", "none"))
+    causal = lookahead == "none"
     words, source, asr_words = None, "none", None
     for src in sources or cfg["sources"]:
         if src == "subtitles" and item["subtitle_path"]:
-            words, source = subtitles(), "subtitles"
+            # causal: a subtitle word is heard at its end
+            words, source = (with_availability(subtitles()) if causal else subtitles()), "subtitles"
         elif src == "asr" and item["has_audio"]:
             t0, audio = read_audio(path=item["video_path"], video_id=vid)
-            asr_words = asr().transcribe(audio, t0=t0)
+            # causal: each chunk decoded from the audio up to its own end, its words known then
+            asr_words = (transcribe_causal(asr=asr(), audio=audio, t0=t0, cfg=cfg) if causal
+                         else asr().transcribe(audio, t0=t0))
             words, source = asr_words, "asr"
         if words is not None:
             break
     if words is None:
-        words = empty_words()
+        words = with_availability(empty_words()) if causal else empty_words()
         log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
     feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
-                          rate_window_s=cfg["rate_window_s"], embedder=embedder)
+                          rate_window_s=cfg["rate_window_s"], embedder=embedder, lookahead=lookahead,
+                          hold_s=cfg.get("hold_s") if causal else None)
     paths = write_text_features(feats=feats, words=words, out_dir=out_dir, video_id=vid, cfg=cfg, source=source,
                                 embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
     return {"paths": paths, "source": source, "asr_words": asr_words, "subtitles": subtitles}
@@ -238,4 +335,13 @@ def summarise_asr(text_dir: Path) -> dict:
     return {"n_videos": len(rows), "n_ref_words": n_ref,
             "wer": float(sum(r["wer"] * r["n_ref"] for r in rows) / max(n_ref, 1)),
             "start_err_s": float(np.average([r["start_err_s"] for r in matched], weights=w)) if matched else None,
-            "end_err_s": float(np.average([r["end_err_s"] for r in matched], weights=w)) if matched else None}
+            "end_err_s": float(np.average([r["end_err_s"] for r in matched], weights=w)) if matched else None,
+            **summarise_lag(rows)}
+
+
+def summarise_lag(rows: list[dict]) -> dict:
+    """Mean ASR availability lag over the words of every video (causal transcripts only)."""
+    lagged = [r for r in rows if "avail_lag_s" in r and r["n_hyp"]]
+    if not lagged:
+        return {}
+    return {"avail_lag_s": float(np.average([r["avail_lag_s"] for r in lagged], weights=[r["n_hyp"] for r in lagged]))}

@@ -1,7 +1,9 @@
 """Word-timed transcripts: subtitle parsing (SRT/VTT), speech recognition, time repair.
 
 Every source returns a words table with columns
-``start, end, word, probability, source, utterance_id, interpolated``.
+``start, end, word, probability, source, utterance_id, interpolated``. Viewer-causal
+transcripts (``features.lookahead: none``) add ``avail_t``: the time the word is known (the end of
+the causal ASR chunk it was decoded from, or a subtitle word's end); see docs/causality.md.
 """
 from __future__ import annotations
 
@@ -156,11 +158,118 @@ def finish_words(words: pd.DataFrame, utterance_gap_s: float = 0.6) -> pd.DataFr
     """Repair times, sort, and number utterances (a new one after a pause > gap)."""
     w = repair_word_times(words)
     w = w.sort_values("start", kind="stable").reset_index(drop=True)
-    gaps = np.diff(w["start"].to_numpy(), prepend=-np.inf)
-    prev_end = np.r_[-np.inf, w["end"].to_numpy()[:-1]]
-    w["utterance_id"] = np.cumsum((w["start"].to_numpy() - prev_end > utterance_gap_s) | ~np.isfinite(gaps)) - 1
+    w["utterance_id"] = number_utterances(w, utterance_gap_s=utterance_gap_s)
     w["interpolated"] = w["interpolated"].astype(bool)
     return w[WORD_COLUMNS]
+
+
+def number_utterances(words: pd.DataFrame, *, utterance_gap_s: float = 0.6) -> np.ndarray:
+    """Utterance id per word (sorted by start): a new utterance after a pause > gap. Causal: a
+    word's id depends only on it and the words before it."""
+    gaps = np.diff(words["start"].to_numpy(), prepend=-np.inf)
+    prev_end = np.r_[-np.inf, words["end"].to_numpy()[:-1]]
+    return np.cumsum((words["start"].to_numpy() - prev_end > utterance_gap_s) | ~np.isfinite(gaps)) - 1
+
+
+def causal_chunks(*, prob: np.ndarray, win_s: float, threshold: float, min_silence_s: float, max_chunk_s: float,
+                  pad_s: float) -> list[tuple[float, float]]:
+    """``(start, end)`` (s from the audio start) of the chunks a streaming recogniser decodes.
+
+    ``prob[i]`` is a causal speech probability of window ``i`` (known at ``(i + 1) * win_s``). A
+    chunk opens at the first speech window (reaching back ``pad_s``, never before the previous
+    chunk's end) and closes at the end of the window that completes ``min_silence_s`` below
+    ``threshold``, or when it is ``max_chunk_s`` long (the next opens there if speech goes on).
+    A chunk still open when the audio ends closes there. Every decision at time ``t`` reads
+    ``prob`` of windows ending at or before ``t`` only."""
+    if win_s <= 0 or max_chunk_s <= 0 or min_silence_s < 0 or pad_s < 0:
+        raise ValueError(f"causal_chunks: bad window {win_s}, max chunk {max_chunk_s}, silence {min_silence_s} "
+                         f"or pad {pad_s}")
+    n_sil = max(1, int(round(min_silence_s / win_s)))
+    chunks: list[tuple[float, float]] = []
+    start, quiet, prev_end = None, 0, 0.0
+    for i, p in enumerate(prob):
+        t_end = (i + 1) * win_s
+        speech = p >= threshold
+        if start is None:
+            if speech:
+                start, quiet = max(prev_end, i * win_s - pad_s), 0
+            continue
+        quiet = 0 if speech else quiet + 1
+        if quiet >= n_sil or t_end + win_s - start > max_chunk_s + 1e-9:  # the next window would pass the cap
+            chunks.append((start, t_end))
+            prev_end = t_end
+            # a chunk cut by the cap while speech goes on: the next one starts at once
+            start = t_end if (quiet < n_sil and speech) else None
+            quiet = 0
+    if start is not None and prob.size * win_s > start:
+        chunks.append((start, prob.size * win_s))
+    return chunks
+
+
+CAUSAL_ASR_KEYS = ("asr_chunk_s", "asr_chunk_silence_s", "asr_chunk_threshold", "asr_chunk_pad_s",
+                   "asr_chunk_context_words")
+
+
+def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_rate: int = 16000) -> pd.DataFrame:
+    """Words as a streaming recogniser gets them: each causal chunk (:func:`causal_chunks` on
+    silero-vad probabilities, which are computed window by window from the past) is decoded from
+    its own audio only, and its words get ``avail_t`` = the chunk's end. Word times are clipped to
+    their chunk; utterances are numbered causally across chunks."""
+    from gazelib.features.audio import VAD_WIN
+
+    missing = [k for k in CAUSAL_ASR_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"causal speech recognition (features.lookahead: none) needs text params {missing} "
+                         "(params.yaml; a model bundle made before they existed lacks them)")
+    if audio.size == 0:
+        return with_availability(empty_words(), avail=np.zeros(0))
+    vad = _silero()
+    vad.reset()
+    prob = vad.probs(np.ascontiguousarray(audio, dtype=np.float32))
+    win_s = VAD_WIN / sample_rate
+    if audio.size % VAD_WIN:  # the last partial window: decided at the audio's end
+        prob = np.r_[prob, prob[-1:] if prob.size else [0.0]]
+    chunks = causal_chunks(prob=prob, win_s=win_s, threshold=cfg["asr_chunk_threshold"],
+                           min_silence_s=cfg["asr_chunk_silence_s"], max_chunk_s=cfg["asr_chunk_s"],
+                           pad_s=cfg["asr_chunk_pad_s"])
+    parts, heard = [], []
+    for c0, c1 in chunks:
+        c1 = min(c1, audio.size / sample_rate)
+        # the words recognised so far are the decoder's context (what a streaming recogniser has)
+        prompt = " ".join(heard[-cfg["asr_chunk_context_words"]:]) if cfg["asr_chunk_context_words"] > 0 else None
+        w = asr.transcribe(audio[int(round(c0 * sample_rate)):int(round(c1 * sample_rate))], t0=t0 + c0,
+                           prompt=prompt)
+        if w.empty:
+            continue
+        heard += [str(x) for x in w["word"]]
+        w["end"] = np.minimum(w["end"].to_numpy(), t0 + c1)
+        w["start"] = np.minimum(w["start"].to_numpy(), w["end"].to_numpy())
+        parts.append(with_availability(w, avail=np.full(len(w), t0 + c1)))
+    log.info("causal ASR: %d chunk(s), %d with words", len(chunks), len(parts))
+    if not parts:
+        return with_availability(empty_words(), avail=np.zeros(0))
+    words = pd.concat(parts, ignore_index=True)
+    words["utterance_id"] = number_utterances(words)
+    return words
+
+
+def with_availability(words: pd.DataFrame, *, avail: np.ndarray | None = None) -> pd.DataFrame:
+    """``words`` plus ``avail_t``: the given times, or each word's end (a word is heard at its end)."""
+    w = words.copy()
+    w["avail_t"] = np.asarray(w["end"] if avail is None else avail, dtype=float)
+    return w
+
+
+_SILERO: list = []
+
+
+def _silero():
+    """The streaming silero-vad of the audio extractor, loaded once per process."""
+    if not _SILERO:
+        from gazelib.features.audio import SileroVAD
+
+        _SILERO.append(SileroVAD())
+    return _SILERO[0]
 
 
 class WhisperASR:
@@ -177,12 +286,13 @@ class WhisperASR:
         self.language, self.beam_size, self.vad_filter = language, beam_size, vad_filter
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0) -> pd.DataFrame:
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
+        """Words of ``audio`` (times from ``t0``); ``prompt``: earlier text given to the decoder as context."""
         if audio.size == 0:
             return empty_words()
         segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
                                             word_timestamps=True, vad_filter=self.vad_filter,
-                                            condition_on_previous_text=False)
+                                            condition_on_previous_text=False, initial_prompt=prompt or None)
         rows = []
         for seg_id, seg in enumerate(segments):
             for w in seg.words or []:
@@ -220,7 +330,8 @@ class WhisperXASR:
         self.align_model, self.meta = whisperx.load_align_model(language_code=language or "en", device="cpu",
                                                                 model_name=align_model)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0) -> pd.DataFrame:
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
+        """``prompt`` is not used (WhisperX sets its decoding options when the model loads)."""
         if audio.size == 0:
             return empty_words()
         result = self.model.transcribe(audio)
@@ -279,14 +390,17 @@ def word_alignment(ref: list[str], hyp: list[str]) -> tuple[int, list[tuple[int,
 
 
 def asr_quality(*, ref: pd.DataFrame, hyp: pd.DataFrame) -> dict:
-    """WER = (S + D + I) / N_ref and mean |start| / |end| error over matched words (s)."""
+    """WER = (S + D + I) / N_ref and mean |start| / |end| error over matched words (s); for a
+    causal transcript also ``avail_lag_s``, the mean time from a word's end to when it is known."""
     r = [normalise_word(x) for x in ref["word"]]
     h = [normalise_word(x) for x in hyp["word"]]
     dist, pairs = word_alignment(r, h)
+    lag = {"avail_lag_s": float(np.mean(hyp["avail_t"] - hyp["end"])) if len(hyp) else float("nan")} \
+        if "avail_t" in hyp else {}
     if not pairs:
         return {"wer": dist / max(len(r), 1), "n_ref": len(r), "n_hyp": len(h), "n_matched": 0,
-                "start_err_s": float("nan"), "end_err_s": float("nan")}
+                "start_err_s": float("nan"), "end_err_s": float("nan"), **lag}
     ri, hj = map(list, zip(*pairs))
     return {"wer": dist / max(len(r), 1), "n_ref": len(r), "n_hyp": len(h), "n_matched": len(pairs),
             "start_err_s": float(np.mean(np.abs(ref["start"].to_numpy()[ri] - hyp["start"].to_numpy()[hj]))),
-            "end_err_s": float(np.mean(np.abs(ref["end"].to_numpy()[ri] - hyp["end"].to_numpy()[hj])))}
+            "end_err_s": float(np.mean(np.abs(ref["end"].to_numpy()[ri] - hyp["end"].to_numpy()[hj]))), **lag}
