@@ -137,6 +137,23 @@ def test_offline_gives_the_outputs_of_the_code_before_the_causal_mode(models, tm
         assert out[k].dtype == ref[k].dtype and np.array_equal(out[k], ref[k]), k
 
 
+def test_egemaps_descriptors_up_to_t0_ignore_later_audio(clips, models):
+    """The optional eGeMAPS LLDs (opensmile, an extra) through the same clips."""
+    from gazelib.features.audio import EGeMAPS
+
+    smile = EGeMAPS()
+    changed = {}
+    for mode in ("none", "offline"):
+        a, b = (extract_audio_features(video_path=p, video_id=p.stem, duration_s=DURATION, cfg=mc.AUDIO_CFG,
+                                       vad=models["vad"], egemaps=smile, lookahead=mode).table for p in clips)
+        keep = a["t"].to_numpy() <= T0 + 1e-9
+        cols = [c for c in a.columns if c.startswith("egemaps_")]
+        assert len(cols) == 25
+        changed[mode] = [c for c in cols if not np.array_equal(a[c].to_numpy()[keep], b[c].to_numpy()[keep])]
+        assert any(not np.array_equal(a[c].to_numpy()[~keep], b[c].to_numpy()[~keep]) for c in cols)
+    assert changed["none"] == [] and len(changed["offline"]) > 5, changed
+
+
 # ------------------------------------------------------------------ the causal pieces, property-tested
 @settings(max_examples=60, deadline=None)
 @given(state=st.lists(st.booleans(), min_size=1, max_size=60), cut=st.integers(0, 60),

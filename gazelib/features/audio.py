@@ -18,8 +18,8 @@ the voice probability is interpolated between windows and short runs are removed
 
 Optional (params): ``mfcc_<k>`` (``n_mfcc`` > 0, continuous, from the same spectrum);
 ``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
-``opensmile`` (continuous; offline: interpolated between frame centres; none: the last frame that
-ended by ``t_k`` held); ``speech_emb`` (embedding kind, NPZ, offline only: the encoder attends to
+``opensmile`` (continuous; offline: interpolated between frame centres; none: the last frame whose
+audio (up to 70 ms after its start) was all heard by ``t_k``, held); ``speech_emb`` (embedding kind, NPZ, offline only: the encoder attends to
 the whole chunk), the last hidden state of a local ``transformers`` speech encoder
 (Wav2Vec2/HuBERT-style) pooled to the hop by linear interpolation of its frame sequence.
 """
@@ -45,6 +45,10 @@ KINDS = {"rms": "continuous", "rms_db": "continuous", "spectral_centroid": "cont
          "onset_strength": "continuous", "f0": "continuous", "voiced_prob": "continuous",
          "vad_prob": "continuous", "is_speaking": "binary"}
 F0_MIN, F0_MAX, F0_WIN_S = 60.0, 500.0, 0.064
+# An eGeMAPSv02 LLD frame (20 ms hop index) reads audio up to 70 ms after its start: its longest
+# window (60 ms, pitch/HNR) plus the next frame that the 3-frame smoothing (sma3) averages in.
+# Measured by swapping the audio after T: frames starting at or before T - 0.07 never changed.
+EGEMAPS_REACH_S = 0.07
 VAD_WIN = 512  # samples at 16 kHz, silero's window
 
 
@@ -76,14 +80,14 @@ class EGeMAPS:
         self.name = f"opensmile {opensmile.__version__} eGeMAPSv02 LLD"
 
     def frames(self, x: np.ndarray, sr: int, causal: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
-        """(times relative to x, descriptor table): frame centres, or with ``causal`` frame ends
-        (the time by which a frame's samples have all been heard)."""
+        """(times relative to x, descriptor table): frame centres, or with ``causal`` the time by
+        which all the audio a frame reads has been heard (start + :data:`EGEMAPS_REACH_S`)."""
         df = self.smile.process_signal(x, sr)
         starts = df.index.get_level_values("start").total_seconds().to_numpy()
         ends = df.index.get_level_values("end").total_seconds().to_numpy()
         df = df.reset_index(drop=True)
         df.columns = ["egemaps_" + "".join(ch if ch.isalnum() else "_" for ch in c).strip("_") for c in df.columns]
-        return (ends if causal else (starts + ends) / 2), df
+        return (starts + EGEMAPS_REACH_S if causal else (starts + ends) / 2), df
 
 
 class SpeechEncoder:
