@@ -31,7 +31,7 @@ import pandas as pd
 from gazelib.io import read_npz, read_table
 from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
 from gazelib.io import StreamedArray, iter_npz_rows, npz_keys, write_json, write_npz, write_table
-from gazelib.features import check_lookahead, lookahead_of
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.features.grid import grid_shape
 from gazelib.normalize import NormAccumulator, l2_normalise
 from gazelib.layout import ALIGNED, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
@@ -82,7 +82,7 @@ def _last_at_or_before(src_t: np.ndarray, dst_t: np.ndarray, max_gap_s: float):
     if src_t.size == 0:
         z = np.zeros(dst_t.size, np.int64)
         return z, np.zeros(dst_t.size, bool), np.zeros(dst_t.size, bool)
-    idx = np.searchsorted(src_t, dst_t + 1e-9, side="right") - 1
+    idx = last_at_or_before(src_t, dst_t)
     idx_c = np.clip(idx, 0, src_t.size - 1)
     ok = (idx >= 0) & (dst_t - src_t[idx_c] <= max_gap_s + 1e-9)
     return idx_c, ok, ok & np.isclose(src_t[idx_c], dst_t, atol=1e-9)

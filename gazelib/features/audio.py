@@ -19,9 +19,10 @@ the voice probability is interpolated between windows and short runs are removed
 Optional (params): ``mfcc_<k>`` (``n_mfcc`` > 0, continuous, from the same spectrum);
 ``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
 ``opensmile`` (continuous; offline: interpolated between frame centres; none: the last frame whose
-audio (up to 70 ms after its start) was all heard by ``t_k``, held); ``speech_emb`` (embedding kind, NPZ, offline only: the encoder attends to
-the whole chunk), the last hidden state of a local ``transformers`` speech encoder
-(Wav2Vec2/HuBERT-style) pooled to the hop by linear interpolation of its frame sequence.
+audio, up to 70 ms after its start, was all heard by ``t_k``, held); ``speech_emb`` (embedding kind,
+NPZ; offline only: the encoder attends to the whole chunk), the last hidden state of a local
+``transformers`` speech encoder (Wav2Vec2/HuBERT-style) pooled to the hop by linear interpolation of
+its frame sequence.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from gazelib.features import check_lookahead, lookahead_of
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
 from gazelib.cache import VideoCache, code_hash, run_per_video
@@ -346,7 +347,8 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
         etab = pd.concat(extra_tables, ignore_index=True)
         for c in etab.columns:
             v = etab[c].to_numpy(np.float64)
-            table[c] = (hold_last(src_t=et, src_v=v, dst_t=t_rel) if causal else np.interp(t_rel, et, v)).astype(np.float32)
+            held = hold_last(src_t=et, src_v=v, dst_t=t_rel) if causal else np.interp(t_rel, et, v)
+            table[c] = held.astype(np.float32)
             kinds[c] = "continuous"
     speech_emb = None
     if emb_parts:
@@ -373,8 +375,10 @@ def held_window_prob(*, prob: np.ndarray, samples: np.ndarray, window: int) -> n
 
 def hold_last(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
     """The value of the last source sample at or before each ``dst_t`` (0 before the first sample)."""
-    idx = np.searchsorted(src_t, dst_t + 1e-9, side="right") - 1
-    return np.where(idx >= 0, src_v[np.clip(idx, 0, max(src_t.size - 1, 0))], 0.0) if src_t.size else np.zeros(dst_t.size)
+    if src_t.size == 0:
+        return np.zeros(dst_t.size)
+    idx = last_at_or_before(src_t, dst_t)
+    return np.where(idx >= 0, src_v[np.clip(idx, 0, src_t.size - 1)], 0.0)
 
 
 def write_audio_features(*, feats: AudioFeatures, out_dir: str | Path, video_id: str, cfg: dict,

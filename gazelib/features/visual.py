@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from gazelib.features import check_lookahead, lookahead_of
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
 from gazelib.media import iter_frames
 from gazelib.cache import VideoCache, code_hash, run_per_video
@@ -306,8 +306,7 @@ def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.n
     time), in float32 chunks of ``chunk`` rows: keyframe features held, never taken from a later one."""
     out = np.empty((len(dst_t),) + src_v.shape[1:], np.float32) if out is None else out
     for i in range(0, len(dst_t), chunk):
-        idx = np.searchsorted(src_t, dst_t[i:i + chunk] + 1e-9, side="right") - 1
-        out[i:i + chunk] = src_v[np.clip(idx, 0, len(src_t) - 1)]
+        out[i:i + chunk] = src_v[np.clip(last_at_or_before(src_t, dst_t[i:i + chunk]), 0, len(src_t) - 1)]
     return out
 
 
