@@ -1,6 +1,13 @@
 """Type-aware alignment of every modality onto one timeline ``t_k = k / fps``.
 
-Resampling by declared kind (never by column name):
+``features.lookahead: none`` (the default, viewer-causal): every kind takes the **last sample at
+or before** ``t_k`` (held), valid while that sample is at most ``max_gap_s`` old; nothing after
+``t_k`` is read, not even to decide validity (docs/causality.md). ``offline`` resamples by
+declared kind as below (the alignment before the causal mode, byte for byte), reading the
+sample after ``t_k`` too. The gaze labels are targets, not inputs: :func:`resample_gaze` takes the
+nearest sample in both modes.
+
+Offline resampling by declared kind (never by column name):
 
 - continuous: linear interpolation between the two bracketing samples, so a value never
   leaves the range of its neighbours
@@ -24,6 +31,7 @@ import pandas as pd
 from gazelib.io import read_npz, read_table
 from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
 from gazelib.io import StreamedArray, iter_npz_rows, npz_keys, write_json, write_npz, write_table
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.features.grid import grid_shape
 from gazelib.normalize import NormAccumulator, l2_normalise
 from gazelib.layout import ALIGNED, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
@@ -67,8 +75,37 @@ def _bracket(src_t: np.ndarray, dst_t: np.ndarray, max_gap_s: float):
     return lo_c, hi_c, ok
 
 
-def resample_linear(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
-    """Linear interpolation along axis 0 for any trailing shape (continuous, grid)."""
+def _last_at_or_before(src_t: np.ndarray, dst_t: np.ndarray, max_gap_s: float):
+    """Causal bracket: the index of the last sample at or before each target (clipped to 0 where
+    there is none), whether it is at most ``max_gap_s`` old, and whether it lies on the target."""
+    src_t = np.asarray(src_t, np.float64)
+    if src_t.size == 0:
+        z = np.zeros(dst_t.size, np.int64)
+        return z, np.zeros(dst_t.size, bool), np.zeros(dst_t.size, bool)
+    idx = last_at_or_before(src_t, dst_t)
+    idx_c = np.clip(idx, 0, src_t.size - 1)
+    ok = (idx >= 0) & (dst_t - src_t[idx_c] <= max_gap_s + 1e-9)
+    return idx_c, ok, ok & np.isclose(src_t[idx_c], dst_t, atol=1e-9)
+
+
+def resample_hold(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
+    """Viewer-causal resampling of any kind: the last sample at or before t_k, valid while it is at
+    most ``max_gap_s`` old (a step before the first sample is masked). Reads no later sample."""
+    src_v = np.asarray(src_v)
+    idx, ok, exact = _last_at_or_before(src_t, dst_t, max_gap_s)
+    if src_v.shape[0] == 0:
+        return Resampled(np.zeros((dst_t.size,) + src_v.shape[1:], np.float32), ok, exact)
+    vals = src_v[idx].astype(np.float32)
+    vals[~ok] = 0
+    return Resampled(vals, ok, exact)
+
+
+def resample_linear(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float,
+                    lookahead: str = "none") -> Resampled:
+    """Linear interpolation along axis 0 for any trailing shape (continuous, grid); with
+    ``lookahead: none`` the last sample at or before t_k instead (:func:`resample_hold`)."""
+    if check_lookahead(lookahead) == "none":
+        return resample_hold(src_t=src_t, src_v=np.asarray(src_v, np.float64), dst_t=dst_t, max_gap_s=max_gap_s)
     src_v = np.asarray(src_v, np.float64)
     out_shape = (dst_t.size,) + src_v.shape[1:]
     lo, hi, ok = _bracket(src_t, dst_t, max_gap_s)
@@ -87,16 +124,22 @@ def resample_linear(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, 
 
 
 def resample_linear_rows(*, src_t: np.ndarray, rows: Iterator[np.ndarray], row_shape: tuple, dst_t: np.ndarray,
-                         max_gap_s: float, chunk: int = 128) -> tuple[StreamedArray, np.ndarray, np.ndarray]:
+                         max_gap_s: float, chunk: int = 128,
+                         lookahead: str = "none") -> tuple[StreamedArray, np.ndarray, np.ndarray]:
     """:func:`resample_linear` for an array read row block by row block (a grid longer than
     memory): the same float64 formula per output chunk, so the values are identical, with only
-    the source rows a chunk needs held. Returns the streamed values, ``is_valid`` and ``exact``."""
+    the source rows a chunk needs held. Returns the streamed values, ``is_valid`` and ``exact``.
+    With ``lookahead: none`` each step holds the last row at or before it (weight 0 on the next)."""
     src_t = np.asarray(src_t, np.float64)
-    lo, hi, ok = _bracket(src_t, dst_t, max_gap_s)
-    span = src_t[hi] - src_t[lo] if src_t.size else np.zeros(dst_t.size)
-    w = np.clip(np.where(span > 0, (dst_t - src_t[lo]) / np.where(span > 0, span, 1), 0.0) if src_t.size
-                else np.zeros(dst_t.size), 0, 1)
-    exact = ok & (np.isclose(src_t[lo], dst_t, atol=1e-9) if src_t.size else False)
+    if check_lookahead(lookahead) == "none":
+        lo, ok, exact = _last_at_or_before(src_t, dst_t, max_gap_s)
+        hi, w = lo, np.zeros(dst_t.size)
+    else:
+        lo, hi, ok = _bracket(src_t, dst_t, max_gap_s)
+        span = src_t[hi] - src_t[lo] if src_t.size else np.zeros(dst_t.size)
+        w = np.clip(np.where(span > 0, (dst_t - src_t[lo]) / np.where(span > 0, span, 1), 0.0) if src_t.size
+                    else np.zeros(dst_t.size), 0, 1)
+        exact = ok & (np.isclose(src_t[lo], dst_t, atol=1e-9) if src_t.size else False)
 
     def chunks() -> Iterator[np.ndarray]:
         # invariant: buf holds source rows [buf_start, buf_start + len(buf)), all that was read so far
@@ -127,8 +170,13 @@ def resample_linear_rows(*, src_t: np.ndarray, rows: Iterator[np.ndarray], row_s
     return StreamedArray(shape=(dst_t.size,) + tuple(row_shape), dtype=np.float32, chunks=chunks), ok, exact
 
 
-def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float) -> Resampled:
-    """Previous sample's value (at or before t_k), valid up to ``max_gap_s`` after it."""
+def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, max_gap_s: float,
+                   lookahead: str = "none") -> Resampled:
+    """Previous sample's value (at or before t_k), valid up to ``max_gap_s`` after it; offline, a
+    step inside a gap longer than ``max_gap_s`` to the *next* sample is masked too (that reads the
+    next sample's time; ``none`` does not: :func:`resample_hold`)."""
+    if check_lookahead(lookahead) == "none":
+        return resample_hold(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s)
     src_t = np.asarray(src_t, np.float64)
     src_v = np.asarray(src_v)
     out_shape = (dst_t.size,) + src_v.shape[1:]
@@ -146,11 +194,11 @@ def resample_ffill(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, m
     return Resampled(vals, ok, exact)
 
 
-def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float) -> Resampled:
+def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float, lookahead: str = "none") -> Resampled:
     if kind in FFILL_KINDS:
-        return resample_ffill(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s)
+        return resample_ffill(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s, lookahead=lookahead)
     if kind in INTERP_KINDS:
-        r = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s)
+        r = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=max_gap_s, lookahead=lookahead)
         if kind == "embedding":
             r.values = l2_normalise(r.values)
         return r
@@ -206,7 +254,8 @@ class ModalityBlock:
     gaps: list = field(default_factory=list)
 
 
-def align_table(*, df: pd.DataFrame, kinds: dict[str, str], dst_t: np.ndarray, max_gap_s: float) -> ModalityBlock:
+def align_table(*, df: pd.DataFrame, kinds: dict[str, str], dst_t: np.ndarray, max_gap_s: float,
+                lookahead: str = "none") -> ModalityBlock:
     """Resample every declared column of a feature table; a step is valid if all columns are."""
     cols = [c for c in df.columns if c != "t" and c in kinds]
     src_t = df["t"].to_numpy(np.float64)
@@ -215,7 +264,7 @@ def align_table(*, df: pd.DataFrame, kinds: dict[str, str], dst_t: np.ndarray, m
     vals, valid, exact = [], np.ones(dst_t.size, bool), np.ones(dst_t.size, bool)
     for c in cols:
         r = resample_kind(kind=kinds[c], src_t=src_t, src_v=df[c].to_numpy(np.float64), dst_t=dst_t,
-                          max_gap_s=max_gap_s)
+                          max_gap_s=max_gap_s, lookahead=lookahead)
         vals.append(r.values)
         valid &= r.is_valid
         exact &= r.exact
@@ -240,7 +289,7 @@ def _zero_rows(arr: StreamedArray, rows: np.ndarray) -> StreamedArray:
 
 
 def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.ndarray,
-                  max_gap_s: float) -> tuple[ModalityBlock, StreamedArray | None]:
+                  max_gap_s: float, lookahead: str = "none") -> tuple[ModalityBlock, StreamedArray | None]:
     """Load ``<feat_dir>/<modality>/<video_id>.parquet`` (+ .npz) aligned to ``dst_t``.
 
     Returns the block and, for visual, the aligned grid [T, C, Gh, Gw] as a
@@ -254,8 +303,12 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
     df, meta = read_table(path)
     if "t" not in df.columns:
         raise ValueError(f"{video_id}: feature file {path} has no column 't'")
+    made = meta.get("lookahead")
+    if made is not None and made != lookahead:
+        raise ValueError(f"{video_id}: {path} was extracted with features.lookahead {made!r} but align runs with "
+                         f"{lookahead!r}; rerun extract_{modality} with the same features.lookahead")
     kinds = meta.get("kinds", {})
-    block = align_table(df=df, kinds=kinds, dst_t=dst_t, max_gap_s=max_gap_s)
+    block = align_table(df=df, kinds=kinds, dst_t=dst_t, max_gap_s=max_gap_s, lookahead=lookahead)
     if not meta.get("available", True):
         block.is_valid[:] = False
         log.info("%s: %s marked unavailable by its extractor; masked", video_id, modality)
@@ -267,7 +320,7 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
         if "grid" in keys:
             shape, rows = iter_npz_rows(npz_path, "grid")
             grid, g_ok, _ = resample_linear_rows(src_t=src_t, rows=rows, row_shape=shape[1:], dst_t=dst_t,
-                                                 max_gap_s=max_gap_s)
+                                                 max_gap_s=max_gap_s, lookahead=lookahead)
             block.is_valid &= g_ok
         # embeddings are streamed too (a 1280-d image embedding is ~180 MB an hour): resampled
         # per chunk and unit-normalised per chunk, written into their columns of one allocation
@@ -275,7 +328,7 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
         for name in (k for k in keys if kinds.get(k) == "embedding"):
             shape, rows = iter_npz_rows(npz_path, name)
             stream, e_ok, _ = resample_linear_rows(src_t=src_t, rows=rows, row_shape=shape[1:], dst_t=dst_t,
-                                                   max_gap_s=max_gap_s)
+                                                   max_gap_s=max_gap_s, lookahead=lookahead)
             streams.append((name, stream, int(np.prod(shape[1:], dtype=np.int64))))
             block.is_valid &= e_ok
         if streams:
@@ -309,16 +362,18 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
 
 
 def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.DataFrame, cfg: dict,
-                grid_shape: tuple[int, int, int], stream_grid: bool = False) -> dict[str, np.ndarray]:
+                grid_shape: tuple[int, int, int], stream_grid: bool = False,
+                lookahead: str = "none") -> dict[str, np.ndarray]:
     """Everything the aligned NPZ holds for one video (see the design contract). With
     ``stream_grid`` the grid is a :class:`StreamedArray` for :func:`write_npz` (memory flat in
-    video length); otherwise an array."""
+    video length); otherwise an array. ``lookahead``: ``features.lookahead`` (module docstring);
+    feature files that record another one are refused."""
     t = timeline(duration_s=duration_s, fps=cfg["fps"])
     out: dict[str, np.ndarray] = {"t": t}
     mask = np.zeros((t.size, 4), bool)
     for m_i, modality in enumerate(("audio", "text", "visual")):
         block, grid = load_modality(feat_dir=feat_dir, modality=modality, video_id=video_id, dst_t=t,
-                                    max_gap_s=cfg["max_gap_s"])
+                                    max_gap_s=cfg["max_gap_s"], lookahead=lookahead)
         out[modality] = block.values.astype(np.float32, copy=False)
         out[f"{modality}_columns"] = np.array(block.columns, dtype=str)
         out[f"{modality}_kinds"] = np.array(block.kinds, dtype=str)
@@ -355,7 +410,7 @@ def write_aligned(path: str | Path, arrays: dict) -> None:
 # ---------------------------------------------------------------- DVC stage
 def run_align(*, params: dict, root: Path = Path(".")) -> dict:
 
-    cfg = params["align"]
+    cfg, lookahead = params["align"], lookahead_of(params)
     manifest = load_manifest(root)
     out = root / ALIGNED
     feat_dir = root / FEATURES
@@ -370,7 +425,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
     def compute(item: dict) -> list[Path]:
         gaze = read_table(root / INTERIM / "gaze" / f"{item['video_id']}.parquet")[0]
         arrays = align_video(video_id=item["video_id"], duration_s=item["duration_s"], feat_dir=feat_dir,
-                             gaze=gaze, cfg=cfg, grid_shape=gshape, stream_grid=True)
+                             gaze=gaze, cfg=cfg, grid_shape=gshape, stream_grid=True, lookahead=lookahead)
         path = out / f"{item['video_id']}.npz"
         write_aligned(path, arrays)
         return [path]
@@ -382,7 +437,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
             log.warning("%s: extract_%s failed (%s); %s is masked", vid, m, why, m)
             masked.setdefault(vid, {})[m] = why
     run = run_per_video(cache=VideoCache(out, "align"), items=items,
-                        params={**cfg, "grid": gshape, "code": code_hash("gazelib.align", "gazelib.normalize", "gazelib.features.grid")},
+                        params={**cfg, "grid": gshape, "lookahead": lookahead, "code": code_hash("gazelib.align", "gazelib.normalize", "gazelib.features.grid")},
                         compute=compute, on_error=params["data"]["on_error"])
     write_stage_report(out, stage="align", run=run, extra={"masked_upstream": dict(sorted(masked.items()))})
     ok = [it for it in items if it["video_id"] not in run.failed]
@@ -405,7 +460,8 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
                 acc.add_grid(g[a["mask"][i:i + len(g), 2]])
                 i += len(g)
     check_splits(videos=pd.DataFrame(rows, columns=["video_id", "split", "viewers"]), where="align")
-    write_table(out / "index.parquet", pd.DataFrame(rows), meta={"fps": cfg["fps"], "grid": list(gshape)})
+    write_table(out / "index.parquet", pd.DataFrame(rows),
+                meta={"fps": cfg["fps"], "grid": list(gshape), "lookahead": lookahead})
     stats = acc.stats()
     stats["fit_on"] = sorted(it["video_id"] for it in ok if it["split"] == "train")
     write_json(out / "norm_stats.json", stats)

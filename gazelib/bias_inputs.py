@@ -42,15 +42,19 @@ def build_content_free(*, params: dict, level: float, work: Path, models: dict) 
     from gazelib.features.text import extract_text_video
     from gazelib.features.visual import extract_visual_features, write_visual_features
 
+    from gazelib.features import lookahead_of
+
     vid = level_name(level)
+    lookahead = lookahead_of(params)
     item = content_free_clip(path=work / f"{vid}.mp4", level=level, params=params)
     feat = work / "features"
     vcfg, acfg = params["visual"], params["audio"]
-    vis = extract_visual_features(video_path=item["video_path"], video_id=vid, cfg=vcfg, encoder=models["image"])
+    vis = extract_visual_features(video_path=item["video_path"], video_id=vid, cfg=vcfg, encoder=models["image"],
+                                  lookahead=lookahead)
     write_visual_features(feats=vis, out_dir=feat / "visual", video_id=vid, cfg=vcfg, detector_name="content-free")
     aud = extract_audio_features(video_path=item["video_path"], video_id=vid, duration_s=item["duration_s"], cfg=acfg,
                                  vad=models["audio"]["vad"], egemaps=models["audio"]["egemaps"],
-                                 speech=models["audio"]["speech"])
+                                 speech=models["audio"]["speech"], lookahead=lookahead)
     write_audio_features(feats=aud, out_dir=feat / "audio", video_id=vid, cfg=acfg, models=models["audio"]["names"])
     # no transcript source at all: text is written as unavailable, exactly as for a video without one
     extract_text_video(item=item, cfg={**params["text"], "sources": []}, out_dir=feat / "text",
@@ -58,7 +62,7 @@ def build_content_free(*, params: dict, level: float, work: Path, models: dict) 
     no_track = pd.DataFrame({"t": [0.0, item["duration_s"]], "x": [np.nan] * 2, "y": [np.nan] * 2,
                              "valid": [0, 0], "viewer_id": ["none"] * 2})
     return align_video(video_id=vid, duration_s=item["duration_s"], feat_dir=feat, gaze=no_track,
-                       cfg=params["align"], grid_shape=grid_shape(vcfg))
+                       cfg=params["align"], grid_shape=grid_shape(vcfg), lookahead=lookahead)
 
 
 def run_bias_inputs(*, params: dict, root: Path = Path(".")) -> dict:

@@ -1,4 +1,6 @@
-"""Property tests for the aligner: per-kind resampling, bounds, masks, gaps, gaze labels."""
+"""Property tests for the aligner: per-kind resampling, bounds, masks, gaps, gaze labels. The
+interpolating kinds are tested in the offline mode (features.lookahead: offline); the default
+viewer-causal hold is tested here and in tests/test_causal_media.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,7 +39,7 @@ def series(draw, min_size=2, max_size=40, dim=None):
 def test_linear_stays_between_neighbours_and_never_extrapolates(sv, max_gap):
     t, v = sv
     dst = np.linspace(t[0] - 1, t[-1] + 1, 97)
-    r = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap)
+    r = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap, lookahead="offline")
     outside = (dst < t[0]) | (dst > t[-1])
     assert not r.is_valid[outside].any()
     assert (r.values[~r.is_valid] == 0).all()
@@ -56,12 +58,12 @@ def test_linear_stays_between_neighbours_and_never_extrapolates(sv, max_gap):
 @given(series())
 def test_linear_is_exact_at_samples_and_on_lines(sv):
     t, v = sv
-    r = resample_linear(src_t=t, src_v=v, dst_t=t, max_gap_s=10.0)
+    r = resample_linear(src_t=t, src_v=v, dst_t=t, max_gap_s=10.0, lookahead="offline")
     assert r.is_valid.all() and r.exact.all()
     np.testing.assert_allclose(r.values, v.astype(np.float32), rtol=1e-5, atol=1e-3)
     line = 3.0 * t - 2.0
     mid = (t[:-1] + t[1:]) / 2
-    r2 = resample_linear(src_t=t, src_v=line, dst_t=mid, max_gap_s=10.0)
+    r2 = resample_linear(src_t=t, src_v=line, dst_t=mid, max_gap_s=10.0, lookahead="offline")
     np.testing.assert_allclose(r2.values, 3.0 * mid - 2.0, rtol=1e-4, atol=1e-3)
 
 
@@ -71,13 +73,18 @@ def test_forward_fill_takes_the_previous_sample(sv, max_gap):
     t, v = sv
     v = np.round(v)  # discrete values
     dst = np.linspace(t[0] - 0.5, t[-1] + 0.5, 83)
-    r = resample_ffill(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap)
-    for k in np.nonzero(r.is_valid)[0]:
-        j = np.searchsorted(t, dst[k] + 1e-9, side="right") - 1
-        assert j >= 0 and r.values[k] == np.float32(v[j])
-        assert dst[k] - t[j] <= max_gap + 1e-9
-    assert not r.is_valid[dst < t[0] - 1e-6].any()
-    assert not r.is_valid[dst > t[-1] + max_gap + 1e-6].any()
+    for mode in ("none", "offline"):
+        r = resample_ffill(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap, lookahead=mode)
+        for k in np.nonzero(r.is_valid)[0]:
+            j = np.searchsorted(t, dst[k] + 1e-9, side="right") - 1
+            assert j >= 0 and r.values[k] == np.float32(v[j])
+            assert dst[k] - t[j] <= max_gap + 1e-9
+        assert not r.is_valid[dst < t[0] - 1e-6].any()
+        assert not r.is_valid[dst > t[-1] + max_gap + 1e-6].any()
+    # viewer-causal: valid exactly while the last sample is at most max_gap old (never judged by the next)
+    r = resample_ffill(src_t=t, src_v=v, dst_t=dst, max_gap_s=max_gap, lookahead="none")
+    j = np.searchsorted(t, dst + 1e-9, side="right") - 1
+    assert np.array_equal(r.is_valid, (j >= 0) & (dst - t[np.maximum(j, 0)] <= max_gap + 1e-9))
 
 
 @settings(max_examples=100, deadline=None)
@@ -85,9 +92,11 @@ def test_forward_fill_takes_the_previous_sample(sv, max_gap):
 def test_embeddings_come_back_unit_length_or_zero(sv):
     t, v = sv
     dst = np.linspace(t[0], t[-1], 50)
-    r = resample_kind(kind="embedding", src_t=t, src_v=l2_normalise(v), dst_t=dst, max_gap_s=10.0)
-    norms = np.linalg.norm(r.values, axis=1)
-    assert np.all((np.abs(norms - 1) < 1e-4) | (norms < 1e-6))
+    for mode in ("none", "offline"):
+        r = resample_kind(kind="embedding", src_t=t, src_v=l2_normalise(v), dst_t=dst, max_gap_s=10.0,
+                          lookahead=mode)
+        norms = np.linalg.norm(r.values, axis=1)
+        assert np.all((np.abs(norms - 1) < 1e-4) | (norms < 1e-6))
 
 
 @settings(max_examples=60, deadline=None)
@@ -96,9 +105,10 @@ def test_grid_is_interpolated_per_cell(sv):
     t, v = sv
     grid = v.reshape(-1, 1, 2, 3)
     dst = np.linspace(t[0], t[-1], 20)
-    r = resample_kind(kind="grid", src_t=t, src_v=grid, dst_t=dst, max_gap_s=10.0)
-    flat = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=10.0)
-    np.testing.assert_allclose(r.values.reshape(20, 6), flat.values, rtol=1e-6, atol=1e-6)
+    for mode in ("none", "offline"):
+        r = resample_kind(kind="grid", src_t=t, src_v=grid, dst_t=dst, max_gap_s=10.0, lookahead=mode)
+        flat = resample_linear(src_t=t, src_v=v, dst_t=dst, max_gap_s=10.0, lookahead=mode)
+        np.testing.assert_allclose(r.values.reshape(20, 6), flat.values, rtol=1e-6, atol=1e-6)
 
 
 @settings(max_examples=100, deadline=None)
@@ -112,10 +122,14 @@ def test_gap_detection_at_its_threshold(sv, thr):
 
 def test_gap_inside_data_is_masked_not_invented():
     t = np.r_[np.arange(0, 1, 0.01), np.arange(3, 4, 0.01)]
-    r = resample_linear(src_t=t, src_v=np.ones_like(t), dst_t=np.arange(0, 4, 0.1), max_gap_s=0.5)
     dst = np.arange(0, 4, 0.1)
+    r = resample_linear(src_t=t, src_v=np.ones_like(t), dst_t=dst, max_gap_s=0.5, lookahead="offline")
     assert not r.is_valid[(dst > 1.0) & (dst < 3.0)].any()
     assert r.is_valid[(dst < 0.95)].all() and r.is_valid[(dst > 3.0) & (dst < 3.95)].all()
+    # viewer-causal: the last sample (0.99 s) is held while at most 0.5 s old, then masked until 3 s
+    r = resample_linear(src_t=t, src_v=np.ones_like(t), dst_t=dst, max_gap_s=0.5, lookahead="none")
+    assert r.is_valid[dst < 1.45].all() and not r.is_valid[(dst > 1.5) & (dst < 2.95)].any()
+    assert r.is_valid[dst > 2.95].all()
 
 
 @settings(max_examples=50, deadline=None)
@@ -129,10 +143,13 @@ def test_timeline_is_monotonic_and_in_range(duration, fps):
 def test_align_table_reads_kinds_not_names():
     df = pd.DataFrame({"t": [0.0, 1.0], "a": [0.0, 1.0], "b": [0.0, 1.0]})
     dst = np.array([0.5])
-    blk = align_table(df=df, kinds={"a": "continuous", "b": "binary"}, dst_t=dst, max_gap_s=2.0)
+    blk = align_table(df=df, kinds={"a": "continuous", "b": "binary"}, dst_t=dst, max_gap_s=2.0, lookahead="offline")
     assert blk.values[0].tolist() == [0.5, 0.0]
-    blk2 = align_table(df=df, kinds={"a": "binary", "b": "continuous"}, dst_t=dst, max_gap_s=2.0)
+    blk2 = align_table(df=df, kinds={"a": "binary", "b": "continuous"}, dst_t=dst, max_gap_s=2.0, lookahead="offline")
     assert blk2.values[0].tolist() == [0.0, 0.5]
+    # viewer-causal: every kind holds the sample at 0 s (the one at 1 s is in the future)
+    blk3 = align_table(df=df, kinds={"a": "continuous", "b": "binary"}, dst_t=dst, max_gap_s=2.0)
+    assert blk3.values[0].tolist() == [0.0, 0.0]
 
 
 @settings(max_examples=80, deadline=None)
@@ -191,13 +208,14 @@ def test_streamed_grid_resampling_equals_in_memory(seed, n_src, n_dst, chunk, bl
     src_t = np.sort(rng.choice(np.arange(0, 10, 0.01), n_src, replace=False))
     src_v = rng.normal(size=(n_src, 2, 3, 4)).astype(np.float32)
     dst_t = np.sort(rng.uniform(-0.5, 10.5, n_dst))
-    ref = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=gap)
-    rows = (src_v[i:i + block] for i in range(0, n_src, block))
-    stream, ok, exact = resample_linear_rows(src_t=src_t, rows=rows, row_shape=(2, 3, 4), dst_t=dst_t,
-                                             max_gap_s=gap, chunk=chunk)
-    np.testing.assert_array_equal(stream.materialize(), ref.values)
-    np.testing.assert_array_equal(ok, ref.is_valid)
-    np.testing.assert_array_equal(exact, ref.exact)
+    for mode in ("none", "offline"):
+        ref = resample_linear(src_t=src_t, src_v=src_v, dst_t=dst_t, max_gap_s=gap, lookahead=mode)
+        rows = (src_v[i:i + block] for i in range(0, n_src, block))
+        stream, ok, exact = resample_linear_rows(src_t=src_t, rows=rows, row_shape=(2, 3, 4), dst_t=dst_t,
+                                                 max_gap_s=gap, chunk=chunk, lookahead=mode)
+        np.testing.assert_array_equal(stream.materialize(), ref.values)
+        np.testing.assert_array_equal(ok, ref.is_valid)
+        np.testing.assert_array_equal(exact, ref.exact)
 
 
 def test_npz_rows_stream_back_what_was_written(tmp_path):

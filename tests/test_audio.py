@@ -61,15 +61,21 @@ def test_video_without_audio_is_masked_not_an_error(tmp_path):
     assert not f.available and f.table.empty and "is_speaking" in f.table.columns
 
 
-def test_demo_speech_voice_activity_covers_the_words(tiny_corpus):
+@pytest.mark.parametrize("lookahead", ["none", "offline"])
+def test_demo_speech_voice_activity_covers_the_words(tiny_corpus, lookahead):
+    """Causal (none): a word is judged against the decision the declared latency later (speech is
+    declared once it lasted vad_min_speech_s, from silero windows that have ended: docs/causality.md)."""
+    from gazelib.features.audio import VAD_WIN
+
     root, _ = tiny_corpus
     covered, total, outside, n_out = 0, 0, 0, 0
     vad = SileroVAD()
+    latency = CFG["vad_min_speech_s"] + VAD_WIN / CFG["sample_rate"] if lookahead == "none" else 0.0
     for vid in ("demo000", "demo001", "demo002"):
         f = extract_audio_features(video_path=root / "videos" / f"{vid}.mp4", video_id=vid, duration_s=10.0,
-                                   cfg=CFG, vad=vad)
+                                   cfg=CFG, vad=vad, lookahead=lookahead)
         truth = json.loads((root / "truth" / f"{vid}.json").read_text())
-        t = f.table["t"].to_numpy()
+        t = f.table["t"].to_numpy() - latency
         sp = f.table["is_speaking"].to_numpy().astype(bool)
         in_word = np.zeros(t.size, bool)
         near_speech = np.zeros(t.size, bool)
@@ -110,9 +116,10 @@ def test_truncated_audio_stream_is_reported_by_name(tmp_path):
         extract_audio_features(video_path=cut, video_id="cut_audio", duration_s=6.0, cfg=CFG)
 
 
-def test_hysteresis_needs_the_on_threshold_and_drops_blips():
+def test_offline_hysteresis_needs_the_on_threshold_and_drops_blips():
+    """Offline: short runs removed in hindsight (the causal decision: tests/test_causal_media.py)."""
     p = np.r_[np.zeros(20), np.full(3, 0.6), np.zeros(20), np.full(30, 0.6), np.full(10, 0.4), np.zeros(20)]
-    s = hysteresis(prob=p, on=0.5, off=0.35, hop_s=0.01, min_on_s=0.05, min_off_s=0.05)
+    s = hysteresis(prob=p, on=0.5, off=0.35, hop_s=0.01, min_on_s=0.05, min_off_s=0.05, causal=False)
     assert not s[20:23].any()            # 30 ms blip removed
     assert s[43:83].all()                # stays on through 0.4 (above off)
     assert not s[85:].any()
@@ -135,7 +142,10 @@ def test_speech_embeddings_from_a_tiny_local_model(tmp_path):
     t = np.arange(int(5 * sr)) / sr
     video = _video_with_audio(tmp_path / "tone.mp4", (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32))
     enc = SpeechEncoder(path=path)
-    f = extract_audio_features(video_path=video, video_id="tone", duration_s=5.0, cfg=CFG, speech=enc)
+    with pytest.raises(ValueError, match="speech encoder attends to the whole audio chunk"):
+        extract_audio_features(video_path=video, video_id="tone", duration_s=5.0, cfg=CFG, speech=enc)
+    f = extract_audio_features(video_path=video, video_id="tone", duration_s=5.0, cfg=CFG, speech=enc,
+                               lookahead="offline")
     assert f.speech_emb.shape == (len(f.table), 16)
     assert np.allclose(np.linalg.norm(f.speech_emb, axis=1), 1, atol=1e-4)
     files = write_audio_features(feats=f, out_dir=tmp_path / "out", video_id="tone", cfg=CFG, models={"speech": enc.name})

@@ -146,11 +146,15 @@ def test_predict_on_a_video_from_outside_the_corpus(acceptance):
         assert abs(ov.duration / av.time_base - src.duration / av.time_base) < 0.1
         a_src, a_out = src.streams.audio[0].codec_context, ov.streams.audio[0].codec_context
         assert a_out.sample_rate == a_src.sample_rate and a_out.channels == a_src.channels == 6
-    # the overlay is not the source re-encoded: the drawing is there (green marker pixels)
+    # the overlay is not the source re-encoded: the drawing is there (green marker pixels, drawn when
+    # P(in) >= 0.5: the first frame of the first such step)
+    k = int(np.argmax(df["p_in"].to_numpy() >= 0.5))
+    assert df["p_in"].iloc[k] >= 0.5
     with av.open(str(vid / "overlay.mp4")) as ov:
-        frame = next(ov.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+        frame = next(f for f in ov.decode(video=0) if f.time >= df["t"].iloc[k] - 1e-6)
+        frame = frame.to_ndarray(format="rgb24").astype(int)
     green = (frame[..., 1] > 200) & (frame[..., 0] < 140) & (frame[..., 2] < 140)
-    x, y = df["x"].iloc[0] * 1280, df["y"].iloc[0] * 720
+    x, y = df["x"].iloc[k] * 1280, df["y"].iloc[k] * 720
     ys, xs = np.nonzero(green)
     assert len(xs) > 20 and np.hypot(xs - x, ys - y).min() < 5
 

@@ -114,12 +114,15 @@ def test_mask_matches_data_presence(tmp_path_factory, gap_start, gap_len, seed):
     df = pd.DataFrame({"t": t[keep], "rms": rng.uniform(0.1, 1, keep.sum()), "is_speaking": rng.integers(0, 2, keep.sum())})
     write_table(feat / "audio" / "v.parquet", df, meta={"kinds": {"rms": "continuous", "is_speaking": "binary"}})
     gaze = pd.DataFrame({"viewer_id": [], "t": [], "x": [], "y": [], "valid": pd.Series(dtype=bool), "inout": []})
-    out = align_video(video_id="v", duration_s=6.0, feat_dir=feat, gaze=gaze,
-                      cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(1, 2, 2))
-    steps = out["t"]
     before, after = t[keep][t[keep] <= gap_start].max(), t[keep][t[keep] >= gap_start + gap_len].min()
-    hole = (steps > before + 1e-9) & (steps < after - 1e-9)  # strictly between the samples around the gap
-    assert not out["mask"][hole, 0].any() and (out["audio"][hole] == 0).all()
-    assert out["mask"][~hole & (steps <= t[-1]), 0].all()
-    assert (out["audio"][out["mask"][:, 0], 0] > 0).all()
-    assert not out["mask"][:, 1:3].any() and not out["mask"][:, 3].any()  # no text/visual/gaze at all
+    for lookahead, held in (("offline", 0.0), ("none", 0.5)):
+        out = align_video(video_id="v", duration_s=6.0, feat_dir=feat, gaze=gaze,
+                          cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(1, 2, 2),
+                          lookahead=lookahead)
+        steps = out["t"]
+        # strictly between the samples around the gap; viewer-causal: the last sample is held max_gap_s first
+        hole = (steps > before + held + 1e-9) & (steps < after - 1e-9)
+        assert not out["mask"][hole, 0].any() and (out["audio"][hole] == 0).all()
+        assert out["mask"][~hole & (steps <= t[-1]), 0].all()
+        assert (out["audio"][out["mask"][:, 0], 0] > 0).all()
+        assert not out["mask"][:, 1:3].any() and not out["mask"][:, 3].any()  # no text/visual/gaze at all

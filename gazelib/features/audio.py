@@ -1,6 +1,12 @@
 """Frame-level acoustic descriptors at ``hop_s``, computed chunk by chunk.
 
-Frame ``k`` is centred at ``t_k = k * hop_s`` (seconds from the video start). Features:
+Frame ``k`` is stamped ``t_k = k * hop_s`` (seconds from the video start). With
+``features.lookahead: none`` (the default) every descriptor at ``t_k`` comes from samples before
+``t_k`` only: its windows *end* at ``t_k`` (``[t_k - win, t_k)``), the voice probability is that of
+the last 32 ms silero window that ended by ``t_k``, and ``is_speaking`` is decided from those
+probabilities alone (docs/causality.md). With ``offline`` the windows are centred on ``t_k``,
+the voice probability is interpolated between windows and short runs are removed in hindsight
+(the features before the causal mode, byte for byte). Features:
 
 - ``rms`` = sqrt(mean(x^2)) over a ``win_s`` Hann-free window; ``rms_db`` = 20 log10(rms + 1e-10)
 - ``spectral_centroid`` = sum_f f |X_f| / sum_f |X_f| (Hz)
@@ -8,13 +14,15 @@ Frame ``k`` is centred at ``t_k = k * hop_s`` (seconds from the video start). Fe
 - ``f0`` (Hz, 0 when unvoiced) and ``voiced_prob`` from the normalised autocorrelation: the
   shortest-lag local maximum in [sr/fmax, sr/fmin] within 90% of the highest one (avoids
   sub-octave errors), refined by parabolic interpolation
-- ``vad_prob`` from silero-vad (32 ms windows) and ``is_speaking`` by hysteresis on it
+- ``vad_prob`` from silero-vad (32 ms windows, streaming) and ``is_speaking`` by hysteresis on it
 
 Optional (params): ``mfcc_<k>`` (``n_mfcc`` > 0, continuous, from the same spectrum);
 ``egemaps_*`` columns, the eGeMAPSv02 low-level descriptors from
-``opensmile`` (continuous, interpolated to the hop); ``speech_emb`` (embedding kind, NPZ), the
-last hidden state of a local ``transformers`` speech encoder (Wav2Vec2/HuBERT-style) pooled
-to the hop by linear interpolation of its frame sequence.
+``opensmile`` (continuous; offline: interpolated between frame centres; none: the last frame whose
+audio, up to 70 ms after its start, was all heard by ``t_k``, held); ``speech_emb`` (embedding kind,
+NPZ; offline only: the encoder attends to the whole chunk), the last hidden state of a local
+``transformers`` speech encoder (Wav2Vec2/HuBERT-style) pooled to the hop by linear interpolation of
+its frame sequence.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
 from gazelib.cache import VideoCache, code_hash, run_per_video
@@ -37,6 +46,10 @@ KINDS = {"rms": "continuous", "rms_db": "continuous", "spectral_centroid": "cont
          "onset_strength": "continuous", "f0": "continuous", "voiced_prob": "continuous",
          "vad_prob": "continuous", "is_speaking": "binary"}
 F0_MIN, F0_MAX, F0_WIN_S = 60.0, 500.0, 0.064
+# An eGeMAPSv02 LLD frame (20 ms hop index) reads audio up to 70 ms after its start: its longest
+# window (60 ms, pitch/HNR) plus the next frame that the 3-frame smoothing (sma3) averages in.
+# Measured by swapping the audio after T: frames starting at or before T - 0.07 never changed.
+EGEMAPS_REACH_S = 0.07
 VAD_WIN = 512  # samples at 16 kHz, silero's window
 
 
@@ -47,6 +60,7 @@ class AudioFeatures:
     duration_s: float
     speech_emb: np.ndarray | None = None    # [T, D] at the table's times
     kinds: dict = None
+    lookahead: str = "none"                 # features.lookahead they were made with
 
     def __post_init__(self):
         if self.kinds is None:
@@ -66,14 +80,15 @@ class EGeMAPS:
                                      feature_level=opensmile.FeatureLevel.LowLevelDescriptors)
         self.name = f"opensmile {opensmile.__version__} eGeMAPSv02 LLD"
 
-    def frames(self, x: np.ndarray, sr: int) -> tuple[np.ndarray, pd.DataFrame]:
-        """(centre times relative to x, descriptor table)."""
+    def frames(self, x: np.ndarray, sr: int, causal: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+        """(times relative to x, descriptor table): frame centres, or with ``causal`` the time by
+        which all the audio a frame reads has been heard (start + :data:`EGEMAPS_REACH_S`)."""
         df = self.smile.process_signal(x, sr)
         starts = df.index.get_level_values("start").total_seconds().to_numpy()
         ends = df.index.get_level_values("end").total_seconds().to_numpy()
         df = df.reset_index(drop=True)
         df.columns = ["egemaps_" + "".join(ch if ch.isalnum() else "_" for ch in c).strip("_") for c in df.columns]
-        return (starts + ends) / 2, df
+        return (starts + EGEMAPS_REACH_S if causal else (starts + ends) / 2), df
 
 
 class SpeechEncoder:
@@ -107,12 +122,15 @@ def _frames(x: np.ndarray, centres: np.ndarray, win: int) -> np.ndarray:
     return x[idx]
 
 
-def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, win: int, n_mfcc: int = 0) -> dict:
-    """Descriptors for frames centred at ``centres`` (indices into the unpadded signal).
+def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, win: int, n_mfcc: int = 0,
+                      causal: bool = False) -> dict:
+    """Descriptors for frames stamped at ``centres`` (indices into the unpadded signal): windows
+    centred there, or with ``causal`` windows that end there (samples ``[c - win, c)``).
 
-    ``x`` carries ``pad`` samples of context on each side (pad >= F0 window / 2).
+    ``x`` carries ``pad`` samples of context on each side (pad >= the F0 window).
     """
-    fr = _frames(x, centres + pad - win // 2, win)
+    f0_win = int(F0_WIN_S * sr)
+    fr = _frames(x, centres + pad - (win if causal else win // 2), win)
     rms = np.sqrt(np.mean(fr ** 2, axis=1))
     n_fft = 1 << int(np.ceil(np.log2(win)))
     spec = np.abs(np.fft.rfft(fr * np.hanning(win), n=n_fft, axis=1))
@@ -120,7 +138,8 @@ def frame_descriptors(*, x: np.ndarray, sr: int, centres: np.ndarray, pad: int, 
     centroid = (spec * freqs).sum(1) / np.maximum(spec.sum(1), 1e-10)
     logspec = np.log(spec + 1e-6)
     flux = np.maximum(np.diff(logspec, axis=0, prepend=logspec[:1]), 0).sum(1)
-    f0, voiced = pitch_autocorr(x=x, sr=sr, centres=centres + pad)
+    # pitch_autocorr windows start at c - f0_win // 2: shifted so they end at the stamp when causal
+    f0, voiced = pitch_autocorr(x=x, sr=sr, centres=centres + pad - ((f0_win - f0_win // 2) if causal else 0))
     out = {"rms": rms, "rms_db": 20 * np.log10(rms + 1e-10), "spectral_centroid": centroid,
            "onset_strength": flux, "f0": f0, "voiced_prob": voiced}
     if n_mfcc:
@@ -169,15 +188,36 @@ def pitch_autocorr(*, x: np.ndarray, sr: int, centres: np.ndarray) -> tuple[np.n
 
 
 def hysteresis(*, prob: np.ndarray, on: float, off: float, hop_s: float, min_on_s: float,
-               min_off_s: float) -> np.ndarray:
-    """Binary activity: switch on above ``on``, off below ``off``; drop short runs."""
+               min_off_s: float, causal: bool) -> np.ndarray:
+    """Binary activity: switch on above ``on``, off below ``off``; then short runs are handled.
+
+    ``causal``: the decision at frame i uses frames up to i only: speech starts once the raw state
+    has been on for ``min_on_s`` (declared at that frame, not back-dated) and ends once it has been
+    off for ``min_off_s``, so blips and short pauses are ignored at the cost of that latency.
+    Otherwise short runs are removed in hindsight (an onset keeps its true start; looks ahead).
+    """
     state = np.zeros(prob.size, dtype=bool)
     cur = False
     for i, p in enumerate(prob):
         cur = p >= on if not cur else p > off
         state[i] = cur
+    if causal:
+        return debounce(state, min_on=int(round(min_on_s / hop_s)), min_off=int(round(min_off_s / hop_s)))
     state = _drop_short_runs(state, value=False, min_len=int(round(min_off_s / hop_s)))
     return _drop_short_runs(state, value=True, min_len=int(round(min_on_s / hop_s)))
+
+
+def debounce(state: np.ndarray, *, min_on: int, min_off: int) -> np.ndarray:
+    """Causal debouncing: the output switches on after ``min_on`` consecutive raw on-frames and off
+    after ``min_off`` consecutive off-frames (frame i depends on frames <= i only)."""
+    out = np.zeros(state.size, dtype=bool)
+    cur, run = False, 0  # run: consecutive raw frames that disagree with the output
+    for i, s in enumerate(state):
+        run = run + 1 if bool(s) != cur else 0
+        if run and run >= (min_off if cur else min_on):
+            cur, run = not cur, 0
+        out[i] = cur
+    return out
 
 
 def _drop_short_runs(state: np.ndarray, value: bool, min_len: int) -> np.ndarray:
@@ -233,10 +273,25 @@ def _overlapped(chunks: Iterator[tuple[float, np.ndarray]], pad: int):
         yield pt0, px, np.concatenate([ptail, px, np.zeros(pad, np.float32)])
 
 
+def check_speech_model(*, cfg: dict, lookahead: str) -> None:
+    """A speech encoder attends to its whole input chunk (future audio included): offline only."""
+    if check_lookahead(lookahead) == "none" and cfg.get("speech_model", "none") != "none":
+        raise ValueError(f"audio.speech_model {cfg['speech_model']!r} attends to the whole audio chunk, future "
+                         "included, so it cannot give viewer-causal features: set audio.speech_model: none, or "
+                         "features.lookahead: offline (docs/causality.md)")
+
+
 def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s: float, cfg: dict,
                            vad: SileroVAD | None = None, egemaps: EGeMAPS | None = None,
-                           speech: SpeechEncoder | None = None) -> AudioFeatures:
-    """Stream the audio track and return the feature table (empty and unavailable if none)."""
+                           speech: SpeechEncoder | None = None, lookahead: str = "none") -> AudioFeatures:
+    """Stream the audio track and return the feature table (empty and unavailable if none).
+    ``lookahead`` (``features.lookahead``): ``none`` for descriptors from the audio before each
+    frame's time only, ``offline`` for the centred (look-ahead) ones (module docstring)."""
+    causal = check_lookahead(lookahead) == "none"
+    if causal and speech is not None:
+        raise ValueError(f"{video_id}: a speech encoder attends to the whole audio chunk (future included) and "
+                         "cannot run with features.lookahead: none; set audio.speech_model: none or "
+                         "features.lookahead: offline")
     sr, hop = cfg["sample_rate"], int(round(cfg["hop_s"] * cfg["sample_rate"]))
     win = int(round(cfg["win_s"] * sr))
     pad = int(F0_WIN_S * sr)
@@ -250,7 +305,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
     extra_t, extra_tables, emb_t, emb_parts = [], [], [], []
     for t0, core, padded in _overlapped(chunks, pad):
         if egemaps is not None:
-            et, etab = egemaps.frames(core, sr)
+            et, etab = egemaps.frames(core, sr, causal=causal)
             extra_t.append(et + total / sr)
             extra_tables.append(etab)
         if speech is not None:
@@ -260,7 +315,8 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
         audio_t0 = t0 if audio_t0 is None else audio_t0
         first = int(np.ceil(total / hop))
         centres = np.arange(first * hop, total + core.size, hop) - total
-        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win, n_mfcc=cfg.get("n_mfcc", 0))
+        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win, n_mfcc=cfg.get("n_mfcc", 0),
+                              causal=causal)
         d["sample"] = centres + total
         parts.append(d)
         stream = np.concatenate([vad_carry, core])
@@ -271,22 +327,28 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
     if audio_t0 is None:
         log.warning("%s: no audio stream in %s; audio marked unavailable", video_id, video_path)
         return AudioFeatures(table=pd.DataFrame({"t": np.zeros(0), **{c: np.zeros(0) for c in KINDS}}),
-                             available=False, duration_s=duration_s)
+                             available=False, duration_s=duration_s, lookahead=lookahead)
     table = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
     vad_prob = np.concatenate(vad_parts) if vad_parts else np.zeros(0)
-    vad_t = (np.arange(vad_prob.size) + 0.5) * VAD_WIN / sr
-    t_rel = table.pop("sample").to_numpy() / sr
-    table["vad_prob"] = np.interp(t_rel, vad_t, vad_prob) if vad_prob.size else 0.0
+    samples = table.pop("sample").to_numpy()
+    t_rel = samples / sr
+    if causal:
+        table["vad_prob"] = held_window_prob(prob=vad_prob, samples=samples, window=VAD_WIN)
+    else:
+        vad_t = (np.arange(vad_prob.size) + 0.5) * VAD_WIN / sr
+        table["vad_prob"] = np.interp(t_rel, vad_t, vad_prob) if vad_prob.size else 0.0
     table["is_speaking"] = hysteresis(prob=table["vad_prob"].to_numpy(), on=cfg["vad_threshold_on"],
                                       off=cfg["vad_threshold_off"], hop_s=cfg["hop_s"],
                                       min_on_s=cfg["vad_min_speech_s"],
-                                      min_off_s=cfg["vad_min_silence_s"]).astype(np.int8)
+                                      min_off_s=cfg["vad_min_silence_s"], causal=causal).astype(np.int8)
     kinds = {**KINDS, **{c: "continuous" for c in table.columns if c.startswith("mfcc_")}}
     if extra_tables:
         et = np.concatenate(extra_t)
         etab = pd.concat(extra_tables, ignore_index=True)
         for c in etab.columns:
-            table[c] = np.interp(t_rel, et, etab[c].to_numpy(np.float64)).astype(np.float32)
+            v = etab[c].to_numpy(np.float64)
+            held = hold_last(src_t=et, src_v=v, dst_t=t_rel) if causal else np.interp(t_rel, et, v)
+            table[c] = held.astype(np.float32)
             kinds[c] = "continuous"
     speech_emb = None
     if emb_parts:
@@ -296,7 +358,27 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
         speech_emb = l2_normalise(np.stack([np.interp(t_rel, et, ev[:, j]) for j in range(ev.shape[1])], 1))
     table.insert(0, "t", audio_t0 + t_rel)
     table = table.astype({c: np.float32 for c, k in kinds.items() if k == "continuous"})
-    return AudioFeatures(table=table, available=True, duration_s=duration_s, speech_emb=speech_emb, kinds=kinds)
+    return AudioFeatures(table=table, available=True, duration_s=duration_s, speech_emb=speech_emb, kinds=kinds,
+                         lookahead=lookahead)
+
+
+def held_window_prob(*, prob: np.ndarray, samples: np.ndarray, window: int) -> np.ndarray:
+    """Per sample index, the probability of the last ``window``-sample block that ended at or before
+    it (block i covers ``[i * window, (i + 1) * window)``); 0 before the first block ended."""
+    idx = np.asarray(samples) // window - 1
+    out = np.zeros(idx.size, np.float64)
+    ok = (idx >= 0) & (idx < prob.size)
+    out[ok] = prob[idx[ok]]
+    out[idx >= prob.size] = prob[-1] if prob.size else 0.0
+    return out
+
+
+def hold_last(*, src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray) -> np.ndarray:
+    """The value of the last source sample at or before each ``dst_t`` (0 before the first sample)."""
+    if src_t.size == 0:
+        return np.zeros(dst_t.size)
+    idx = last_at_or_before(src_t, dst_t)
+    return np.where(idx >= 0, src_v[np.clip(idx, 0, src_t.size - 1)], 0.0)
 
 
 def write_audio_features(*, feats: AudioFeatures, out_dir: str | Path, video_id: str, cfg: dict,
@@ -304,7 +386,8 @@ def write_audio_features(*, feats: AudioFeatures, out_dir: str | Path, video_id:
     path = Path(out_dir) / f"{video_id}.parquet"
     kinds = {**feats.kinds, **({"speech_emb": "embedding"} if feats.speech_emb is not None else {})}
     meta = feature_meta(video_id=video_id, modality="audio", kinds=kinds, backend="pyav+numpy",
-                        params=cfg, available=feats.available, models=models or {})
+                        params=cfg, available=feats.available, models=models or {},
+                        extra={"lookahead": feats.lookahead})
     write_table(path, feats.table, meta=meta)
     if feats.speech_emb is None:
         path.with_suffix(".npz").unlink(missing_ok=True)
@@ -326,14 +409,14 @@ def make_audio_models(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------- DVC stage
-def audio_worker(*, cfg: dict, out: Path):
+def audio_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
     """The per-video work of extract_audio, its models loaded once (per worker: gazelib.compute)."""
     models = make_audio_models(cfg)
 
     def compute(item: dict) -> list[Path]:
         feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
                                        duration_s=item["duration_s"], cfg=cfg, vad=models["vad"],
-                                       egemaps=models["egemaps"], speech=models["speech"])
+                                       egemaps=models["egemaps"], speech=models["speech"], lookahead=lookahead)
         return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                     models=models["names"])
     return compute
@@ -342,11 +425,13 @@ def audio_worker(*, cfg: dict, out: Path):
 def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
     from gazelib.compute import WorkerSpec
 
-    cfg = params["audio"]
+    cfg, lookahead = params["audio"], lookahead_of(params)
+    check_speech_model(cfg=cfg, lookahead=lookahead)  # before any model loads
     out = root / FEATURES / "audio"
     # torch threads 1 in every worker: what importing silero-vad sets (its VAD runs in onnxruntime, 1 thread)
-    spec = WorkerSpec(audio_worker, {"cfg": cfg, "out": out}, threads=1)
+    spec = WorkerSpec(audio_worker, {"cfg": cfg, "out": out, "lookahead": lookahead}, threads=1)
     run = run_per_video(cache=VideoCache(out, "extract_audio"), items=manifest_items(load_manifest(root)),
-                        params={**cfg, "code": code_hash("gazelib.features.audio", "gazelib.media", "gazelib.normalize")},
+                        params={**cfg, "lookahead": lookahead,
+                                "code": code_hash("gazelib.features.audio", "gazelib.media", "gazelib.normalize")},
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     return run.as_dict()

@@ -14,7 +14,11 @@ motion is measured in the held boxes on every sampled frame. Grid channels are c
 
 The pretrained encoder (``image_model``) runs on frames resized to ``embed_width x
 embed_height`` at ``embed_fps``; its global embedding (``image_emb``, embedding kind) and
-grid channels are linearly interpolated to the sampled frames (held at the ends).
+grid channels reach the sampled frames by ``features.lookahead``: ``none`` (default) holds the last
+encoded keyframe at or before each frame (viewer-causal); ``offline`` interpolates linearly
+toward the next keyframe (up to ``1 / embed_fps`` ahead; held at the ends). Everything else is
+causal in both modes: a frame's maps use that frame and the one before (motion, cuts), faces are
+held from the last detection (docs/causality.md).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
 from gazelib.media import iter_frames
 from gazelib.cache import VideoCache, code_hash, run_per_video
@@ -252,6 +257,7 @@ class VisualFeatures:
     channels: list[str] = field(default_factory=lambda: list(GRID_CHANNELS))
     emb_stream: StreamedArray | None = None
     image_model: str = ""
+    lookahead: str = "none"  # features.lookahead they were made with
 
     @property
     def grid(self) -> np.ndarray:
@@ -291,6 +297,16 @@ def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out:
         w = np.clip((d - src_t[lo]) / (src_t[hi] - src_t[lo]), 0, 1).astype(np.float32)
         w = w.reshape((-1,) + (1,) * (src_v.ndim - 1))
         out[i:i + chunk] = src_v[lo] + w * (src_v[hi] - src_v[lo])
+    return out
+
+
+def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.ndarray | None = None,
+              chunk: int = 256) -> np.ndarray:
+    """The row of the last source time at or before each ``dst_t`` (the first row before the first
+    time), in float32 chunks of ``chunk`` rows: keyframe features held, never taken from a later one."""
+    out = np.empty((len(dst_t),) + src_v.shape[1:], np.float32) if out is None else out
+    for i in range(0, len(dst_t), chunk):
+        out[i:i + chunk] = src_v[np.clip(last_at_or_before(src_t, dst_t[i:i + chunk]), 0, len(src_t) - 1)]
     return out
 
 
@@ -359,12 +375,14 @@ class _Timer:
 
 def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                             detector: FaceDetector | None = None, encoder=None,
-                            timings: dict | None = None) -> VisualFeatures:
-    """Per-frame table, face boxes and grid (+ encoder embedding) of one video. ``timings``, when
+                            timings: dict | None = None, lookahead: str = "none") -> VisualFeatures:
+    """Per-frame table, face boxes and grid (+ encoder embedding) of one video; ``lookahead``
+    (``features.lookahead``) says how keyframe features reach the other frames. ``timings``, when
     given, collects seconds spent per part of the main thread: decode, faces, maps, cnn (frame resizing
     and waiting for the encoder thread); the rest is bookkeeping. ``cnn_thread``: seconds the encoder
     network ran in its own thread, overlapping the main thread."""
     timer = _Timer(timings)
+    to_frames = hold_rows if check_lookahead(lookahead) == "none" else interp_clamped
     detector = detector or FaceDetector.from_params(cfg)
     embed = _Embedder(encoder, cfg, timings) if encoder is not None else None
     gh, gw = cfg["grid_h"], cfg["grid_w"]
@@ -419,7 +437,7 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
             if cnn is None:
                 yield base
                 continue
-            yield np.concatenate([base, interp_clamped(emb_t, cnn, t_all[i:i + k])], axis=1)
+            yield np.concatenate([base, to_frames(emb_t, cnn, t_all[i:i + k])], axis=1)
 
     emb_stream = None
     if emb is not None:
@@ -427,7 +445,7 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
 
         def emb_chunks(chunk: int = 1024):
             for i in range(0, len(t_all), chunk):
-                yield l2_normalise(interp_clamped(emb_t, emb, t_all[i:i + chunk]))
+                yield l2_normalise(to_frames(emb_t, emb, t_all[i:i + chunk]))
 
         emb_stream = StreamedArray(shape=(len(t_all), emb.shape[1]), dtype=np.float32, chunks=emb_chunks)
     table = pd.DataFrame(rows)[["t", *KINDS]]
@@ -436,7 +454,7 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     return VisualFeatures(table=table, grid_stream=StreamedArray(shape=(len(t_all), n_ch, gh, gw), dtype=np.float32,
                                                               chunks=grid_chunks),
                           faces=faces, channels=grid_channel_names(cfg) if encoder else list(GRID_CHANNELS),
-                          emb_stream=emb_stream, image_model=encoder.name if encoder else "")
+                          emb_stream=emb_stream, image_model=encoder.name if encoder else "", lookahead=lookahead)
 
 
 class _Embedder:
@@ -506,7 +524,8 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
     kinds = {**KINDS, "grid": "grid", **({"image_emb": "embedding"} if feats.emb_stream is not None else {})}
     models = {"faces": detector_name, **({"image": feats.image_model} if feats.image_model else {})}
     meta = feature_meta(video_id=video_id, modality="visual", kinds=kinds, backend="pyav+opencv+torch",
-                        params=cfg, models=models, extra={"grid_channels": feats.channels})
+                        params=cfg, models=models, extra={"grid_channels": feats.channels,
+                                                          "lookahead": feats.lookahead})
     paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "faces" / f"{video_id}.parquet"]
     write_table(paths[0], feats.table, meta=meta)
     extra = {"image_emb": feats.emb_stream} if feats.emb_stream is not None else {}
@@ -519,14 +538,14 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
 
 
 # ---------------------------------------------------------------- DVC stage
-def visual_worker(*, cfg: dict, out: Path):
+def visual_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
     """The per-video work of extract_visual, its models loaded once (per worker: gazelib.compute)."""
     detector = FaceDetector.from_params(cfg)
     encoder = make_image_encoder(cfg)
 
     def compute(item: dict) -> list[Path]:
         feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
-                                        detector=detector, encoder=encoder)
+                                        detector=detector, encoder=encoder, lookahead=lookahead)
         return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
                                      detector_name=detector.name)
     return compute
@@ -535,12 +554,13 @@ def visual_worker(*, cfg: dict, out: Path):
 def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
     from gazelib.compute import WorkerSpec
 
-    cfg = params["visual"]
+    cfg, lookahead = params["visual"], lookahead_of(params)
     out = root / FEATURES / "visual"
     # torch threads in every worker: the image encoder's (its sums depend on the thread count)
-    spec = WorkerSpec(visual_worker, {"cfg": cfg, "out": out}, threads=int(cfg.get("embed_threads", 2)))
+    spec = WorkerSpec(visual_worker, {"cfg": cfg, "out": out, "lookahead": lookahead},
+                      threads=int(cfg.get("embed_threads", 2)))
     run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
-                        params={**cfg, "code": code_hash("gazelib.features.visual", "gazelib.features.image_models",
+                        params={**cfg, "lookahead": lookahead, "code": code_hash("gazelib.features.visual", "gazelib.features.image_models",
                                                          "gazelib.features.grid", "gazelib.media",
                                                          "gazelib.normalize")},
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
