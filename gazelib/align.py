@@ -303,7 +303,7 @@ def load_modality(*, feat_dir: Path, modality: str, video_id: str, dst_t: np.nda
     df, meta = read_table(path)
     if "t" not in df.columns:
         raise ValueError(f"{video_id}: feature file {path} has no column 't'")
-    made = meta.get("lookahead")
+    made = meta.get("lookahead", (meta.get("params") or {}).get("lookahead"))   # text records it in its params
     if made is not None and made != lookahead:
         raise ValueError(f"{video_id}: {path} was extracted with features.lookahead {made!r} but align runs with "
                          f"{lookahead!r}; rerun extract_{modality} with the same features.lookahead")

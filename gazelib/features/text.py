@@ -31,6 +31,7 @@ import pandas as pd
 
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.features import check_lookahead, lookahead_of
 import json
 
 from gazelib.io import write_json
@@ -39,7 +40,6 @@ from gazelib.layout import FEATURES, load_manifest, manifest_items
 log = logging.getLogger(__name__)
 
 KINDS = {"text_active": "binary", "speaking_rate": "continuous"}
-LOOKAHEADS = ("none", "offline")
 EMB_KINDS = {"word_emb": "embedding", "utt_emb": "embedding"}
 
 
@@ -105,16 +105,9 @@ def resolve_text_model(model: str) -> Path:
 
 
 def text_config(params: dict) -> dict:
-    """The ``text`` params plus ``lookahead`` (``features.lookahead``, default ``none``): what the
-    text extractor reads, records in its files and keys its cache by."""
-    lookahead = (params.get("features") or {}).get("lookahead", "none")
-    return {**params["text"], "lookahead": check_lookahead(lookahead)}
-
-
-def check_lookahead(lookahead: str) -> str:
-    if lookahead not in LOOKAHEADS:
-        raise ValueError(f"params features.lookahead: {lookahead!r} is not one of {', '.join(LOOKAHEADS)}")
-    return lookahead
+    """The ``text`` params plus ``lookahead`` (``features.lookahead``): what the text extractor reads,
+    records in its files and keys its cache by."""
+    return {**params["text"], "lookahead": lookahead_of(params)}
 
 
 @dataclass
