@@ -212,10 +212,15 @@ def weight_digests(label: str, path: str | Path) -> dict[str, str]:
 Use = Callable[[str, str], Callable]
 
 
-def _audio_weights(cfg: dict, use: Use) -> dict[str, Path]:
+def _silero_vad() -> Path:
+    """The file ``silero_vad.load_silero_vad(onnx=True)`` loads."""
     from importlib.resources import files
 
-    out = {"silero_vad": Path(str(files("silero_vad.data").joinpath("silero_vad.onnx")))}  # load_silero_vad(onnx=True)
+    return Path(str(files("silero_vad.data").joinpath("silero_vad.onnx")))
+
+
+def _audio_weights(cfg: dict, use: Use) -> dict[str, Path]:
+    out = {"silero_vad": _silero_vad()}
     if cfg.get("speech_model", "none") != "none":
         out["audio.speech_model"] = Path(cfg["speech_model"])
     return out
@@ -228,6 +233,8 @@ def _text_weights(cfg: dict, use: Use, asr: bool | None = None) -> dict[str, Pat
     transcribes = "asr" in cfg.get("sources", ["asr"]) if asr is None else asr
     if transcribes:
         out["text.asr_model"] = use("features/transcript.py", "resolve_whisper_model")(cfg["asr_model"])
+        if cfg.get("lookahead", "none") == "none":  # causal ASR cuts the audio into chunks with silero VAD
+            out["silero_vad"] = _silero_vad()
         if cfg.get("asr_backend", "faster-whisper") == "whisperx" and cfg.get("whisperx_align_model"):
             out["text.whisperx_align_model"] = Path(cfg["whisperx_align_model"])
     return out

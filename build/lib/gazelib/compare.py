@@ -1,0 +1,137 @@
+"""Compare variants, floors and the ceiling: the report, plot and README block of the cluster
+bootstrap in :mod:`gazelib.bootstrap` (what is resampled and why is written there)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gazelib.bootstrap import compare_rows
+from gazelib.io import read_table, write_json, write_text
+from gazelib.metrics import MEAN_KEYS, POOLED_KEYS
+
+TABLE_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
+
+
+def _fmt(x) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _fmt_delta(e: dict) -> str:
+    if e["delta"] is None:
+        return "–"
+    lo, hi = e["ci95"]
+    ci = "" if lo is None else f" [{lo:+.3f}, {hi:+.3f}]"
+    return f"{e['delta']:+.3f}{ci}{' *' if e['excludes_zero'] else ''}"
+
+
+def render_report(cmp: dict, protocol: str) -> str:
+    """Markdown: values of every row, then every metric's delta vs each reference with its interval."""
+    rows = cmp["rows"]
+    lines = ["| row | kind | seeds | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 3) + "|"]
+    for r, e in rows.items():
+        lines.append(f"| {r} | {e['kind']} | {e['n_seeds']} | " + " | ".join(_fmt(e["metrics"][k]) for k in TABLE_KEYS) + " |")
+    refs = sorted({ref for d in cmp["deltas"].values() for ref in d})
+    parts = ["\n".join(lines)]
+    for ref in refs:
+        name = ref.removeprefix("vs_")
+        for keys in (MEAN_KEYS[:4] + POOLED_KEYS[:2], MEAN_KEYS[4:]):
+            head = f"| Δ vs {name} | " + " | ".join(keys) + " |"
+            body = [head, "|---" * (len(keys) + 1) + "|"]
+            for r, d in cmp["deltas"].items():
+                if ref in d:
+                    body.append(f"| {r} | " + " | ".join(_fmt_delta(d[ref][k]) for k in keys) + " |")
+            parts.append("\n".join(body))
+    b = cmp["bootstrap"]
+    foot = (f"Intervals: 95 % percentile bootstrap ({b['n_boot']} draws) over {b['n_test_videos']} test videos "
+            f"(cluster bootstrap, paired across rows) and, per row, its training seeds "
+            f"({', '.join(f'{r}: {len(s)}' for r, s in b['seeds'].items())}). * = the interval excludes 0. "
+            f"l2_vat and kl: lower is better.\n\n{protocol}\n")
+    return "\n\n".join(parts) + "\n\n" + foot
+
+
+README_KEYS = ("auc_vat", "l2_vat", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
+README_START, README_END = "<!-- results:start (scripts/readme_results.py) -->", "<!-- results:end -->"
+
+
+def readme_results(cmp: dict, baseline: str, floor: str = "persistence") -> str:
+    """The README's results block: every row's values, then the deltas of every other variant
+    vs ``baseline`` and vs ``floor`` for the headline metrics, with their intervals."""
+    b = cmp["bootstrap"]
+    kinds = ("variant", "floor", "ceiling")
+    order = sorted(cmp["rows"], key=lambda r: (kinds.index(cmp["rows"][r]["kind"]), r != baseline, r))
+    lines = ["| row | " + " | ".join(README_KEYS) + " |", "|---" * (len(README_KEYS) + 1) + "|"]
+    for r in order:
+        e = cmp["rows"][r]
+        label = r if e["kind"] == "variant" else f"{r} ({e['kind']})"
+        lines.append(f"| {label} | " + " | ".join(_fmt(e["metrics"][k]) for k in README_KEYS) + " |")
+    lines += ["", "| delta [95% CI] | " + " | ".join(README_KEYS[:2] + ("ig", "out_ap")) + " |",
+              "|---" * 5 + "|"]
+    for r in order:
+        if cmp["rows"][r]["kind"] != "variant":
+            continue
+        for ref in (baseline, floor):
+            d = cmp["deltas"][r].get(f"vs_{ref}")
+            if d is None:
+                continue
+            lines.append(f"| {r} vs {ref} | " + " | ".join(_fmt_delta(d[k]) for k in ("auc_vat", "l2_vat", "ig",
+                                                                                       "out_ap")) + " |")
+    seeds = sorted({len(s) for r, s in b["seeds"].items() if cmp["rows"][r]["kind"] == "variant"})
+    lines += ["", f"{b['n_test_videos']} test videos, {'/'.join(map(str, seeds))} training seeds per variant; "
+              f"95 % intervals from a cluster bootstrap over test videos and seeds ({b['n_boot']} draws); "
+              "* = the interval excludes 0; l2_vat: lower is better."]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str:
+    """Put ``block`` between the README's results markers."""
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"README has no results markers ({README_START} ... {README_END})")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    return f"{head}{README_START}\n{block}\n{README_END}{tail}"
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
+    """Every variant, floor and the ceiling; deltas vs the baseline and persistence with intervals."""
+    from gazelib.viz import bar_compare
+
+    ccfg = params["compare"]
+    variants = list(params["variants"])
+    if ccfg["baseline"] not in variants:
+        raise KeyError(f"compare.baseline {ccfg['baseline']!r} is not a variant in params.yaml ({variants})")
+    tables, protocol = [], None
+    for v in variants:
+        p = root / "reports" / "eval" / v / "samples.parquet"
+        if not p.exists():
+            raise FileNotFoundError(f"{p} missing: run evaluate@{v}")
+        df = read_table(p)[0]
+        keep = df["row"] == v if v != ccfg["baseline"] else np.ones(len(df), bool)  # floors from one file
+        tables.append(df[keep])
+        protocol = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["protocol"]
+    samples = pd.concat(tables, ignore_index=True)
+    rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor",
+                                                "inter_observer": "ceiling"}
+    cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
+                       n_boot=params["evaluate"]["n_bootstrap"], seed=params["seed"])
+    write_json(root / "metrics" / "compare.json", cmp)
+    md = render_report(cmp, protocol or "")
+    names = list(rows)
+    key = "auc_vat"
+    vals = [cmp["rows"][n]["metrics"][key] for n in names]
+    base = cmp["rows"][ccfg["baseline"]]["metrics"][key]
+    ref = f"vs_{ccfg['baseline']}"
+    lo = [base + cmp["deltas"][n][ref][key]["ci95"][0] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
+    hi = [base + cmp["deltas"][n][ref][key]["ci95"][1] if ref in cmp["deltas"][n] else vals[i]
+          for i, n in enumerate(names)]
+    bar_compare(path=root / "reports" / "compare.png", names=names, values=vals, lo=lo, hi=hi,
+                floor=cmp["rows"]["persistence"]["metrics"][key], ceiling=cmp["rows"]["inter_observer"]["metrics"][key],
+                metric=key)
+    write_text(root / "reports" / "compare.md", "# Variant comparison (test split)\n\n" + md +
+               f"\n![{key} per row](compare.png)\n")
+    print(md)
+    return cmp

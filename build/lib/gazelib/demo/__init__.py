@@ -1,0 +1,1 @@
+"""Built-in demo corpus: drawn talking characters, synthetic speech, modelled viewers."""

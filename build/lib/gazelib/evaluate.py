@@ -1,0 +1,424 @@
+"""Evaluation of a trained variant (every seed) on the test split, with floors and a ceiling.
+
+One protocol for every row (model seeds, centre prior, persistence, inter-observer): each
+row gives, per video, ``prob`` [V, T, Gh*Gw] and ``p_in`` [V, T]; :func:`score_rows` turns
+every valid (viewer, step) sample into one table row with
+
+- in-frame samples: ``auc_vat``, ``l2_vat`` (VideoAttentionTarget protocol on the heatmap
+  resized to 64x64), ``hit1_cell`` / ``hit5_cell`` (grid-cell variants), and the saliency
+  family (``nss``, ``cc``, ``sim``, ``kl``, ``auc_judd``, ``sauc``, ``ig``) of the map that row
+  predicts for that viewer and frame, resized bilinearly to an evaluation map of
+  ``saliency_width`` columns (rows from the frame's aspect), scored against that viewer's
+  fixation (pysaliency definitions, per fixation; see :mod:`gazelib.metrics`);
+- every valid sample: ``p_in`` and the label, for the pooled ``inout_ap`` / ``out_ap``.
+
+Predictions come from non-overlapping windows of ``window_s`` covering every step.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+
+from gazelib.dataset import GazeWindows, prepare_arrays, read_aligned, window_batch
+from gazelib.metrics import (
+    MEAN_KEYS,
+    cell_hits,
+    inout_metrics,
+    l2_diag,
+    resize_bilinear,
+    saliency_metrics,
+    vat_metrics,
+)
+import json
+from pathlib import Path
+from gazelib.io import write_json, write_table, write_text
+from gazelib.layout import (
+    FLOORS,
+    corpus_geometry,
+    index_grid,
+    index_maps,
+    load_manifest,
+    read_index,
+    read_labels,
+    read_norm_stats,
+    split_files,
+)
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
+    """Per video: ``prob`` [V,T,cells] heatmap probabilities and ``p_in`` [V,T]."""
+    model.eval()
+    out: dict[str, dict] = {}
+    order = list(range(len(ds)))
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0:b0 + batch_size]
+        batch = ds.batch(idx)
+        pred = model(batch)
+        prob = torch.softmax(pred["heatmap_logits"], -1).numpy()
+        p_in = torch.sigmoid(pred["inout_logits"]).numpy()
+        for j, i in enumerate(idx):
+            vid, v, _ = ds.index[i]
+            vt = ds.video(vid)
+            rec = out.setdefault(vid, {"prob": np.zeros((len(vt.viewers), vt.t.size, prob.shape[-1]), np.float32),
+                                       "p_in": np.zeros((len(vt.viewers), vt.t.size), np.float32)})
+            steps = batch["step"][j].numpy()
+            ok = steps >= 0
+            rec["prob"][v, steps[ok]] = prob[j][ok]
+            rec["p_in"][v, steps[ok]] = p_in[j][ok]
+    return out
+
+
+def eval_map_shape(*, width: int, height: int, saliency_width: int) -> tuple[int, int]:
+    """Evaluation map (rows, cols): ``saliency_width`` columns, rows from the frame's aspect."""
+    return max(1, int(round(saliency_width * height / width))), saliency_width
+
+
+def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: int, eval_hw: tuple[int, int],
+               prior_eval: np.ndarray, other_xy: np.ndarray, fixation_sigma: float, geometry: dict | None = None,
+               video_id: str = "", frame_wh: tuple[int, int] = (1, 1), chunk: int = 4000) -> pd.DataFrame:
+    """One row per valid (viewer, step) sample; metric columns NaN where the gaze is out of frame.
+
+    ``l2_vat_deg``: the visual angle (degrees) between the point ``l2_vat`` is measured from and
+    the gaze, when the corpus geometry (screen size and viewing distance) is known; NaN otherwise.
+    ``l2_diag``: the same error in frame pixels over the frame diagonal (``frame_wh``)."""
+    in_degrees = bool(geometry) and {"screen_cm", "distance_cm"} <= set(geometry)
+    valid = lab["valid"].astype(bool)
+    inframe = valid & (lab["inout"] > 0)
+    vv, tt = np.nonzero(valid)
+    df = pd.DataFrame({"viewer": vv.astype(np.int32), "step": tt.astype(np.int32),
+                       "inout": lab["inout"][vv, tt].astype(np.int8), "p_in": p_in[vv, tt].astype(np.float64)})
+    rows = np.nonzero(inframe[vv, tt])[0]
+    cols = {k: np.full(len(df), np.nan) for k in MEAN_KEYS}
+    for c0 in range(0, rows.size, chunk):  # chunks keep the resized maps' memory flat in video length
+        r = rows[c0:c0 + chunk]
+        heat = prob[vv[r], tt[r]].astype(np.float64)
+        gaze = lab["gaze"][vv[r], tt[r]].astype(np.float64)
+        res = {**vat_metrics(heatmaps=heat.reshape(-1, gh, gw), gaze=gaze),
+               **cell_hits(heatmaps=heat, gaze=gaze, gh=gh, gw=gw),
+               **saliency_metrics(maps=resize_bilinear(maps=heat.reshape(-1, gh, gw), out_hw=eval_hw), fix_xy=gaze,
+                                  prior=prior_eval, other_xy=other_xy, fixation_sigma=fixation_sigma)}
+        res["l2_diag"] = l2_diag(pred_xy=res["pred_xy"], gaze=gaze, width=frame_wh[0], height=frame_wh[1])
+        if in_degrees:
+            from gazelib.geometry import angular_distance_deg
+
+            res["l2_vat_deg"] = angular_distance_deg(x0=res["pred_xy"][:, 0], y0=res["pred_xy"][:, 1],
+                                                     x1=gaze[:, 0], y1=gaze[:, 1], geometry=geometry,
+                                                     video_id=video_id)
+        else:
+            res["l2_vat_deg"] = np.full(len(r), np.nan)
+        for k in MEAN_KEYS:
+            cols[k][r] = np.asarray(res[k], np.float64)
+    return df.assign(**cols)
+
+
+def summarise(df: pd.DataFrame) -> dict:
+    """Pooled means over in-frame samples and pooled APs over valid samples (one seed or row)."""
+    out = {k: float(df[k].mean()) if df[k].notna().any() else float("nan") for k in MEAN_KEYS}
+    out.update(inout_metrics(prob_in=df["p_in"].to_numpy(), is_in=df["inout"].to_numpy()))
+    out["n_samples"] = int(df["auc_vat"].notna().sum())
+    out["n_valid"] = int(len(df))
+    return out
+
+
+def sauc_negatives(*, labels: dict, video_id: str, max_n: int, seed: int) -> np.ndarray:
+    """In-frame fixations of the *other* test videos (this video's own if it is the only one),
+    subsampled deterministically to ``max_n``: the shuffled-AUC negatives."""
+    def fixations(lab):
+        ok = lab["valid"] & (lab["inout"] > 0)
+        return lab["gaze"][ok]
+
+    others = [fixations(labels[k]) for k in sorted(labels) if k != video_id] or [fixations(labels[video_id])]
+    xy = np.concatenate(others).astype(np.float64)
+    if len(xy) > max_n:
+        xy = xy[np.sort(np.random.default_rng(seed).choice(len(xy), max_n, replace=False))]
+    return xy
+
+
+@torch.no_grad()
+def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fps: float, grid_hw: tuple[int, int],
+               viewer: int = 0, n_positions: int = 4, seed: int = 0) -> dict:
+    """Perturb every gaze-derived input after t - horizon and measure the change of the outputs at <= t.
+
+    Through the real data path: the aligned labels of ``viewer`` whose raw gaze sample lies
+    after ``t - horizon`` (and every missing label after it) are replaced by random
+    in/out-of-frame gaze sampled after the cut, the inputs are rebuilt (:func:`prepare_arrays`) and the model
+    is run again. Returns the largest |change| of any heatmap or in/out logit at steps <= t,
+    and the largest probability mass moved (half the L1 distance of the heatmaps).
+    """
+    model.eval()
+    rng = np.random.default_rng(seed)
+    window = max(1, int(round(cfg["window_s"] * fps)))
+    n_t = arrays["t"].size
+    base = prepare_arrays(arrays=arrays, video_id=video_id, stats=stats, fps=fps, horizon_s=cfg["horizon_s"],
+                          sigma=cfg["heatmap_sigma"], grid_hw=grid_hw)
+    max_logit, max_mass = 0.0, 0.0
+    positions = np.linspace(1, max(1, min(n_t, window) - 2), n_positions).astype(int)
+    start = 0
+    for k in positions:
+        t_idx = start + int(k)
+        cut = arrays["t"][t_idx] - cfg["horizon_s"]
+        pert = {key: np.array(val, copy=True) for key, val in arrays.items()}
+        # every label whose raw sample came after the cut, and every missing label after it
+        after = np.nan_to_num(pert["gaze_t"][viewer], nan=-np.inf) > cut + 1e-9
+        after |= ~pert["valid"][viewer] & (pert["t"] > cut + 1e-9)
+        n = int(after.sum())
+        pert["gaze"][viewer, after] = rng.uniform(-0.3, 1.3, (n, 2)).astype(pert["gaze"].dtype)
+        pert["valid"][viewer, after] = True
+        pert["inout"][viewer, after] = ((pert["gaze"][viewer, after] >= 0) & (pert["gaze"][viewer, after] <= 1)).all(1)
+        pert["gaze_t"][viewer, after] = np.maximum(pert["t"][after], cut + 1e-6)
+        other = prepare_arrays(arrays=pert, video_id=video_id, stats=stats, fps=fps, horizon_s=cfg["horizon_s"],
+                               sigma=cfg["heatmap_sigma"], grid_hw=grid_hw)
+        a = model(window_batch([(base, viewer, start)], window))
+        b = model(window_batch([(other, viewer, start)], window))
+        upto = slice(0, int(k) + 1)
+        d_logit = max(float((a["heatmap_logits"][0, upto] - b["heatmap_logits"][0, upto]).abs().max()),
+                      float((a["inout_logits"][0, upto] - b["inout_logits"][0, upto]).abs().max()))
+        pa, pb = torch.softmax(a["heatmap_logits"][0, upto], -1), torch.softmax(b["heatmap_logits"][0, upto], -1)
+        max_logit = max(max_logit, d_logit)
+        max_mass = max(max_mass, float(0.5 * (pa - pb).abs().sum(-1).max()))
+    return {"max_abs_dlogit": max_logit, "max_prob_mass_moved": max_mass, "n_positions": int(len(positions)),
+            "video_id": video_id, "viewer": viewer}
+
+
+# ---------------------------------------------------------------- DVC stage
+def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
+    """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
+    from gazelib.dataset import GazeWindows
+    from gazelib.floors import floor_predictions
+    from gazelib.metrics import resize_bilinear
+    from gazelib.train import model_from_checkpoint, stats_hash
+
+    index, meta = read_index(root)
+    stats = read_norm_stats(root)
+    floors = json.loads((root / FLOORS).read_text())
+    modalities = params["variants"][variant]["modalities"]
+    ecfg, cfg, fps = params["evaluate"], params["train"], meta["fps"]
+    _, gh, gw = index_grid(meta)
+    test_files = split_files(root, index, "test")
+    if not test_files:
+        raise ValueError("no test video with gaze recordings; check the split ratios")
+    maps = index_maps(index)
+    train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
+    ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+    labels = read_labels(test_files)
+    manifest = load_manifest(root).set_index("video_id")
+    geometry = corpus_geometry(root)
+    prior = np.asarray(floors["prior"], np.float64).reshape(1, gh, gw)
+    per_video = {}
+    for vid in sorted(labels):
+        hw = eval_map_shape(width=int(manifest.loc[vid, "width"]), height=int(manifest.loc[vid, "height"]),
+                            saliency_width=ecfg["saliency_width"])
+        per_video[vid] = {"eval_hw": hw, "prior_eval": resize_bilinear(maps=prior, out_hw=hw)[0],
+                          "frame_wh": (int(manifest.loc[vid, "width"]), int(manifest.loc[vid, "height"])),
+                          "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
+                                                     seed=params["seed"])}
+
+    def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
+        frames = []
+        for vid in sorted(preds):
+            df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
+                            fixation_sigma=ecfg["fixation_map_sigma"], geometry=geometry, video_id=vid,
+                            **per_video[vid])
+            frames.append(df.assign(row=row, seed=seed, video_id=vid))
+        return pd.concat(frames, ignore_index=True)
+
+    from gazelib.bias import bias_diagnostic, bias_files, content_free_batch
+    from gazelib.calibration import calibration_samples
+
+    val_files = split_files(root, index, "val")
+    val_ds = GazeWindows(files=val_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                         lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+    val_labels = read_labels(val_files)
+    frame_wh = {vid: (int(r["width"]), int(r["height"])) for vid, r in manifest.iterrows()}
+    lambdas = [float(x) for x in ecfg["calibration_lambdas"]]
+    calib_val: dict[float, list] = {lam: [] for lam in lambdas}
+    test_probs: dict[int, dict] = {}  # per seed, for the calibration with the penalty chosen on val
+    b_files = bias_files(root)
+    b_batch = content_free_batch(files=b_files, stats=stats, cfg=train_cfg, fps=fps, grid_hw=(gh, gw))
+    bias_per_seed = {}
+
+    tables, first_model, first_preds = [], None, None
+    for seed in cfg["seeds"]:
+        model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
+            "variant": variant, "modalities": list(modalities), "norm_stats_hash": stats_hash(stats), "seed": seed})
+        preds = predict(model=model, ds=ds)
+        if first_model is None:  # the leak check and the overlays use the first seed
+            first_model, first_preds = model, preds
+        tables.append(score(variant, seed, preds))
+        val_preds = predict(model=model, ds=val_ds)
+        for lam in lambdas:  # every penalty on val, to choose one
+            calib_val[lam].append(calibration_samples(
+                preds=val_preds, labels=val_labels, ks=list(ecfg["calibration_s"]), lam=lam,
+                sigma=cfg["heatmap_sigma"], gh=gh, gw=gw, frame_wh=frame_wh,
+                horizon_s=cfg["horizon_s"]).assign(seed=seed))
+        test_probs[int(seed)] = {vid: {"prob": p["prob"]} for vid, p in preds.items()}
+        bias_per_seed[int(seed)] = bias_diagnostic(model=model, batch=b_batch, gh=gh, gw=gw,
+                                                   names=[f.stem for f in b_files])
+    floor_preds: dict[str, dict] = {}
+    for vid in sorted(labels):
+        for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
+            floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
+    for name, preds in floor_preds.items():
+        tables.append(score(name, -1, preds))
+    samples = pd.concat(tables, ignore_index=True)
+    first = sorted(labels)[0]
+    leak = leak_check(model=first_model, arrays=read_aligned(path=ds.files[first], stop=ds.window), video_id=first,
+                      stats=stats,
+                      cfg=train_cfg, fps=fps, grid_hw=(gh, gw), seed=params["seed"])
+    log.info("%s: leak check on %s: max |dlogit| %.3g, mass moved %.3g", variant, first,
+             leak["max_abs_dlogit"], leak["max_prob_mass_moved"])
+    per_seed = {int(s): summarise(samples[(samples["row"] == variant) & (samples["seed"] == s)]) for s in cfg["seeds"]}
+    model_mean = {k: float(np.nanmean([p[k] for p in per_seed.values()])) for k in per_seed[cfg["seeds"][0]]}
+    metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
+               **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
+               "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
+               "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL}
+    metrics["calibration"] = calibration_summary(
+        test=lambda lam: pd.concat([calibration_samples(
+            preds=p, labels=labels, ks=list(ecfg["calibration_s"]), lam=lam, sigma=cfg["heatmap_sigma"], gh=gh,
+            gw=gw, frame_wh=frame_wh, horizon_s=cfg["horizon_s"]).assign(seed=s) for s, p in test_probs.items()],
+            ignore_index=True),
+        val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
+        model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
+        n_boot=ecfg["n_bootstrap"], seed=params["seed"], out=root / "reports" / "calibration", variant=variant)
+    metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
+                                   levels=[f.stem for f in b_files])
+    write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
+    rep = root / "reports" / "eval" / variant
+    write_table(rep / "samples.parquet", samples)
+    table = samples.groupby(["video_id", "row"], sort=True)[list(MEAN_KEYS)].mean().reset_index()
+    write_text(rep / "per_video.md", f"# {variant}: per-video means (model rows averaged over seeds)\n\n"
+               + table.round(4).to_markdown(index=False) + "\n")
+    _overlays(root=root, params=params, variant=variant, preds=first_preds, labels=labels, gh=gh, gw=gw, fps=fps)
+    return metrics
+
+
+def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float, n_boot: int,
+                        seed: int, out: Path, variant: str) -> dict:
+    """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
+    report auc_vat / l2_vat / l2_diag per K on test with
+    cluster-bootstrap intervals (test videos x seeds) and deltas vs K = 0, check that K = 0 equals
+    the uncalibrated model's own scores, and write ``<out>/<variant>.md`` and ``.png``."""
+    from gazelib.calibration import choose_lambda
+    from gazelib.bootstrap import compare_rows
+    from gazelib.viz import calibration_plot
+
+    choice = choose_lambda(val_samples=val)
+    df = test(choice["lambda"])  # test is scored once, with the penalty chosen on val
+    if df.empty:
+        why = (f"no valid in-frame test sample at t >= {max(ks) + horizon_s:g} s (evaluate.calibration_s + "
+               "train.horizon_s is longer than the videos)")
+        log.warning("%s: viewer calibration skipped: %s", variant, why)
+        return {"lambda": choice["lambda"], "rows": {}, "skipped": why}
+    keys = ("auc_vat", "l2_vat", "l2_diag")
+    name = {float(k): f"K={float(k):g}s" for k in ks}
+    rows = df.assign(row=df["k_s"].map(name), inout=1, p_in=1.0)
+    cmp = compare_rows(samples=rows, rows={name[float(k)]: "calibration" for k in ks}, references=[name[0.0]]
+                       if 0.0 in name else [], n_boot=n_boot, seed=seed, keys=keys)
+    # K = 0 must be the uncalibrated model itself: same samples, same values, bit for bit
+    k0 = df[df["k_s"] == 0.0].merge(model_samples[["seed", "video_id", "viewer", "step", *keys]],
+                                    on=["seed", "video_id", "viewer", "step"], suffixes=("", "_model"))
+    k0_diff = (float(max(np.nanmax(np.abs(k0[k] - k0[f"{k}_model"]).to_numpy(), initial=0.0) for k in keys))
+               if len(k0) else None)
+    table = {r: {**cmp["rows"][r]["metrics"], "ci95": cmp["rows"][r]["ci95"],
+                 **({"vs_K0": cmp["deltas"][r][f"vs_{name[0.0]}"]} if 0.0 in name and r != name[0.0] else {})}
+             for r in cmp["rows"]}
+    res = {"lambda": choice["lambda"], "lambda_chosen_on": "val videos: mean auc_vat over K > 0",
+           "val_auc_vat_by_lambda": {f"{k:g}": v for k, v in choice["val_auc_vat"].items()},
+           "val_auc_vat_uncalibrated": choice["val_auc_vat_uncalibrated"],
+           "scored": f"valid in-frame samples with t >= {max(ks) + horizon_s:g} s = max K + horizon (the same for "
+                     "every K)",
+           "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
+           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "bootstrap": cmp["bootstrap"],
+           "fit_failures": calibration_fit_failures(test=df, val=val)}
+    lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",
+             f"Scored on {res['scored']}; 95% intervals resample test videos x seeds.", "",
+             "| K (s) | auc_vat | 95% CI | Δ vs K=0 | l2_vat | 95% CI | Δ vs K=0 |", "|---|---|---|---|---|---|---|"]
+    for k in ks:
+        r = table[name[float(k)]]
+
+        def delta(key):
+            d = r.get("vs_K0", {}).get(key)
+            return f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+
+        lines.append(f"| {float(k):g} | {r['auc_vat']:.4f} | [{r['ci95']['auc_vat'][0]:.4f}, {r['ci95']['auc_vat'][1]:.4f}] "
+                     f"| {delta('auc_vat')} | {r['l2_vat']:.4f} | [{r['ci95']['l2_vat'][0]:.4f}, "
+                     f"{r['ci95']['l2_vat'][1]:.4f}] | {delta('l2_vat')} |")
+    write_text(out / f"{variant}.md", "\n".join(lines) + "\n")
+    calibration_plot(path=out / f"{variant}.png", ks=[float(k) for k in ks],
+                     rows=[table[name[float(k)]] for k in ks], title=f"{variant}: viewer calibration")
+    return res
+
+
+def calibration_fit_failures(*, test: pd.DataFrame, val: dict) -> dict:
+    """How many per-recording calibration fits (seed x video x viewer x K, and lambda on val) the
+    optimiser did not finish (each is logged with its message)."""
+    def count(df: pd.DataFrame) -> int:
+        if df.empty or "fit_failed" not in df:
+            return 0
+        return int(df.drop_duplicates(["seed", "video_id", "viewer", "k_s"])["fit_failed"].sum())
+    return {"test": count(test), "val": int(sum(count(v) for v in val.values()))}
+
+
+def bias_summary(*, per_seed: dict, out: Path, variant: str, levels: list[str]) -> dict:
+    """Bias entropy over seeds (mean and per seed) and the seed-averaged bias map as an image."""
+    from gazelib.bias import entropy_bits
+    from gazelib.viz import bias_map_plot
+
+    mean_map = np.mean([d["map"] for d in per_seed.values()], 0)
+    h_max = next(iter(per_seed.values()))["max_entropy_bits"]
+    bias_map_plot(path=out / f"{variant}.png", bias_map=mean_map,
+                  title=f"{variant}: mean prediction on content-free input ({entropy_bits(p=mean_map):.2f} of "
+                        f"{h_max:.2f} bits)")
+    strip = lambda d: {k: v for k, v in d.items() if k != "map"}  # noqa: E731
+    return {"entropy_bits": float(np.mean([d["entropy_bits"] for d in per_seed.values()])),
+            "entropy_share": float(np.mean([d["entropy_share"] for d in per_seed.values()])),
+            "max_entropy_bits": h_max, "entropy_bits_of_mean_map": entropy_bits(p=mean_map),
+            "inputs": levels, "per_seed": {f"seed{s}": strip(d) for s, d in per_seed.items()}}
+
+
+PROTOCOL = ("Protocol (every row alike: model seeds, centre prior, persistence, inter-observer ceiling): each row "
+            "predicts a distribution over the grid cells per viewer and step. auc_vat / l2_vat follow the "
+            "VideoAttentionTarget evaluation code (heatmap resized to 64x64, 19x19 positive patch, argmax on the "
+            "64x64 map), on valid in-frame samples; l2_diag is that error in frame pixels over the frame diagonal "
+            "(aspect-true); l2_vat_deg is the same error as a visual angle when the corpus "
+            "gives its screen geometry; hit1_cell / hit5_cell on the grid itself. The saliency family "
+            "(NSS, CC, SIM, KL, AUC-Judd, sAUC, IG over the train centre prior) follows pysaliency, per fixation: "
+            "the map a row predicts for one viewer at one frame, resized bilinearly to a 64-column evaluation map, "
+            "against that viewer's fixation. inout_ap (in-frame positive, as published) and out_ap pool all valid "
+            "samples.")
+
+
+def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: dict, gh: int, gw: int,
+              fps: float) -> None:
+    from gazelib.media import iter_frames
+    from gazelib.viz import overlay
+
+    manifest = load_manifest(root).set_index("video_id")
+    out = root / "reports" / "viz" / variant
+    for old in out.glob("viz_*.png") if out.exists() else []:
+        old.unlink()
+    n = params["evaluate"]["viz_frames"]
+    for vid in sorted(preds)[:2]:
+        lab = labels[vid]
+        cand = np.nonzero((lab["valid"] & (lab["inout"] > 0)).sum(0) >= 2)[0]
+        if cand.size == 0:
+            continue
+        steps = cand[np.linspace(0, cand.size - 1, n).astype(int)]
+        times = {float(lab["t"][s]): int(s) for s in steps}
+        row = manifest.loc[vid]
+        for t, frame in iter_frames(path=row["video_path"], sample_fps=fps,
+                                    width=int(row["width"]), height=int(row["height"]), video_id=vid):
+            s = next((times[k] for k in times if abs(k - t) < 0.5 / fps), None)
+            if s is None:
+                continue
+            ok = lab["valid"][:, s] & (lab["inout"][:, s] > 0)
+            overlay(path=out / f"viz_{vid}_{s:05d}.png", frame=frame, prob=preds[vid]["prob"][:, s].mean(0),
+                    gh=gh, gw=gw, gaze=lab["gaze"][ok, s], title=f"{variant} {vid} t={t:.1f}s")

@@ -1,0 +1,1 @@
+"""Per-video feature extractors (audio, text, visual) writing typed Parquet/NPZ artifacts."""

