@@ -119,3 +119,25 @@ def test_setup_stops_with_pips_error_when_an_install_fails(tmp_path):
     assert "THESE PACKAGES DO NOT MATCH THE HASHES" in r.stderr
     assert "setup: 'pip install --require-hashes --no-deps -r requirements.lock' failed" in r.stderr
     assert not (venv / ".gazelib-installed").exists()
+
+
+def test_a_bundle_records_the_version_and_predict_compares_it(tmp_path, base_params, caplog):
+    import json
+    import logging
+
+    from gazelib.bundle import load_bundle, write_bundle
+
+    stats = {"grid": {"mean": [0.0, 0.0]}}
+    write_bundle(out_dir=tmp_path, params=base_params, stats=stats, variant="v", modalities=["visual"])
+    doc = json.loads((tmp_path / "bundle.json").read_text())
+    assert doc["gazelib_version"] == gazelib.__version__
+    caplog.set_level(logging.WARNING, logger="gazelib.bundle")
+    load_bundle(tmp_path)
+    assert not caplog.records
+    major, minor = Version(gazelib.__version__).release[:2]
+    for recorded, says in ((f"{major}.{minor + 1}.0", "newer than this"), ("0.0.1", "features may differ"),
+                           (None, "no readable gazelib version")):
+        caplog.clear()
+        (tmp_path / "bundle.json").write_text(json.dumps({**doc, "gazelib_version": recorded}))
+        load_bundle(tmp_path)
+        assert says in caplog.text, recorded
