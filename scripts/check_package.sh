@@ -6,16 +6,18 @@
 # --help`, every gazelib module imports, and the installed version is gazelib.__version__.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 PY=${PYTHON:-python3.11}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 start=$(date +%s)
 "$PY" -m venv "$work/venv"
 grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements.lock > "$work/constraints.txt"
+# install from a copy of the tracked files: building in place would leave build/ in the checkout
+mkdir "$work/src"
+git ls-files -z | xargs -0 cp --parents -t "$work/src"
 out=$work/pip.log
 if ! "$work/venv/bin/python" -m pip install -q --disable-pip-version-check -c "$work/constraints.txt" \
-    "$repo[all]" >"$out" 2>&1; then
+    "$work/src[all]" >"$out" 2>&1; then
   cat "$out" >&2
   echo "check_package: pip install .[all] failed" >&2
   exit 1

@@ -1,1 +1,0 @@
-"""Built-in demo corpus: drawn talking characters, synthetic speech, modelled viewers."""

@@ -1,1 +1,0 @@
-"""Per-video feature extractors (audio, text, visual) writing typed Parquet/NPZ artifacts."""
