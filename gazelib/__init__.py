@@ -1,3 +1,3 @@
 """gazelib: learn where people look in videos from what they see, hear and what is said."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: pyproject.toml reads it; bump it with every release (CHANGELOG.md)

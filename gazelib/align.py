@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from gazelib.io import read_npz, read_table
-from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
+from gazelib.cache import VideoCache, hash_file, hash_obj, read_stage_report, run_per_video, write_stage_report
+from gazelib.closure import stage_code
 from gazelib.io import StreamedArray, iter_npz_rows, npz_keys, write_json, write_npz, write_table
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.features.grid import grid_shape
@@ -437,7 +438,7 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
             log.warning("%s: extract_%s failed (%s); %s is masked", vid, m, why, m)
             masked.setdefault(vid, {})[m] = why
     run = run_per_video(cache=VideoCache(out, "align"), items=items,
-                        params={**cfg, "grid": gshape, "lookahead": lookahead, "code": code_hash("gazelib.align", "gazelib.normalize", "gazelib.features.grid")},
+                        params={**cfg, "grid": gshape, "lookahead": lookahead}, code=stage_code(stage="align", cfg=cfg),
                         compute=compute, on_error=params["data"]["on_error"])
     write_stage_report(out, stage="align", run=run, extra={"masked_upstream": dict(sorted(masked.items()))})
     ok = [it for it in items if it["video_id"] not in run.failed]

@@ -134,15 +134,36 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     if h != doc["norm_stats_hash"]:
         raise BundleError(f"{stats_path}: norm stats hash {h} differs from the {doc['norm_stats_hash']} "
                           f"recorded in {BUNDLE_FILE}: the file was changed or comes from another run")
-    from gazelib import __version__
-
-    if doc.get("gazelib_version") != __version__:
-        log.warning("%s: trained with gazelib %s, predicting with %s; features may differ if an extractor "
-                    "changed", model_dir, doc.get("gazelib_version"), __version__)
+    check_version(model_dir=model_dir, trained=doc.get("gazelib_version"))
     return Bundle(model_dir=model_dir, variant=doc["variant"], modalities=list(doc["modalities"]),
                   seeds=[int(s) for s in doc["seeds"]], feature_params=doc["feature_params"],
                   ingest_params=doc.get("ingest_params", {}), stats=stats, stats_hash=h,
                   gazelib_version=doc.get("gazelib_version", ""), grid=tuple(int(x) for x in doc["grid"]), meta=doc)
+
+
+def check_version(*, model_dir: Path, trained: str | None) -> str:
+    """Compare the gazelib release that trained a bundle with the running one (the version changes
+    with every release: CHANGELOG.md); logs a warning when they differ and returns the verdict
+    (``same``, ``older``, ``newer``, ``unknown``)."""
+    from packaging.version import InvalidVersion, Version
+
+    from gazelib import __version__
+
+    try:
+        then, now = Version(str(trained)), Version(__version__)
+    except InvalidVersion:
+        log.warning("%s: bundle records no readable gazelib version (%r); running %s: features may differ "
+                    "from the ones it was trained on", model_dir, trained, __version__)
+        return "unknown"
+    if then == now:
+        return "same"
+    if then > now:
+        log.warning("%s: trained with gazelib %s, newer than this %s: upgrade gazelib (its extractors may "
+                    "compute features this version does not)", model_dir, then, now)
+        return "newer"
+    log.warning("%s: trained with gazelib %s, predicting with %s: features may differ where an extractor "
+                "changed between them (CHANGELOG.md)", model_dir, then, now)
+    return "older"
 
 
 def feature_param_diff(*, model: dict, wanted: dict, sections: tuple[str, ...] = FEATURE_SECTIONS,

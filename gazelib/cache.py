@@ -19,36 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable
 
+from gazelib.closure import hash_file  # noqa: F401 - re-exported: the stages hash their inputs with it
 from gazelib.io import write_json
 
 if TYPE_CHECKING:
+    from gazelib.closure import StageCode
     from gazelib.compute import WorkerSpec
 
 log = logging.getLogger(__name__)
-
-
-def hash_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def hash_obj(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_hash(*modules: str) -> str:
-    """Hash of the source of the modules a stage's per-video work runs, so a code change
-    invalidates cached videos just as DVC reruns the stage."""
-    import importlib
-
-    return hash_obj([hash_file(importlib.import_module(m).__file__) for m in modules])
-
-
-def cache_key(*, stage: str, input_hash: str, params: dict) -> str:
-    return hash_obj({"stage": stage, "input": input_hash, "params": params})
+def cache_key(*, stage: str, input_hash: str, params: dict, code: "StageCode | None" = None) -> str:
+    """Key of one video's outputs: its inputs, the stage's params and what the stage runs
+    (:func:`gazelib.closure.stage_code`: code closure, package versions, weight files)."""
+    return hash_obj({"stage": stage, "input": input_hash, "params": params,
+                     **({"code": code.digest} if code is not None else {})})
 
 
 @dataclass
@@ -83,10 +72,17 @@ class VideoCache:
         files_ok = all((self.out_dir / f).exists() for f in record.get("files", []))
         return record.get("key") == key and files_ok
 
-    def commit(self, video_id: str, key: str, files: Iterable[str | Path]) -> None:
+    def record(self, video_id: str) -> dict | None:
+        path = self._record_path(video_id)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def commit(self, video_id: str, key: str, files: Iterable[str | Path], code: dict | None = None) -> None:
+        """Record a video's outputs under ``key``; ``code`` (:meth:`StageCode.as_dict`) says what
+        computed them, so a later run can tell why they went stale."""
         rel = sorted(str(Path(f).relative_to(self.out_dir)) if Path(f).is_absolute() or
                      str(f).startswith(str(self.out_dir)) else str(f) for f in files)
-        write_json(self._record_path(video_id), {"key": key, "stage": self.stage, "files": rel})
+        write_json(self._record_path(video_id), {"key": key, "stage": self.stage, "files": rel,
+                                                 **({"code": code} if code is not None else {})})
 
     def invalidate(self, video_id: str) -> list[str]:
         """Delete a video's record and every output named after it (``<video_id>.<ext>`` anywhere
@@ -121,7 +117,7 @@ class VideoCache:
 
 def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
                   compute: "Callable[[dict], list[Path]] | WorkerSpec", on_error: str = "raise",
-                  progress: bool = True, backend: dict | None = None) -> CacheRun:
+                  progress: bool = True, backend: dict | None = None, code: "StageCode | None" = None) -> CacheRun:
     """Run ``compute(item)`` for each manifest row whose cache key changed.
 
     ``item`` needs ``video_id`` and ``media_hash``; ``compute`` returns the files it wrote.
@@ -131,6 +127,9 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
     ``backend`` (``params['compute']``: local | ray, workers) may run in worker processes or Ray
     actors. Either way this process decides what is fresh, commits records, removes the outputs of
     failed videos and writes the reports, taking outcomes in manifest order: the same files result.
+
+    ``code`` (:func:`gazelib.closure.stage_code`) puts what the stage runs into every key: an
+    edited module in its closure, another package version or weight file recomputes every video.
     """
     from tqdm import tqdm
 
@@ -138,13 +137,20 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
 
     run = CacheRun()
     run.removed = cache.prune({it["video_id"] for it in items})
-    pending = []
+    pending, why = [], {}
     for item in items:
-        key = cache_key(stage=cache.stage, input_hash=item["media_hash"], params=params)
+        key = cache_key(stage=cache.stage, input_hash=item["media_hash"], params=params, code=code)
         if cache.is_fresh(item["video_id"], key):
             run.cached.append(item["video_id"])
-        else:
-            pending.append((item, key))
+            continue
+        pending.append((item, key))
+        old = cache.record(item["video_id"])
+        if old is not None and code is not None and old.get("key") != key:
+            for reason in code.changes(old.get("code")) or ["inputs or params changed"]:
+                why.setdefault(reason, []).append(item["video_id"])
+    for reason, vids in sorted(why.items()):
+        log.info("%s: %d video(s) stale: %s (%s)", cache.stage, len(vids), reason, ", ".join(vids[:5]) +
+                 (", ..." if len(vids) > 5 else ""))
     outcomes = run_items(compute, [item for item, _ in pending], backend)
     done = []
     bar = tqdm(total=len(items), initial=len(run.cached), desc=cache.stage, disable=not progress, leave=False)
@@ -165,7 +171,7 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
                 log.error("%s: %s failed: %s", vid, cache.stage, out.message)
                 run.failed[vid] = out.error
                 continue
-            cache.commit(vid, key, out.files)
+            cache.commit(vid, key, out.files, code=code.as_dict() if code is not None else None)
             run.computed.append(vid)
     finally:
         bar.close()

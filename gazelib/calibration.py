@@ -33,11 +33,15 @@ so the rows differ only by the correction.
 """
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
 N_BASIS = 5
+log = logging.getLogger(__name__)
 
 
 def cell_basis(*, gh: int, gw: int) -> np.ndarray:
@@ -63,8 +67,23 @@ def _log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+@dataclass
+class CorrectionFit:
+    """The fitted ``beta`` and whether L-BFGS-B said it converged (``message``: its reason). A
+    failed fit keeps its last beta when finite, else no correction (zeros)."""
+
+    beta: np.ndarray
+    converged: bool
+    message: str
+
+
 def fit_logit_correction(*, log_prob: np.ndarray, target: np.ndarray, basis: np.ndarray, lam: float) -> np.ndarray:
     """beta [5] minimising the penalised cross-entropy above (``log_prob``, ``target``: [N, cells])."""
+    return fit_correction(log_prob=log_prob, target=target, basis=basis, lam=lam).beta
+
+
+def fit_correction(*, log_prob: np.ndarray, target: np.ndarray, basis: np.ndarray, lam: float) -> CorrectionFit:
+    """:func:`fit_logit_correction` with the optimiser's verdict (see :class:`CorrectionFit`)."""
     if lam < 0:
         raise ValueError(f"evaluate.calibration_lambda must be >= 0, got {lam}")
     if len(log_prob) == 0:
@@ -78,33 +97,38 @@ def fit_logit_correction(*, log_prob: np.ndarray, target: np.ndarray, basis: np.
 
     res = minimize(loss_grad, np.zeros(basis.shape[1]), jac=True, method="L-BFGS-B",
                    options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15})  # stop on the gradient, not on a flat loss
-    return res.x
+    finite = bool(np.all(np.isfinite(res.x)))
+    return CorrectionFit(beta=res.x if finite else np.zeros(basis.shape[1]), converged=bool(res.success) and finite,
+                         message=str(res.message) + ("" if finite else " (non-finite beta: no correction)"))
 
 
 def calibrate_recording(*, prob: np.ndarray, t: np.ndarray, gaze: np.ndarray, is_inframe: np.ndarray,
                         k_s: float, lam: float, sigma: float, gh: int, gw: int) -> dict:
     """One recording: ``prob`` [T, cells], ``t`` [T], ``gaze`` [T, 2], ``is_inframe`` [T] (valid and
     in frame). Returns ``prob`` corrected at steps t >= k_s (the input array itself when nothing
-    is fitted), ``n_calibration`` samples used and the fitted ``beta``."""
+    is fitted), ``n_calibration`` samples used, the fitted ``beta`` and ``fit_failed`` /
+    ``fit_message`` (the optimiser's verdict)."""
     calib = is_inframe & (t < k_s)
     n = int(calib.sum())
     if k_s <= 0 or n == 0:
-        return {"prob": prob, "n_calibration": n, "beta": [0.0] * N_BASIS}
+        return {"prob": prob, "n_calibration": n, "beta": [0.0] * N_BASIS, "fit_failed": False, "fit_message": ""}
     basis = cell_basis(gh=gh, gw=gw)
     log_p = np.log(np.clip(np.asarray(prob, np.float64), 1e-30, None))
-    beta = fit_logit_correction(log_prob=log_p[calib], target=gaussian_targets(gaze=gaze[calib], gh=gh, gw=gw,
-                                                                              sigma=sigma),
-                                basis=basis, lam=lam)
+    fit = fit_correction(log_prob=log_p[calib], target=gaussian_targets(gaze=gaze[calib], gh=gh, gw=gw, sigma=sigma),
+                         basis=basis, lam=lam)
+    beta = fit.beta
     out = np.array(prob, copy=True)
     later = t >= k_s
     out[later] = np.exp(_log_softmax(log_p[later] + basis @ beta)).astype(out.dtype)
-    return {"prob": out, "n_calibration": n, "beta": beta.tolist()}
+    return {"prob": out, "n_calibration": n, "beta": beta.tolist(), "fit_failed": not fit.converged,
+            "fit_message": fit.message}
 
 
 def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: float, sigma: float, gh: int, gw: int,
                         frame_wh: dict[str, tuple[int, int]], horizon_s: float) -> pd.DataFrame:
     """One row per scored sample (valid, in frame, t >= max(ks) + ``horizon_s``) and K: auc_vat, l2_vat, l2_diag of
-    the map calibrated on that recording's first K seconds. ``preds``: video -> {"prob": [V,T,cells]};
+    the map calibrated on that recording's first K seconds, and ``fit_failed`` (the optimiser did not
+    converge: logged with its message). ``preds``: video -> {"prob": [V,T,cells]};
     ``labels``: video -> aligned labels (t, gaze, valid, inout)."""
     from gazelib.metrics import l2_diag, vat_metrics
 
@@ -125,13 +149,17 @@ def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: floa
             for k in ks:
                 r = calibrate_recording(prob=preds[vid]["prob"][v], t=lab["t"], gaze=lab["gaze"][v],
                                         is_inframe=inframe, k_s=float(k), lam=lam, sigma=sigma, gh=gh, gw=gw)
+                if r["fit_failed"]:
+                    log.warning("%s viewer %d, K = %g s (lambda %g): calibration fit failed: %s", vid, v, k, lam,
+                                r["fit_message"])
                 m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, gh, gw).astype(np.float64), gaze=gaze)
                 frames.append(pd.DataFrame({
                     "video_id": vid, "viewer": v, "step": np.nonzero(scored)[0].astype(np.int32),
                     "k_s": float(k), "n_calibration": r["n_calibration"], "auc_vat": m["auc_vat"],
                     "l2_vat": m["l2_vat"], "l2_diag": l2_diag(pred_xy=m["pred_xy"], gaze=gaze,
-                                                              width=frame_wh[vid][0], height=frame_wh[vid][1])}))
-    cols = ["video_id", "viewer", "step", "k_s", "n_calibration", "auc_vat", "l2_vat", "l2_diag"]
+                                                              width=frame_wh[vid][0], height=frame_wh[vid][1]),
+                    "fit_failed": r["fit_failed"]}))
+    cols = ["video_id", "viewer", "step", "k_s", "n_calibration", "auc_vat", "l2_vat", "l2_diag", "fit_failed"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 

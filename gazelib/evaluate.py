@@ -361,7 +361,8 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
            "scored": f"valid in-frame samples with t >= {max(ks) + horizon_s:g} s = max K + horizon (the same for "
                      "every K)",
            "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
-           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "intervals": cmp["intervals"]}
+           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "intervals": cmp["intervals"],
+           "fit_failures": calibration_fit_failures(test=df, val=val)}
     lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",
              f"Scored on {res['scored']}; 95% intervals resample test videos x seeds.", "",
              "| K (s) | auc_vat | 95% CI | Δ vs K=0 | l2_vat | 95% CI | Δ vs K=0 |", "|---|---|---|---|---|---|---|"]
@@ -379,6 +380,16 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
     calibration_plot(path=out / f"{variant}.png", ks=[float(k) for k in ks],
                      rows=[table[name[float(k)]] for k in ks], title=f"{variant}: viewer calibration")
     return res
+
+
+def calibration_fit_failures(*, test: pd.DataFrame, val: dict) -> dict:
+    """How many per-recording calibration fits (seed x video x viewer x K, and lambda on val) the
+    optimiser did not finish (each is logged with its message)."""
+    def count(df: pd.DataFrame) -> int:
+        if df.empty or "fit_failed" not in df:
+            return 0
+        return int(df.drop_duplicates(["seed", "video_id", "viewer", "k_s"])["fit_failed"].sum())
+    return {"test": count(test), "val": int(sum(count(v) for v in val.values()))}
 
 
 def bias_summary(*, per_seed: dict, out: Path, variant: str, levels: list[str]) -> dict:

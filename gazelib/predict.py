@@ -40,22 +40,14 @@ import numpy as np
 import pandas as pd
 
 from gazelib.bundle import Bundle, BundleError, feature_param_diff, load_bundle
-from gazelib.cache import VideoCache, code_hash, hash_file, hash_obj, run_per_video
+from gazelib.cache import VideoCache, hash_file, hash_obj, run_per_video
+from gazelib.closure import stage_code
 from gazelib.io import atomic_path, read_npz, write_json, write_npz, write_table
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
 FEATURES_DIR = "_features"
-STAGE_CODE = {
-    "audio": ("gazelib.features.audio", "gazelib.media", "gazelib.normalize"),
-    "text": ("gazelib.features.text", "gazelib.features.transcript", "gazelib.media", "gazelib.predict"),
-    "visual": ("gazelib.features.visual", "gazelib.features.image_models", "gazelib.features.grid",
-               "gazelib.media", "gazelib.normalize"),
-    "align": ("gazelib.align", "gazelib.normalize", "gazelib.features.grid", "gazelib.ingest"),
-    "predict": ("gazelib.predict", "gazelib.overlay", "gazelib.evaluate", "gazelib.dataset", "gazelib.model",
-                "gazelib.normalize"),
-}
 PARTS = ("probe", "load_models", "audio", "text", "visual", "align", "model", "outputs", "overlay")
 
 
@@ -227,7 +219,7 @@ def _run_stage(*, part: str, jobs: list[VideoJob], work: Path, params: dict, com
     if not items:
         return
     run = run_per_video(cache=_KeepCache(work / part, f"predict_{part}"), items=items,
-                        params={**params, "code": code_hash(*STAGE_CODE[part])},
+                        params=params, code=stage_code(stage=f"predict_{part}", cfg=params),
                         compute=_timed(job_by_id, part, compute, timings), on_error="skip", progress=progress)
     for vid in run.cached:
         job_by_id[vid].reused.append(part)
@@ -354,7 +346,7 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
     if not items:
         return
     run = run_per_video(cache=_KeepCache(work / "aligned", "predict_align"), items=items,
-                        params={**cfg, "grid": gshape, "code": code_hash(*STAGE_CODE["align"])},
+                        params={**cfg, "grid": gshape}, code=stage_code(stage="predict_align", cfg=cfg),
                         compute=_timed(job_by_id, "align", compute), on_error="skip", progress=progress)
     for vid in run.cached:
         job_by_id[vid].reused.append("align")
@@ -557,7 +549,7 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
             **({"horizon_s": meta["train_cfg"]["horizon_s"]} if bundle.needs_track else {})}
     overlay_opts = {"preset": overlay_preset, "crf": overlay_crf}
     out_key = {"checkpoint": hash_file(checkpoint), "runtime": runtime, "overlay": overlay and overlay_opts,
-               "code": code_hash(*STAGE_CODE["predict"])}
+               "code": stage_code(stage="predict").digest}
     cache = VideoCache(out_dir, "predict")
     for j in tqdm([j for j in jobs if not j.error], desc="predict", leave=False, disable=not progress):
         aligned_path = work / "aligned" / f"{j.video_id}.npz"

@@ -21,6 +21,7 @@ import random
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
 from gazelib.layout import RESERVED_ROWS, TIMING, index_grid, index_maps, read_index, read_norm_stats, split_files
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 CHECKPOINT_TYPE = "gazelib.gaze_transformer"
@@ -214,8 +218,9 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         net.train()
         order = d.shard(block_order(train_ds.index, block=cache, seed=seed, epoch=epoch))
         tr = []
-        for batch in tqdm(train_ds.batches(order, local_bs), total=n_batches,
-                          desc=f"{variant} seed {seed} epoch {epoch}", leave=False, disable=not d.main):
+        for i_batch, batch in enumerate(tqdm(train_ds.batches(order, local_bs), total=n_batches,
+                                             desc=f"{variant} seed {seed} epoch {epoch}", leave=False,
+                                             disable=not d.main)):
             batch = model_inputs(batch, device)
             # a second forward in the same step must call `model` (the plain module), not `net`
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
@@ -225,6 +230,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
                 penalty, parts["bias_entropy_bits"] = entropy_penalty(model=model, batch=bias_batch)
                 loss = loss + cfg["lambda_entropy"] * penalty
                 parts["loss"] = loss.item()
+            check_finite(parts, where=f"{variant} seed {seed}: training, epoch {epoch}, batch {i_batch}"
+                                      + (f" of rank {d.rank}" if d.active else ""))
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -246,7 +253,12 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
                 if k != "epoch":
                     live.log_metric(k, v)
             live.next_step()
-        score = val["loss"] if np.isfinite(val["loss"]) else row["train_loss"]  # no val videos
+        if len(val_ds):
+            check_finite(val, where=f"{variant} seed {seed}: validation after epoch {epoch} (mean over "
+                                    f"{len(val_ds)} windows)")
+        elif epoch == start_epoch:
+            log.warning("%s: no validation windows: early stopping follows the training loss", variant)
+        score = val["loss"] if len(val_ds) else row["train_loss"]
         improved = score < best - 1e-4
         best, bad = (score, 0) if improved else (best, bad + 1)
         if improved and d.main:
@@ -266,6 +278,29 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             "train_windows": len(train_ds), "val_windows": len(val_ds), "wall_s": wall,
             "samples_per_s": n_samples / wall if wall > 0 else 0.0, "device": device.type,
             "n_params": sum(p.numel() for p in model.parameters()), "world_size": d.world}
+
+
+def check_finite(parts: dict, *, where: str) -> None:
+    """Stop on a non-finite loss (or loss part), naming where it happened: a NaN would otherwise
+    train on, or pass for 'no validation data' in early stopping."""
+    bad = {k: v for k, v in parts.items() if not np.isfinite(v)}
+    if bad:
+        raise FloatingPointError(f"{where}: non-finite loss {bad}; training stopped (check the inputs of this "
+                                 "batch for NaN/inf and train.lr)")
+
+
+def check_modalities_have_data(*, variant: str, modalities: list[str], index: pd.DataFrame, split: str = "train") -> None:
+    """Refuse a variant that lists a content modality (audio, text, visual) that no video of
+    ``split`` has any of (align coverage 0: zero-filled and masked everywhere): the model would
+    learn nothing from it and every report would still call the row by its modalities."""
+    rows = index[index["split"] == split]
+    empty = [m for m in modalities if f"coverage_{m}" in rows and m != "track"
+             and not (rows[f"coverage_{m}"] > 0).any()]
+    if empty:
+        raise ValueError(f"variant {variant!r} uses {', '.join(empty)}, but no {split} video has any "
+                         f"({len(rows)} {split} videos, coverage 0 in data/aligned/index.parquet): drop "
+                         f"{', '.join(empty)} from variants.{variant}.modalities in params.yaml, or bring a "
+                         "corpus with it")
 
 
 @torch.no_grad()
@@ -325,6 +360,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"train.seeds must be a non-empty list of distinct seeds, got {seeds}")
     index, meta = read_index(root)
+    check_modalities_have_data(variant=variant, modalities=params["variants"][variant]["modalities"], index=index)
     stats = read_norm_stats(root)
     # nproc is how many processes train, not what they learn: a checkpoint records world_size instead
     cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc")}

