@@ -31,7 +31,7 @@ BUNDLE_FILE = "bundle.json"
 STATS_FILE = "norm_stats.json"
 BUNDLE_TYPE = "gazelib.model_bundle"
 FORMAT_VERSION = 1
-FEATURE_SECTIONS = ("audio", "text", "visual", "align")
+FEATURE_SECTIONS = ("features", "audio", "text", "visual", "align")   # features: lookahead (none | offline)
 # keys that change how fast features are made, never their values: they may differ at prediction time
 RUNTIME_KEYS = {"audio": {"chunk_s"}, "text": {"asr_threads", "embed_batch"}, "visual": {"embed_batch"}}
 
@@ -123,7 +123,9 @@ def load_bundle(model_dir: str | Path) -> Bundle:
                           f"({FORMAT_VERSION}); upgrade gazelib")
     missing = [k for k in ("variant", "modalities", "seeds", "feature_params", "grid", "norm_stats_hash")
                if k not in doc]
-    missing += [f"feature_params.{s}" for s in FEATURE_SECTIONS if s not in doc.get("feature_params", {})]
+    # "features" (lookahead) is younger than bundles: without it the model saw look-ahead features
+    missing += [f"feature_params.{s}" for s in FEATURE_SECTIONS
+                if s not in doc.get("feature_params", {}) and s != "features"]
     if missing:
         raise BundleError(f"{path}: missing {missing}")
     stats_path = model_dir / doc.get("norm_stats", STATS_FILE)

@@ -256,18 +256,24 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
         write_visual_features,
     )
 
-    acfg, tcfg, vcfg = params["audio"], text_config(params), params["visual"]
+    from gazelib.features import lookahead_of
+
+    # a bundle from before features.lookahead was trained on look-ahead features: extract those
+    lookahead = lookahead_of(params, default="offline")
+    acfg, vcfg = params["audio"], params["visual"]
+    tcfg = text_config({**params, "features": {"lookahead": lookahead}})
     audio_models = _Lazy(lambda: make_audio_models(acfg), timings)
 
     def audio(item: dict) -> list[Path]:
         m = audio_models()
         feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
                                        duration_s=item["duration_s"], cfg=acfg, vad=m["vad"], egemaps=m["egemaps"],
-                                       speech=m["speech"])
+                                       speech=m["speech"], lookahead=lookahead)
         return write_audio_features(feats=feats, out_dir=work / "audio", video_id=item["video_id"], cfg=acfg,
                                     models=m["names"])
 
-    _run_stage(part="audio", jobs=jobs, work=work, params=acfg, compute=audio, progress=progress,
+    _run_stage(part="audio", jobs=jobs, work=work, params={**acfg, "lookahead": lookahead}, compute=audio,
+               progress=progress,
                timings=timings)
 
     if warn_sources and "asr" not in tcfg.get("sources", []):
@@ -289,11 +295,12 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     def visual(item: dict) -> list[Path]:
         detector, encoder = visual_models()
         feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=vcfg,
-                                        detector=detector, encoder=encoder)
+                                        detector=detector, encoder=encoder, lookahead=lookahead)
         return write_visual_features(feats=feats, out_dir=work / "visual", video_id=item["video_id"], cfg=vcfg,
                                      detector_name=detector.name)
 
-    _run_stage(part="visual", jobs=jobs, work=work, params=vcfg, compute=visual, progress=progress,
+    _run_stage(part="visual", jobs=jobs, work=work, params={**vcfg, "lookahead": lookahead}, compute=visual,
+               progress=progress,
                timings=timings)
 
 
@@ -317,7 +324,10 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
     from gazelib.align import align_video, write_aligned
     from gazelib.features.grid import grid_shape
 
+    from gazelib.features import lookahead_of
+
     cfg = params["align"]
+    lookahead = lookahead_of(params, default="offline")   # as the features were extracted
     gshape = grid_shape(params["visual"])
     job_by_id = {j.video_id: j for j in jobs}
     for j in jobs:
@@ -333,7 +343,7 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
                 pd.DataFrame({"viewer_id": pd.Series(dtype=str), "t": [], "x": [], "y": [],
                               "valid": pd.Series(dtype=bool), "inout": pd.Series(dtype=np.int8)}))
         arrays = align_video(video_id=job.video_id, duration_s=job.probe.duration_s, feat_dir=work, gaze=gaze,
-                             cfg=cfg, grid_shape=gshape)
+                             cfg=cfg, grid_shape=gshape, lookahead=lookahead)
         if arrays["gaze"].shape[0] == 0:
             n = arrays["t"].size
             arrays.update(gaze=np.zeros((1, n, 2), np.float32), inout=np.zeros((1, n), np.int8),
@@ -346,7 +356,8 @@ def align_jobs(*, jobs: list[VideoJob], params: dict, work: Path, gaze_opts: dic
     if not items:
         return
     run = run_per_video(cache=_KeepCache(work / "aligned", "predict_align"), items=items,
-                        params={**cfg, "grid": gshape}, code=stage_code(stage="predict_align", cfg=cfg),
+                        params={**cfg, "grid": gshape, "lookahead": lookahead},
+                        code=stage_code(stage="predict_align", cfg=cfg),
                         compute=_timed(job_by_id, "align", compute), on_error="skip", progress=progress)
     for vid in run.cached:
         job_by_id[vid].reused.append("align")
