@@ -62,6 +62,11 @@ class Bundle:
     meta: dict = field(default_factory=dict)
 
     @property
+    def synthetic(self) -> str | None:
+        """What made the training data when it was not real viewers (the demo), else None."""
+        return self.meta.get("synthetic_training_data")
+
+    @property
     def needs_track(self) -> bool:
         """True when the model reads a viewer's own gaze history (``track`` in its modalities)."""
         return "track" in self.modalities
@@ -78,9 +83,12 @@ class Bundle:
         return path
 
 
-def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str, modalities: list[str]) -> dict:
+def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str, modalities: list[str],
+                 synthetic: str | None = None) -> dict:
     """Write ``bundle.json`` and ``norm_stats.json`` into ``out_dir`` (the variant's model folder).
 
+    ``synthetic``: the training corpus's ``synthetic:`` sentence (the demo's), recorded so that every
+    use of the model can say it was not trained on real viewers.
     Returns ``{"bundle": path, "norm_stats": path, "seeds": [...], "norm_stats_hash": str}``.
     """
     from gazelib import __version__
@@ -95,7 +103,7 @@ def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str
            "variant": variant, "modalities": list(modalities), "seeds": seeds,
            "feature_params": {s: params[s] for s in FEATURE_SECTIONS}, "ingest_params": params.get("ingest", {}),
            "grid": [len(stats["grid"]["mean"]), int(params["visual"]["grid_h"]), int(params["visual"]["grid_w"])],
-           "norm_stats": STATS_FILE, "norm_stats_hash": h}
+           "norm_stats": STATS_FILE, "norm_stats_hash": h, "synthetic_training_data": synthetic}
     write_json(out_dir / STATS_FILE, stats)
     write_json(out_dir / BUNDLE_FILE, doc)
     log.info("%s: wrote the model bundle (seeds %s, norm stats %s)", out_dir, seeds, h)
@@ -137,6 +145,8 @@ def load_bundle(model_dir: str | Path) -> Bundle:
         raise BundleError(f"{stats_path}: norm stats hash {h} differs from the {doc['norm_stats_hash']} "
                           f"recorded in {BUNDLE_FILE}: the file was changed or comes from another run")
     check_version(model_dir=model_dir, trained=doc.get("gazelib_version"))
+    if doc.get("synthetic_training_data"):
+        log.warning("%s: TRAINED ON SYNTHETIC DATA, not on real viewers: %s", model_dir, doc["synthetic_training_data"])
     return Bundle(model_dir=model_dir, variant=doc["variant"], modalities=list(doc["modalities"]),
                   seeds=[int(s) for s in doc["seeds"]], feature_params=doc["feature_params"],
                   ingest_params=doc.get("ingest_params", {}), stats=stats, stats_hash=h,

@@ -42,6 +42,7 @@ class IngestResult:
     gaze: dict[str, pd.DataFrame]
     skipped: list[dict] = field(default_factory=list)
     geometry: dict = field(default_factory=dict)       # corpus.yaml geometry: (degrees), if any
+    synthetic: str | None = None                       # corpus.yaml synthetic: what made the data, if not people
 
 
 def load_corpus_config(corpus: Path) -> dict:
@@ -295,7 +296,11 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
         splits = assign_splits(video_ids=list(manifest["video_id"]), ratios=params["split_ratios"],
                                overrides=ccfg.get("splits") or {})
         manifest["split"] = manifest["video_id"].map(splits)
-    return IngestResult(manifest=manifest, gaze=gaze, skipped=skipped, geometry=geometry)
+    synthetic = ccfg.get("synthetic")
+    if synthetic is not None and not isinstance(synthetic, str):
+        raise CorpusError(f"{corpus}/corpus.yaml: synthetic must be a sentence saying what made the data, "
+                          f"got {synthetic!r}")
+    return IngestResult(manifest=manifest, gaze=gaze, skipped=skipped, geometry=geometry, synthetic=synthetic)
 
 
 def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict,
@@ -335,7 +340,8 @@ def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Pat
     """Write manifest, per-video gaze tables and the report; returns the report dict."""
     out_dir = Path(out_dir)
     write_table(out_dir / "manifest.parquet", result.manifest, meta={"corpus": str(corpus),
-                                                                    "geometry": result.geometry})
+                                                                    "geometry": result.geometry,
+                                                                    "synthetic": result.synthetic})
     keep = set(result.gaze)
     gdir = out_dir / "gaze"
     for old in gdir.glob("*.parquet") if gdir.exists() else []:

@@ -48,6 +48,11 @@ def corpus_geometry(root: Path) -> dict:
     return read_table(root / INTERIM / "manifest.parquet")[1].get("geometry") or {}
 
 
+def corpus_synthetic(root: Path) -> str | None:
+    """corpus.yaml's ``synthetic:`` sentence ingest recorded (the demo's: simulated viewers), or None."""
+    return read_table(root / INTERIM / "manifest.parquet")[1].get("synthetic")
+
+
 def manifest_items(manifest: pd.DataFrame) -> list[dict]:
     return manifest.to_dict("records")
 

@@ -86,6 +86,7 @@ class PredictResult:
     timings: dict = field(default_factory=dict)    # part -> seconds (all videos)
     media_s: float = 0.0
     wall_s: float = 0.0
+    synthetic: str | None = None                   # the model was trained on synthetic data: what made it
 
     @property
     def ok(self) -> bool:
@@ -588,6 +589,7 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
         j.files = [str(Path(f).relative_to(out_dir)) for f in files]
 
     result = PredictResult(out_dir=out_dir, model_dir=bundle.model_dir, variant=bundle.variant, seed=used_seed,
+                           synthetic=bundle.synthetic,
                            runtime=runtime)
     for j in jobs:
         rec = {"source": str(j.path), "status": "failed" if j.error else "ok", "files": sorted(j.files),
@@ -606,8 +608,9 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
             timings[part] = timings.get(part, 0.0) + s
     result.timings = {p: round(timings.get(p, 0.0), 3) for p in PARTS}
     result.wall_s = time.perf_counter() - t_start
-    write_json(out_dir / "summary.json", {**info, "model_dir": str(bundle.model_dir), "videos": result.videos,
-                                          "failed": result.failed})
+    write_json(out_dir / "summary.json", {**info, "model_dir": str(bundle.model_dir),
+                                          "model_trained_on_synthetic_data": bundle.synthetic,
+                                          "videos": result.videos, "failed": result.failed})
     write_json(out_dir / "timing.json", {"parts_s": result.timings, "wall_s": round(result.wall_s, 3),
                                          "media_s": round(result.media_s, 3),
                                          "x_realtime": round(result.media_s / result.wall_s, 3) if result.wall_s else None,
@@ -702,6 +705,9 @@ def predict_cmd(inputs, model_dir, out_dir, seed, runtime, onnx_path, gaze, gaze
     click.echo(f"{n_ok} of {len(res.videos)} videos predicted with {res.variant} seed {res.seed} ({res.runtime}) "
                f"into {res.out_dir}; {res.media_s:.1f} s of video in {res.wall_s:.1f} s "
                f"({res.media_s / max(res.wall_s, 1e-9):.2f}x real time)")
+    if res.synthetic:
+        click.echo(f"WARNING: this model was trained on synthetic data, not on real viewers: {res.synthetic}",
+                   err=True)
     for vid, rec in res.videos.items():
         if rec["status"] == "ok":
             click.echo(f"  ok      {vid}: {res.out_dir / vid}" + (" (reused)" if "model" in rec["reused"] else ""))

@@ -32,7 +32,7 @@ from gazelib.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
-from gazelib.layout import RESERVED_ROWS, TIMING, index_grid, index_maps, read_index, read_norm_stats, split_files
+from gazelib.layout import RESERVED_ROWS, TIMING, corpus_synthetic, index_grid, index_maps, read_index, read_norm_stats, split_files
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -399,7 +399,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
 
     # the model folder travels: norm stats and feature params beside the seed checkpoints
     write_bundle(out_dir=root / "models" / variant, params=params, stats=stats, variant=variant,
-                 modalities=params["variants"][variant]["modalities"])
+                 modalities=params["variants"][variant]["modalities"], synthetic=corpus_synthetic(root))
     write_json(root / TIMING / f"train_{variant}.json",
                {"wall_s": float(sum(r["wall_s"] for r in results)),
                 "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})

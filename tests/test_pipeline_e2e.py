@@ -69,6 +69,10 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     assert all("removed" in c and c["removed"]["auc_vat"]["delta"] is not None for c in att["controls"].values())
     assert att["answer"] in (dst / "reports/attribution.md").read_text()
     assert "what sound and speech add" in (dst / "reports/index.html").read_text()
+    # a model trained on the demo says so (bundle -> predict's warning and summary)
+    bundle = json.loads((dst / "models/multimodal/bundle.json").read_text())
+    assert bundle["synthetic_training_data"].startswith("gazelib demo corpus")
+    assert bundle["feature_params"]["features"] == {"lookahead": "none"}
     for v in ("baseline", "multimodal", "content_only"):
         e = cmp["rows"][v]["metrics"]
         assert 0 <= e["auc_vat"] <= 1 and e["l2_vat"] >= 0 and 0 <= e["inout_ap"] <= 1

