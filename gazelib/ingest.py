@@ -302,7 +302,12 @@ def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict
                     cfg: dict) -> tuple[list[pd.DataFrame], float]:
     """Replace each viewer's samples by fixation labels (``ingest.labels: fixations``): a sample in
     a fixation takes the fixation's centroid, a sample outside any fixation (saccade, noise)
-    becomes missing. Thresholds in degrees when the corpus geometry gives degrees per unit."""
+    becomes missing. Thresholds in degrees when the corpus geometry gives degrees per unit.
+
+    Column ``t_known``: when the label is complete (the fixation's end, plus the samples the
+    detector reads to see it end; :attr:`gazelib.fixations.FixationResult.known_t`), NaN where
+    missing. align carries it into ``gaze_t``, so the track at t sees only fixations known by
+    t - horizon; ``t`` stays the sample's own time (the target's)."""
     from gazelib.fixations import detect_fixations
 
     dpu = (geometry.get("deg_per_unit") or {}).get(video_id)
@@ -317,7 +322,8 @@ def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict
         x = np.where(inside, res.centroid_x, np.nan)
         y = np.where(inside, res.centroid_y, np.nan)
         inframe = inside & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
-        out.append(g.assign(x=x, y=y, valid=inside, inout=inframe.astype(np.int8)))
+        out.append(g.assign(x=x, y=y, valid=inside, inout=inframe.astype(np.int8),
+                            t_known=np.where(inside, res.known_t, np.nan)))
         n_in += int(inside.sum())
         n_valid += int(g["valid"].sum())
         log.info("%s/%s: %d fixations (%s, thresholds in %s), %.0f%% of valid samples", video_id,
