@@ -163,7 +163,10 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
     ``u = sha256(video_id) / 2^48`` falls into [0, r_train), [r_train, r_train + r_val) or the
     rest. With three or more videos, an empty split takes the video of the largest split
     whose ``u`` lies closest to the empty split's interval. ``overrides`` (from corpus.yaml)
-    map video_id -> split, or split -> [video_id, ...], and win.
+    map video_id -> split, or split -> [video_id, ...], and win. When they name test and/or val
+    videos, every video they do not name is train (logged): a user who lists the held-out videos
+    means the rest to be trained on (a split left empty, e.g. val when only test is listed, still
+    takes one unlisted video by the rule above).
     """
     total = sum(ratios[s] for s in SPLITS)
     edges = np.cumsum([ratios[s] / total for s in SPLITS])
@@ -171,6 +174,11 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
     split = {v: SPLITS[int(np.searchsorted(edges, u[v], side="right"))] if u[v] < edges[-1] else "test"
              for v in video_ids}
     fixed = _normalise_overrides(overrides or {})
+    unlisted = [v for v in video_ids if v not in fixed]
+    if unlisted and {"val", "test"} & set(fixed.values()):
+        log.info("corpus.yaml splits name %s videos only: the %d unlisted go to train",
+                 "/".join(s for s in SPLITS if s in set(fixed.values())), len(unlisted))
+        split.update({v: "train" for v in unlisted})  # not fixed: an empty split may still take one
     split.update({v: s for v, s in fixed.items() if v in split})
     if len(video_ids) >= 3:
         lo = dict(zip(SPLITS, np.r_[0.0, edges[:-1]]))
@@ -184,7 +192,9 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
             if not cands:
                 continue
             dist = lambda v: max(lo[s] - u[v], u[v] - hi[s], 0.0)  # noqa: E731
-            split[min(sorted(cands), key=dist)] = s
+            moved = min(sorted(cands), key=dist)
+            log.info("split %s would be empty: %s moves there from %s", s, moved, donor)
+            split[moved] = s
     return split
 
 
