@@ -11,7 +11,7 @@ import yaml
 
 from tests.test_pipeline_e2e import REPO, _run, clone_repo
 
-N_VIDEOS, SECONDS = 6, 10.0
+N_VIDEOS, SECONDS = 5, 10.0
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_10s_clips_run_every_stage_with_the_default_params(short_clone):
         assert "K=10s: the videos are shorter than K + train.horizon_s = 11 s" in md
         assert (dst / "reports/calibration" / f"{v}.png").stat().st_size > 0
     cmp = json.loads((dst / "metrics/compare.json").read_text())
-    assert set(variants) <= set(cmp["rows"]) and cmp["bootstrap"]["n_test_videos"] == 2
+    assert set(variants) <= set(cmp["rows"]) and all(cmp["rows"][v]["metrics"]["auc_vat"] is not None for v in variants)
     assert json.loads((dst / "metrics/validation.json").read_text())["passed"]
     html = (dst / "reports/index.html").read_text()
     assert "K=10s" in html and "shorter than" in html  # the report carries the reason
