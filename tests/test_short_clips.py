@@ -11,7 +11,7 @@ import yaml
 
 from tests.test_pipeline_e2e import REPO, _run, clone_repo
 
-N_VIDEOS, SECONDS = 5, 10.0
+N_VIDEOS, SECONDS = 4, 10.0
 
 
 @pytest.fixture(scope="module")
