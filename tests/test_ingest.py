@@ -162,7 +162,8 @@ def test_listing_only_test_and_val_sends_the_rest_to_train(caplog):
     # only test listed: the rest is train, but one unlisted video still fills the empty val split
     assert sum(x == "train" for x in only_test.values()) == 13 and sum(x == "val" for x in only_test.values()) == 1
     per_video = assign_splits(video_ids=vids, ratios=ratios, overrides={"clip03": "val"})
-    assert per_video["clip03"] == "val" and sum(x == "train" for x in per_video.values()) == 19
+    assert per_video["clip03"] == "val" and sum(x == "train" for x in per_video.values()) == 18
+    assert sum(x == "test" for x in per_video.values()) == 1  # the empty test split took one unlisted video
     # only train listed: the rest still follow the ratios (every split non-empty)
     only_train = assign_splits(video_ids=vids, ratios=ratios, overrides={"train": vids[:3]})
     assert set(only_train.values()) == {"train", "val", "test"}
