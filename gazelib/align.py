@@ -207,11 +207,13 @@ def resample_kind(*, kind: str, src_t, src_v, dst_t, max_gap_s: float, lookahead
 
 
 def resample_gaze(*, t: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndarray, dst_t: np.ndarray,
-                  max_gap_s: float, return_sample_t: bool = False) -> tuple[np.ndarray, ...]:
+                  max_gap_s: float, return_sample_t: bool = False,
+                  known_t: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Nearest gaze sample within ``max_gap_s`` of each step: gaze [T,2], inout [T], valid [T]
     (and, with ``return_sample_t``, the time of the raw sample each label came from, NaN where
     invalid: a label can come from a sample slightly *after* its step, which the track
-    history must know to stay before t - horizon).
+    history must know to stay before t - horizon). ``known_t`` (per raw sample), when given,
+    replaces the sample time there: the time a derived label is complete (a fixation's end).
 
     A step is valid only when its nearest sample is valid (a blink stays missing, never
     "out"); inout is 1 when that sample lies inside [0, 1]^2.
@@ -231,7 +233,7 @@ def resample_gaze(*, t: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndar
     inout = (ok & (gaze[:, 0] >= 0) & (gaze[:, 0] <= 1) & (gaze[:, 1] >= 0) & (gaze[:, 1] <= 1)).astype(np.int8)
     if not return_sample_t:
         return gaze, inout, ok
-    sample_t[ok] = t[i][ok]
+    sample_t[ok] = (t if known_t is None else np.asarray(known_t, np.float64))[i][ok]
     return gaze, inout, ok, sample_t
 
 
@@ -395,7 +397,8 @@ def align_video(*, video_id: str, duration_s: float, feat_dir: Path, gaze: pd.Da
     for v_i, (_, d) in enumerate(gaze.groupby("viewer_id", sort=True)):
         g[v_i], inout[v_i], valid[v_i], gaze_t[v_i] = resample_gaze(
             t=d["t"].to_numpy(), x=d["x"].to_numpy(), y=d["y"].to_numpy(), valid=d["valid"].to_numpy(),
-            dst_t=t, max_gap_s=cfg["gaze_max_gap_s"], return_sample_t=True)
+            dst_t=t, max_gap_s=cfg["gaze_max_gap_s"], return_sample_t=True,
+            known_t=d["t_known"].to_numpy() if "t_known" in d else None)  # fixation labels (ingest)
     mask[:, 3] = valid.any(0) if len(viewers) else False
     out.update({"gaze": g, "inout": inout, "valid": valid, "gaze_t": gaze_t, "mask": mask,
                 "viewers": np.array(viewers, dtype=str)})

@@ -27,9 +27,12 @@ correction only re-weights regions, and shrinks to no change when the calibratio
 no viewer-specific signal.
 
 K = 0, or a calibration window with no valid in-frame sample, leaves the prediction unchanged
-bit for bit. Every K is scored on the same samples: the steps with t >= max(calibration_s) +
-train.horizon_s (calibration gaze, like the track, ends a horizon before the steps it informs),
-so the rows differ only by the correction.
+bit for bit. Each K is scored on the valid in-frame steps with t >= K + train.horizon_s
+(calibration gaze, like the track, ends a horizon before the steps it informs), so a short clip
+still scores the K it is long enough for. A K is compared with K = 0 *on its own samples*
+(K = 0 scores every step with t >= horizon, a superset), so each delta is paired and differs only
+by the correction. A K with no such step in any recording cannot be scored and is reported as such
+(:func:`unscorable_ks`).
 """
 from __future__ import annotations
 
@@ -124,29 +127,34 @@ def calibrate_recording(*, prob: np.ndarray, t: np.ndarray, gaze: np.ndarray, is
             "fit_message": fit.message}
 
 
+def scored_steps(*, t: np.ndarray, is_inframe: np.ndarray, k_s: float, horizon_s: float) -> np.ndarray:
+    """The steps a correction fitted on the first ``k_s`` seconds is scored on: valid, in frame and
+    at t >= k_s + ``horizon_s`` (the calibration gaze ends a horizon before them)."""
+    return is_inframe & (t >= k_s + horizon_s)
+
+
 def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: float, sigma: float, gh: int, gw: int,
                         frame_wh: dict[str, tuple[int, int]], horizon_s: float) -> pd.DataFrame:
-    """One row per scored sample (valid, in frame, t >= max(ks) + ``horizon_s``) and K: auc_vat, l2_vat, l2_diag of
-    the map calibrated on that recording's first K seconds, and ``fit_failed`` (the optimiser did not
-    converge: logged with its message). ``preds``: video -> {"prob": [V,T,cells]};
-    ``labels``: video -> aligned labels (t, gaze, valid, inout)."""
+    """One row per K and scored sample (:func:`scored_steps`: valid, in frame, t >= K + ``horizon_s``): auc_vat,
+    l2_vat, l2_diag of the map calibrated on that recording's first K seconds, with the step's time ``t``,
+    and ``fit_failed`` (the optimiser did not converge: logged with its message).
+    ``preds``: video -> {"prob": [V,T,cells]}; ``labels``: video -> aligned labels (t, gaze, valid, inout)."""
     from gazelib.metrics import l2_diag, vat_metrics
 
     if not ks or min(ks) < 0:
         raise ValueError(f"evaluate.calibration_s must list seconds >= 0, got {ks}")
-    # the viewer's calibration gaze ends at least a horizon before the first scored step, so no
-    # gaze after t - horizon reaches the prediction at t (as for the track)
-    t_min = max(ks) + horizon_s
     frames = []
     for vid in sorted(preds):
         lab = labels[vid]
         for v in range(preds[vid]["prob"].shape[0]):
             inframe = lab["valid"][v].astype(bool) & (lab["inout"][v] > 0)
-            scored = inframe & (lab["t"] >= t_min)
-            if not scored.any():
-                continue
-            gaze = lab["gaze"][v][scored].astype(np.float64)
             for k in ks:
+                # the viewer's calibration gaze ends at least a horizon before the first scored step, so no
+                # gaze after t - horizon reaches the prediction at t (as for the track)
+                scored = scored_steps(t=lab["t"], is_inframe=inframe, k_s=float(k), horizon_s=horizon_s)
+                if not scored.any():
+                    continue
+                gaze = lab["gaze"][v][scored].astype(np.float64)
                 r = calibrate_recording(prob=preds[vid]["prob"][v], t=lab["t"], gaze=lab["gaze"][v],
                                         is_inframe=inframe, k_s=float(k), lam=lam, sigma=sigma, gh=gh, gw=gw)
                 if r["fit_failed"]:
@@ -155,17 +163,35 @@ def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: floa
                 m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, gh, gw).astype(np.float64), gaze=gaze)
                 frames.append(pd.DataFrame({
                     "video_id": vid, "viewer": v, "step": np.nonzero(scored)[0].astype(np.int32),
-                    "k_s": float(k), "n_calibration": r["n_calibration"], "auc_vat": m["auc_vat"],
-                    "l2_vat": m["l2_vat"], "l2_diag": l2_diag(pred_xy=m["pred_xy"], gaze=gaze,
-                                                              width=frame_wh[vid][0], height=frame_wh[vid][1]),
-                    "fit_failed": r["fit_failed"]}))
-    cols = ["video_id", "viewer", "step", "k_s", "n_calibration", "auc_vat", "l2_vat", "l2_diag", "fit_failed"]
+                    "t": np.asarray(lab["t"], np.float64)[scored], "k_s": float(k),
+                    "n_calibration": r["n_calibration"], "auc_vat": m["auc_vat"], "l2_vat": m["l2_vat"],
+                    "l2_diag": l2_diag(pred_xy=m["pred_xy"], gaze=gaze, width=frame_wh[vid][0],
+                                       height=frame_wh[vid][1]), "fit_failed": r["fit_failed"]}))
+    cols = ["video_id", "viewer", "step", "t", "k_s", "n_calibration", "auc_vat", "l2_vat", "l2_diag", "fit_failed"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def unscorable_ks(*, samples: pd.DataFrame, ks: list[float], horizon_s: float, longest_s: float) -> dict[str, str]:
+    """``K=<k>s`` -> why that K has no scored sample in ``samples`` (:func:`calibration_samples`):
+    the videos end before K + horizon (``longest_s``: the last step time of the longest), or no valid
+    in-frame gaze lies after it."""
+    have = set(samples["k_s"].astype(float)) if len(samples) else set()
+    out = {}
+    for k in (float(k) for k in ks):
+        if k in have:
+            continue
+        start = k + horizon_s
+        out[f"K={k:g}s"] = (f"the videos are shorter than K + train.horizon_s = {start:g} s (the longest ends at "
+                            f"{longest_s:g} s)" if longest_s < start else
+                            f"no valid in-frame gaze at t >= K + train.horizon_s = {start:g} s")
+    return out
 
 
 def choose_lambda(*, val_samples: dict[float, pd.DataFrame]) -> dict:
     """The ridge penalty with the highest mean auc_vat over every K > 0 on the validation videos
-    (ties: the larger penalty, the smaller change). ``val_samples``: lambda -> calibration_samples."""
+    (ties: the larger penalty, the smaller change; with no scored val sample for any K > 0, every
+    score is -inf and the largest penalty is taken, ``chosen_on_val`` False).
+    ``val_samples``: lambda -> calibration_samples."""
     score = {}
     for lam, df in val_samples.items():
         d = df[df["k_s"] > 0]
@@ -173,5 +199,5 @@ def choose_lambda(*, val_samples: dict[float, pd.DataFrame]) -> dict:
     best = max(score, key=lambda lam: (score[lam], lam))
     k0 = next(iter(val_samples.values()))
     k0 = k0[k0["k_s"] == 0]
-    return {"lambda": best, "val_auc_vat": score,
+    return {"lambda": best, "val_auc_vat": score, "chosen_on_val": bool(np.isfinite(score[best])),
             "val_auc_vat_uncalibrated": float(k0["auc_vat"].mean()) if len(k0) else float("nan")}

@@ -312,7 +312,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
             ignore_index=True),
         val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
         model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
-        out=root / "reports" / "calibration", variant=variant)
+        out=root / "reports" / "calibration", variant=variant,
+        longest_s=max(float(lab["t"][-1]) if lab["t"].size else 0.0 for lab in labels.values()))
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
     write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
@@ -326,59 +327,102 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
 
 
 def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float,
-                        out: Path, variant: str) -> dict:
+                        out: Path, variant: str, longest_s: float) -> dict:
     """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
-    report auc_vat / l2_vat / l2_diag per K on test with
-    intervals over test videos x seeds (gazelib.intervals) and deltas vs K = 0, check that K = 0 equals
-    the uncalibrated model's own scores, and write ``<out>/<variant>.md`` and ``.png``."""
-    from gazelib.calibration import choose_lambda
+    report auc_vat / l2_vat / l2_diag per K on test, each K on its own samples (t >= K + horizon),
+    with intervals over test videos x seeds (gazelib.intervals) and the paired delta vs K = 0 on those
+    same samples, check that K = 0 equals the uncalibrated model's own scores, and write
+    ``<out>/<variant>.md`` and ``.png``. A K the videos (longest ``longest_s`` s) are too short for is
+    listed under ``not_scored`` with the reason; when no K can be scored the outputs say so
+    (``applicable`` False) and nothing fails."""
+    from gazelib.calibration import choose_lambda, unscorable_ks
     from gazelib.intervals import compare_rows
     from gazelib.viz import calibration_plot
 
     choice = choose_lambda(val_samples=val)
     df = test(choice["lambda"])  # test is scored once, with the penalty chosen on val
-    if df.empty:
-        why = (f"no valid in-frame test sample at t >= {max(ks) + horizon_s:g} s (evaluate.calibration_s + "
-               "train.horizon_s is longer than the videos)")
-        log.warning("%s: viewer calibration skipped: %s", variant, why)
-        return {"lambda": choice["lambda"], "rows": {}, "skipped": why}
-    keys = ("auc_vat", "l2_vat", "l2_diag")
     name = {float(k): f"K={float(k):g}s" for k in ks}
-    rows = df.assign(row=df["k_s"].map(name), inout=1, p_in=1.0)
-    cmp = compare_rows(samples=rows, rows={name[float(k)]: "calibration" for k in ks}, references=[name[0.0]]
-                       if 0.0 in name else [], keys=keys)
-    # K = 0 must be the uncalibrated model itself: same samples, same values, bit for bit
-    k0 = df[df["k_s"] == 0.0].merge(model_samples[["seed", "video_id", "viewer", "step", *keys]],
-                                    on=["seed", "video_id", "viewer", "step"], suffixes=("", "_model"))
-    k0_diff = (float(max(np.nanmax(np.abs(k0[k] - k0[f"{k}_model"]).to_numpy(), initial=0.0) for k in keys))
-               if len(k0) else None)
-    table = {r: {**cmp["rows"][r]["metrics"], "ci95": cmp["rows"][r]["ci95"],
-                 **({"vs_K0": cmp["deltas"][r][f"vs_{name[0.0]}"]} if 0.0 in name and r != name[0.0] else {})}
-             for r in cmp["rows"]}
-    res = {"lambda": choice["lambda"], "lambda_chosen_on": "val videos: mean auc_vat over K > 0",
+    not_scored = unscorable_ks(samples=df, ks=ks, horizon_s=horizon_s, longest_s=longest_s)
+    scored_ks = [float(k) for k in ks if name[float(k)] not in not_scored]
+    lam_note = ("val videos: mean auc_vat over K > 0" if choice["chosen_on_val"] else
+                "no val sample scored for any K > 0 (val videos too short): the largest penalty, the smallest change")
+    res = {"applicable": bool(scored_ks), "lambda": choice["lambda"], "lambda_chosen_on": lam_note,
            "val_auc_vat_by_lambda": {f"{k:g}": v for k, v in choice["val_auc_vat"].items()},
            "val_auc_vat_uncalibrated": choice["val_auc_vat_uncalibrated"],
-           "scored": f"valid in-frame samples with t >= {max(ks) + horizon_s:g} s = max K + horizon (the same for "
-                     "every K)",
-           "n_samples_per_k": int((df["k_s"] == ks[0]).sum()), "rows": table,
-           "k0_max_abs_diff_vs_uncalibrated": k0_diff, "intervals": cmp["intervals"],
-           "fit_failures": calibration_fit_failures(test=df, val=val)}
-    lines = [f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, chosen on val)", "",
-             f"Scored on {res['scored']}; 95% intervals resample test videos x seeds.", "",
-             "| K (s) | auc_vat | 95% CI | Δ vs K=0 | l2_vat | 95% CI | Δ vs K=0 |", "|---|---|---|---|---|---|---|"]
-    for k in ks:
-        r = table[name[float(k)]]
+           "scored": f"per K: valid in-frame samples with t >= K + {horizon_s:g} s (train.horizon_s); each K's delta "
+                     "vs K=0 on that K's own samples (paired)",
+           "not_scored": not_scored, "rows": {}}
+    title = f"# {variant}: few-shot viewer calibration (ridge lambda {choice['lambda']:g}, {lam_note})"
+    plot_title = f"{variant}: viewer calibration"
+    if not scored_ks:
+        why = "; ".join(f"{k}: {v}" for k, v in not_scored.items())
+        log.warning("%s: viewer calibration not applicable (%s); its report says so", variant, why)
+        res["skipped"] = why
+        write_text(out / f"{variant}.md", f"{title}\n\n**Not applicable on this corpus**: no K in "
+                   "evaluate.calibration_s can be scored.\n\n" + "".join(f"- {k}: {v}\n" for k, v in not_scored.items()))
+        calibration_plot(path=out / f"{variant}.png", ks=[], rows=[], title=plot_title,
+                         note="not applicable: " + why)
+        return res
+    if not_scored:
+        log.warning("%s: viewer calibration: %s not scored (%s)", variant, ", ".join(not_scored),
+                    "; ".join(not_scored.values()))
+    keys = ("auc_vat", "l2_vat", "l2_diag")
+    k0 = name.get(0.0)
+    base = df[df["k_s"] == 0.0] if k0 else None
+    table, boot = {}, None
+    for k in scored_ks:
+        rows = df[df["k_s"] == k].assign(row=name[k])
+        paired = k0 is not None and k != 0.0
+        if paired:  # K = 0 on exactly this K's samples (t >= K + horizon)
+            rows = pd.concat([rows, base[base["t"] >= k + horizon_s].assign(row=k0)], ignore_index=True)
+        cmp = compare_rows(samples=rows.assign(inout=1, p_in=1.0),
+                           rows={name[k]: "calibration", **({k0: "calibration"} if paired else {})},
+                           references=[k0] if paired else [], keys=keys)
+        boot = boot or cmp["intervals"]
+        r = cmp["rows"][name[k]]
+        table[name[k]] = {**r["metrics"], "ci95": r["ci95"], "n_samples": int((rows["row"] == name[k]).sum()),
+                          "scored_from_s": k + horizon_s}
+        if paired:
+            table[name[k]]["K0_same_samples"] = {**cmp["rows"][k0]["metrics"], "ci95": cmp["rows"][k0]["ci95"]}
+            table[name[k]]["vs_K0"] = cmp["deltas"][name[k]][f"vs_{k0}"]
+    # K = 0 must be the uncalibrated model itself: same samples, same values, bit for bit
+    k0_diff = None
+    if k0 is not None and len(base):
+        m = base.merge(model_samples[["seed", "video_id", "viewer", "step", *keys]],
+                       on=["seed", "video_id", "viewer", "step"], suffixes=("", "_model"))
+        k0_diff = float(max(np.nanmax(np.abs(m[k] - m[f"{k}_model"]).to_numpy(), initial=0.0) for k in keys)) \
+            if len(m) else None
+    res.update({"rows": table, "n_samples_per_k": {r: v["n_samples"] for r, v in table.items()},
+                "k0_max_abs_diff_vs_uncalibrated": k0_diff, "intervals": boot,
+                "fit_failures": calibration_fit_failures(test=df, val=val)})
 
-        def delta(key):
-            d = r.get("vs_K0", {}).get(key)
-            return f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d else "-"
+    def ci(d):
+        return f"[{d[0]:.4f}, {d[1]:.4f}]" if None not in d else "-"
 
-        lines.append(f"| {float(k):g} | {r['auc_vat']:.4f} | [{r['ci95']['auc_vat'][0]:.4f}, {r['ci95']['auc_vat'][1]:.4f}] "
-                     f"| {delta('auc_vat')} | {r['l2_vat']:.4f} | [{r['ci95']['l2_vat'][0]:.4f}, "
-                     f"{r['ci95']['l2_vat'][1]:.4f}] | {delta('l2_vat')} |")
+    def delta(r, key):
+        d = r.get("vs_K0", {}).get(key)
+        return f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d["delta"] is not None else "-"
+
+    def num(x):
+        return f"{x:.4f}" if x is not None else "-"
+
+    lines = [title, "", f"Scored {res['scored']}; 95% intervals resample test videos x seeds. "
+             "`K=0 same` is the uncalibrated model on that K's samples.", "",
+             "| K (s) | scored from t (s) | samples | auc_vat | 95% CI | K=0 same | Δ vs K=0 | l2_vat | 95% CI "
+             "| K=0 same | Δ vs K=0 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k in scored_ks:
+        r = table[name[k]]
+        same = r.get("K0_same_samples", {})
+        lines.append(f"| {k:g} | {r['scored_from_s']:g} | {r['n_samples']} | {num(r['auc_vat'])} | "
+                     f"{ci(r['ci95']['auc_vat'])} | {num(same.get('auc_vat'))} | {delta(r, 'auc_vat')} | "
+                     f"{num(r['l2_vat'])} | {ci(r['ci95']['l2_vat'])} | {num(same.get('l2_vat'))} | "
+                     f"{delta(r, 'l2_vat')} |")
+    if not_scored:
+        lines += ["", "Not scored (the clips are too short for these K):", ""]
+        lines += [f"- {k}: {v}" for k, v in not_scored.items()]
     write_text(out / f"{variant}.md", "\n".join(lines) + "\n")
-    calibration_plot(path=out / f"{variant}.png", ks=[float(k) for k in ks],
-                     rows=[table[name[float(k)]] for k in ks], title=f"{variant}: viewer calibration")
+    calibration_plot(path=out / f"{variant}.png", ks=scored_ks, rows=[table[name[k]] for k in scored_ks],
+                     title=plot_title, note=("not scored: " + ", ".join(not_scored)) if not_scored else "")
     return res
 
 

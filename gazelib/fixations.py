@@ -16,6 +16,15 @@ with the video's drawn size ``frame_px``), else in normalised video units (per s
   count.
 
 Missing samples (``valid = 0``) split fixations and belong to none.
+
+**When a label is known.** Whether a sample belongs to a fixation, and the centroid it takes, depend
+on later samples: the fixation ends only when a later sample breaks it (I-VT: the first sample
+faster than the threshold, whose velocity itself reads ``lookahead`` samples ahead: half the
+Savitzky-Golay window, or 2 for the 5-sample ``smooth`` method; I-DT: the first sample that
+exceeds the dispersion). ``known_t`` is the time of that last sample read, t[min(offset + 1 +
+lookahead, n - 1)], the same for every sample of the fixation: a consumer that must not see gaze
+after a cut (the track, at t - horizon) uses it instead of the sample time. Perturbing samples
+after ``known_t`` leaves the fixation, its samples and its centroid unchanged (tested).
 """
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ class FixationResult:
     fixation_id: np.ndarray
     centroid_x: np.ndarray
     centroid_y: np.ndarray
+    known_t: np.ndarray            # per sample: when its fixation label is complete (NaN outside fixations)
     fixations: pd.DataFrame
     share_in_fixation: float
     method: str
@@ -96,6 +106,7 @@ def detect_fixations(*, t, x, y, valid=None, method: str = "ivt", velocity_thres
     rate = float(1.0 / np.median(np.diff(t))) if n > 1 else 0.0
     params = {"min_duration_s": float(min_duration_s)}
     spans: list[tuple[int, int]] = []
+    lookahead = 0  # samples after the breaking sample that decide it (the velocity filter's half width)
     if n >= 5 and ok.sum() >= 2:
         if method == "ivt":
             thr = float(velocity_threshold if velocity_threshold is not None
@@ -105,8 +116,10 @@ def detect_fixations(*, t, x, y, valid=None, method: str = "ivt", velocity_thres
             if win >= 5 and n >= win:
                 vel = pos2vel(pos, sampling_rate=rate, method="savitzky_golay", window_length=win, polyorder=2)
                 params["velocity_window"] = win
+                lookahead = win // 2
             else:
                 vel = pos2vel(pos, sampling_rate=rate, method="smooth")
+                lookahead = 2
             # onset/offset come back as sample indices (timesteps = index); duration checked in time below
             ev = pm.events.detection.ivt(velocities=vel, timesteps=np.arange(n), minimum_duration=1,
                                          velocity_threshold=thr)
@@ -125,6 +138,8 @@ def detect_fixations(*, t, x, y, valid=None, method: str = "ivt", velocity_thres
     rows = []
     cx = np.full(n, np.nan)
     cy = np.full(n, np.nan)
+    known = np.full(n, np.nan)
+    params["lookahead_samples"] = lookahead
     for k, (a, b) in enumerate(sorted(spans)):
         sel = np.arange(a, b + 1)
         sel = sel[ok[sel]]
@@ -133,15 +148,18 @@ def detect_fixations(*, t, x, y, valid=None, method: str = "ivt", velocity_thres
         ids[sel] = k
         mx, my = float(np.mean(x[sel])), float(np.mean(y[sel]))
         cx[sel], cy[sel] = mx, my
+        known[sel] = t[min(b + 1 + lookahead, n - 1)]
         rows.append({"fixation_id": k, "onset_s": float(t[a]), "offset_s": float(t[b]),
-                     "duration_s": float(t[b] - t[a]), "x": mx, "y": my, "n_samples": int(sel.size)})
+                     "duration_s": float(t[b] - t[a]), "known_s": float(known[sel[0]]), "x": mx, "y": my,
+                     "n_samples": int(sel.size)})
     # renumber densely in time order (a span with no valid sample was dropped)
-    table = pd.DataFrame(rows, columns=["fixation_id", "onset_s", "offset_s", "duration_s", "x", "y", "n_samples"])
+    table = pd.DataFrame(rows, columns=["fixation_id", "onset_s", "offset_s", "duration_s", "known_s", "x", "y",
+                                        "n_samples"])
     if len(table):
         lut = np.full(int(table["fixation_id"].max()) + 1, -1, dtype=np.int64)
         lut[table["fixation_id"].to_numpy()] = np.arange(len(table))
         ids = np.where(ids >= 0, lut[np.maximum(ids, 0)], -1)
         table["fixation_id"] = range(len(table))
     share = float((ids >= 0).sum() / ok.sum()) if ok.sum() else 0.0
-    return FixationResult(fixation_id=ids, centroid_x=cx, centroid_y=cy, fixations=table,
+    return FixationResult(fixation_id=ids, centroid_x=cx, centroid_y=cy, known_t=known, fixations=table,
                           share_in_fixation=share, method=method, units=units, params=params)

@@ -164,7 +164,10 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
     ``u = sha256(video_id) / 2^48`` falls into [0, r_train), [r_train, r_train + r_val) or the
     rest. With three or more videos, an empty split takes the video of the largest split
     whose ``u`` lies closest to the empty split's interval. ``overrides`` (from corpus.yaml)
-    map video_id -> split, or split -> [video_id, ...], and win.
+    map video_id -> split, or split -> [video_id, ...], and win. When they name test and/or val
+    videos, every video they do not name is train (logged): a user who lists the held-out videos
+    means the rest to be trained on (a split left empty, e.g. val when only test is listed, still
+    takes one unlisted video by the rule above).
     """
     total = sum(ratios[s] for s in SPLITS)
     edges = np.cumsum([ratios[s] / total for s in SPLITS])
@@ -172,6 +175,11 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
     split = {v: SPLITS[int(np.searchsorted(edges, u[v], side="right"))] if u[v] < edges[-1] else "test"
              for v in video_ids}
     fixed = _normalise_overrides(overrides or {})
+    unlisted = [v for v in video_ids if v not in fixed]
+    if unlisted and {"val", "test"} & set(fixed.values()):
+        log.info("corpus.yaml splits name %s videos only: the %d unlisted go to train",
+                 "/".join(s for s in SPLITS if s in set(fixed.values())), len(unlisted))
+        split.update({v: "train" for v in unlisted})  # not fixed: an empty split may still take one
     split.update({v: s for v, s in fixed.items() if v in split})
     if len(video_ids) >= 3:
         lo = dict(zip(SPLITS, np.r_[0.0, edges[:-1]]))
@@ -185,7 +193,9 @@ def assign_splits(*, video_ids: list[str], ratios: dict, overrides: dict | None 
             if not cands:
                 continue
             dist = lambda v: max(lo[s] - u[v], u[v] - hi[s], 0.0)  # noqa: E731
-            split[min(sorted(cands), key=dist)] = s
+            moved = min(sorted(cands), key=dist)
+            log.info("split %s would be empty: %s moves there from %s", s, moved, donor)
+            split[moved] = s
     return split
 
 
@@ -307,7 +317,12 @@ def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict
                     cfg: dict) -> tuple[list[pd.DataFrame], float]:
     """Replace each viewer's samples by fixation labels (``ingest.labels: fixations``): a sample in
     a fixation takes the fixation's centroid, a sample outside any fixation (saccade, noise)
-    becomes missing. Thresholds in degrees when the corpus geometry gives degrees per unit."""
+    becomes missing. Thresholds in degrees when the corpus geometry gives degrees per unit.
+
+    Column ``t_known``: when the label is complete (the fixation's end, plus the samples the
+    detector reads to see it end; :attr:`gazelib.fixations.FixationResult.known_t`), NaN where
+    missing. align carries it into ``gaze_t``, so the track at t sees only fixations known by
+    t - horizon; ``t`` stays the sample's own time (the target's)."""
     from gazelib.fixations import detect_fixations
 
     dpu = (geometry.get("deg_per_unit") or {}).get(video_id)
@@ -322,7 +337,8 @@ def fixation_labels(*, tables: list[pd.DataFrame], video_id: str, geometry: dict
         x = np.where(inside, res.centroid_x, np.nan)
         y = np.where(inside, res.centroid_y, np.nan)
         inframe = inside & (x >= 0) & (x <= 1) & (y >= 0) & (y <= 1)
-        out.append(g.assign(x=x, y=y, valid=inside, inout=inframe.astype(np.int8)))
+        out.append(g.assign(x=x, y=y, valid=inside, inout=inframe.astype(np.int8),
+                            t_known=np.where(inside, res.known_t, np.nan)))
         n_in += int(inside.sum())
         n_valid += int(g["valid"].sum())
         log.info("%s/%s: %d fixations (%s, thresholds in %s), %.0f%% of valid samples", video_id,

@@ -67,18 +67,35 @@ def curves(*, path: Path, history: list[dict], title: str) -> None:
     _save(fig, path)
 
 
-def calibration_plot(*, path: Path, ks: list[float], rows: list[dict], title: str) -> None:
-    """auc_vat and l2_vat against calibration seconds K, with 95% intervals."""
+def calibration_plot(*, path: Path, ks: list[float], rows: list[dict], title: str, note: str = "") -> None:
+    """auc_vat and l2_vat against calibration seconds K with 95% intervals (each K on its own samples,
+    t >= K + horizon), and the uncalibrated model on those same samples (``row["K0_same_samples"]``,
+    dashed) where a row has it; ``note`` under the title. With no row the figure only says ``note``
+    (why nothing could be scored)."""
+    import textwrap
+
     plt = _plt()
+    if not rows:
+        fig, ax = plt.subplots(figsize=(7, 3), dpi=100)
+        ax.text(0.5, 0.5, textwrap.fill(note or "not applicable", 80), ha="center", va="center",
+                transform=ax.transAxes, fontsize=8)
+        ax.axis("off")
+        ax.set_title(title, fontsize=9)
+        _save(fig, path)
+        return
     fig, axes = plt.subplots(1, 2, figsize=(7, 3), dpi=100)
     for ax, key in zip(axes, ("auc_vat", "l2_vat")):
-        v = np.array([r[key] for r in rows], float)
-        lo = np.array([r["ci95"][key][0] for r in rows], float)
-        hi = np.array([r["ci95"][key][1] for r in rows], float)
-        ax.errorbar(ks, v, yerr=np.nan_to_num([v - lo, hi - v]), marker="o", capsize=4)
+        v = np.array([np.nan if r[key] is None else r[key] for r in rows], float)
+        lo = np.array([np.nan if r["ci95"][key][0] is None else r["ci95"][key][0] for r in rows], float)
+        hi = np.array([np.nan if r["ci95"][key][1] is None else r["ci95"][key][1] for r in rows], float)
+        ax.errorbar(ks, v, yerr=np.nan_to_num([v - lo, hi - v]), marker="o", capsize=4, label="calibrated on K s")
+        same = [(k, r["K0_same_samples"][key]) for k, r in zip(ks, rows) if r.get("K0_same_samples")]
+        if same:
+            ax.plot(*zip(*same), ls="--", marker="x", c="grey", label="K=0 on the same samples")
+            ax.legend(fontsize=6)
         ax.set_xlabel("calibration seconds K")
         ax.set_ylabel(key + (" (higher is better)" if key == "auc_vat" else " (lower is better)"), fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=9)
     _save(fig, path)
 
 

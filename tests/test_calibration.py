@@ -59,8 +59,9 @@ def test_k0_rows_equal_the_uncalibrated_scores_exactly():
                     "valid": np.ones((2, recs[0]["t"].size), bool), "inout": np.ones((2, recs[0]["t"].size), np.int8)}}
     df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
                              frame_wh={"a": (320, 180)}, horizon_s=1.0)
-    scored = recs[0]["t"] >= 6
-    assert (df.groupby("k_s").size() == 2 * scored.sum()).all()  # every K scores the same samples
+    for k in (0, 2, 5):  # each K scores the in-frame steps from K + horizon on
+        assert (df["k_s"] == k).sum() == 2 * (recs[0]["t"] >= k + 1.0).sum()
+    scored = recs[0]["t"] >= 1.0
     for v, r in enumerate(recs):
         m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, GH, GW).astype(np.float64),
                         gaze=r["gaze"][scored].astype(np.float64))
@@ -85,7 +86,9 @@ def test_no_gaze_after_t_minus_horizon_reaches_a_scored_prediction():
                     "inout": np.ones((1, r["t"].size), np.int8)}}
     df = calibration_samples(preds={"a": {"prob": r["prob"][None]}}, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06,
                              gh=GH, gw=GW, frame_wh={"a": (320, 180)}, horizon_s=1.5)
-    assert r["t"][df["step"].to_numpy()].min() >= 5 + 1.5 - 1e-9
+    for k, d in df.groupby("k_s"):
+        assert r["t"][d["step"].to_numpy()].min() >= k + 1.5 - 1e-9
+        np.testing.assert_array_equal(d["t"].to_numpy(), r["t"][d["step"].to_numpy()])
 
 
 def test_a_viewer_offset_is_learnt_from_a_few_seconds():
@@ -171,3 +174,63 @@ def test_an_optimiser_failure_is_logged_and_counted(caplog):
                              frame_wh={"a": (640, 360)}, horizon_s=1.0).assign(seed=0)
     assert "a viewer 0, K = 2 s (lambda 1): calibration fit failed: " + out["fit_message"].split(" (")[0] in caplog.text
     assert calibration_fit_failures(test=df, val={1.0: df, 10.0: df}) == {"test": 2, "val": 4}
+
+
+def _short_clips(*, n_videos: int, seconds: float, offset=(0.1, 0.05)):
+    """``n_videos`` clips of ``seconds`` at 10 fps, two viewers each: preds and labels as evaluate has them."""
+    preds, labels = {}, {}
+    for i in range(n_videos):
+        recs = [_recording(seed=10 * i + v, n=int(seconds * 10), offset=offset) for v in range(2)]
+        preds[f"clip{i}"] = {"prob": np.stack([r["prob"] for r in recs])}
+        n = recs[0]["t"].size
+        labels[f"clip{i}"] = {"t": recs[0]["t"], "gaze": np.stack([r["gaze"] for r in recs]),
+                              "valid": np.ones((2, n), bool), "inout": np.ones((2, n), np.int8)}
+    return preds, labels
+
+
+def _summary(tmp_path, *, seconds: float, ks: list, horizon_s: float = 1.0):
+    from gazelib.evaluate import calibration_summary
+
+    preds, labels = _short_clips(n_videos=3, seconds=seconds)
+    frame_wh = {vid: (320, 180) for vid in preds}
+
+    def samples(lam):
+        return calibration_samples(preds=preds, labels=labels, ks=ks, lam=lam, sigma=0.06, gh=GH, gw=GW,
+                                   frame_wh=frame_wh, horizon_s=horizon_s).assign(seed=0)
+
+    model = samples(1.0)
+    model = model[model["k_s"] == 0] if 0 in ks else model.iloc[:0]
+    res = calibration_summary(test=samples, val={lam: samples(lam) for lam in (0.1, 10.0)}, model_samples=model,
+                              ks=ks, horizon_s=horizon_s, out=tmp_path, variant="v",
+                              longest_s=max(float(lab["t"][-1]) for lab in labels.values()))
+    return res, samples(res["lambda"]), (tmp_path / "v.md").read_text()
+
+
+def test_calibration_on_10s_clips_scores_each_k_on_its_own_samples_paired_with_k0(tmp_path):
+    """10 s clips with the default K (0, 2, 5, 10 s) and a 1 s horizon: K = 10 cannot be scored and
+    the report says why; every other K is scored from K + horizon on, against K = 0 on the same samples."""
+    res, df, md = _summary(tmp_path, seconds=10.0, ks=[0, 2, 5, 10])
+    assert res["applicable"] and set(res["rows"]) == {"K=0s", "K=2s", "K=5s"}
+    assert list(res["not_scored"]) == ["K=10s"] and "shorter than K + train.horizon_s = 11 s" in res["not_scored"]["K=10s"]
+    assert "K=10s: the videos are shorter" in md and "| 5 | 6 |" in md
+    assert (tmp_path / "v.png").stat().st_size > 0
+    k0 = df[df["k_s"] == 0]
+    for k in (2, 5):
+        row = res["rows"][f"K={k}s"]
+        mine = df[df["k_s"] == k]
+        same = k0[k0["t"] >= k + 1.0]
+        assert row["n_samples"] == len(mine) == len(same) and row["scored_from_s"] == k + 1.0
+        assert row["auc_vat"] == pytest.approx(mine["auc_vat"].mean())
+        assert row["K0_same_samples"]["auc_vat"] == pytest.approx(same["auc_vat"].mean())  # paired, not all of K = 0
+        assert row["vs_K0"]["auc_vat"]["delta"] == pytest.approx(row["auc_vat"] - same["auc_vat"].mean())
+        assert row["vs_K0"]["auc_vat"]["delta"] > 0  # the viewers' offset is learnt
+    assert res["k0_max_abs_diff_vs_uncalibrated"] == 0.0 and res["lambda"] in (0.1, 10.0)
+
+
+def test_calibration_that_cannot_apply_writes_its_outputs_and_says_why(tmp_path):
+    res, df, md = _summary(tmp_path, seconds=4.0, ks=[5, 10])
+    assert df.empty and not res["applicable"] and res["rows"] == {}
+    assert set(res["not_scored"]) == {"K=5s", "K=10s"} and "K + train.horizon_s = 6 s" in res["skipped"]
+    assert "Not applicable on this corpus" in md and "K=10s: the videos are shorter" in md
+    assert "largest penalty" in res["lambda_chosen_on"] and res["lambda"] == 10.0  # val could not choose
+    assert (tmp_path / "v.png").stat().st_size > 0

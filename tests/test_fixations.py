@@ -81,3 +81,87 @@ def test_real_eyelink_fixation_matches_the_trackers_own(tmp_path):
     assert first["onset_s"] == pytest.approx((147953 - 147946) / 1000, abs=0.01)
     assert first["offset_s"] == pytest.approx((148207 - 147946) / 1000, abs=0.01)
     assert first["x"] * 1920 == pytest.approx(1008.6, abs=3) and first["y"] * 1080 == pytest.approx(1190.4, abs=3)
+
+
+@pytest.mark.parametrize("method", ["ivt", "idt"])
+def test_a_fixation_label_is_known_only_when_the_fixation_has_ended(method):
+    """known_t is at or after the fixation's end, and samples after it cannot change the label."""
+    t, x, y, valid = three_fixations()
+    kw = dict(method=method, deg_per_unit=[40.0, 22.5])
+    r = detect_fixations(t=t, x=x, y=y, valid=valid, **kw)
+    inside = r.fixation_id >= 0
+    assert np.isnan(r.known_t[~inside]).all()
+    off = r.fixations["offset_s"].to_numpy()[r.fixation_id[inside]]
+    ends_open = off == t[-1]  # a fixation the recording's end cuts is known at that end
+    assert (r.known_t[inside][~ends_open] > off[~ends_open]).all()  # the breaking sample is read too
+    assert (r.known_t[inside][ends_open] == t[-1]).all()
+    rng = np.random.default_rng(1)
+    for cut in (0.7, 1.3, 1.6):
+        x2 = x.copy()
+        x2[t > cut] = rng.uniform(0, 1, (t > cut).sum())
+        r2 = detect_fixations(t=t, x=x2, y=y, valid=valid, **kw)
+        known = inside & (r.known_t <= cut)
+        assert known.any()
+        np.testing.assert_array_equal(r2.fixation_id[known], r.fixation_id[known])
+        np.testing.assert_array_equal(r2.centroid_x[known], r.centroid_x[known])
+        np.testing.assert_array_equal(r2.known_t[known], r.known_t[known])
+
+
+def _track_after_ingest(corpus: Path, params: dict, *, use_known_t: bool = True):
+    """ingest (fixation labels) -> align (no features: masked) -> prepare_arrays: the track inputs."""
+    from gazelib.align import align_video
+    from gazelib.dataset import prepare_arrays
+    from gazelib.ingest import ingest_corpus
+
+    res = ingest_corpus(corpus=corpus, params=params["ingest"], on_error="raise")
+    (vid,) = res.gaze
+    gaze = res.gaze[vid] if use_known_t else res.gaze[vid].drop(columns="t_known")  # the old behaviour
+    duration = float(res.manifest.set_index("video_id").loc[vid, "duration_s"])
+    grid = (2, params["visual"]["grid_h"], params["visual"]["grid_w"])
+    arrays = align_video(video_id=vid, duration_s=duration, feat_dir=corpus / "no_features", gaze=gaze,
+                         cfg=params["align"], grid_shape=grid)
+    stats = {**{m: {"columns": [], "kinds": [], "mean": [], "std": []} for m in ("audio", "text", "visual")},
+             "grid": {"mean": [0.0] * grid[0], "std": [1.0] * grid[0]}}
+    return prepare_arrays(arrays=arrays, video_id=vid, stats=stats, fps=params["align"]["fps"],
+                          horizon_s=params["train"]["horizon_s"], sigma=params["train"]["heatmap_sigma"],
+                          grid_hw=grid[1:])
+
+
+def test_fixation_labels_leak_no_gaze_after_t_minus_horizon_into_the_track(tmp_path, tiny_corpus):
+    """Perturb one viewer's raw gaze samples after t - horizon in the gaze file, re-run ingest with
+    fixation labels and the input preparation: the track inputs at steps <= t do not move. With the
+    sample's own time as gaze_t (the old behaviour) they do: a fixation that straddles the cut takes a
+    centroid over samples after it."""
+    import shutil
+
+    import pandas as pd
+
+    src, params = tiny_corpus
+    params = {**params, "ingest": {**params["ingest"], "labels": "fixations"}}
+    corpus = tmp_path / "corpus"
+    vid = "demo000"
+    (corpus / "videos").mkdir(parents=True)
+    shutil.copy2(src / "videos" / f"{vid}.mp4", corpus / "videos" / f"{vid}.mp4")
+    shutil.copytree(src / "gaze" / vid, corpus / "gaze" / vid)
+    viewer = sorted((corpus / "gaze" / vid).glob("*.csv"))[0]
+    raw = pd.read_csv(viewer)
+    base = {k: _track_after_ingest(corpus, params, use_known_t=k) for k in (True, False)}
+    horizon, rng = params["train"]["horizon_s"], np.random.default_rng(0)
+    old_moved = 0
+    for step in (25, 42, 58, 77, 93):
+        cut = base[True].t[step] - horizon
+        pert = raw.copy()
+        late = pert["t"] > cut
+        pert.loc[late, ["x", "y"]] = rng.uniform(0.05, 0.95, (int(late.sum()), 2))
+        pert.to_csv(viewer, index=False)
+        for use_known in (True, False):
+            got = _track_after_ingest(corpus, params, use_known_t=use_known)
+            same = (np.array_equal(got.track[:, :step + 1], base[use_known].track[:, :step + 1])
+                    and np.array_equal(got.track_map[:, :step + 1], base[use_known].track_map[:, :step + 1]))
+            if use_known:
+                assert same, f"step {step}: the track moved when gaze after t - horizon changed"
+                assert not np.array_equal(got.gaze, base[True].gaze)  # the perturbation did reach the labels
+            else:
+                old_moved += not same
+        raw.to_csv(viewer, index=False)
+    assert old_moved >= 3, "the check cannot fail: the sample-time gaze_t also kept the track unchanged"

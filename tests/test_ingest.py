@@ -147,3 +147,23 @@ def test_split_overrides_win():
     s = assign_splits(video_ids=vids, ratios={"train": 0.6, "val": 0.2, "test": 0.2},
                       overrides={"test": ["v0", "v1"], "v2": "val"})
     assert s["v0"] == s["v1"] == "test" and s["v2"] == "val"
+
+
+def test_listing_only_test_and_val_sends_the_rest_to_train(caplog):
+    """The issue's corpus: 20 videos, 6 listed as test and 3 as val; hash splits gave 7/8/5."""
+    vids = [f"clip{i:02d}" for i in range(20)]
+    ratios = {"train": 0.6, "val": 0.2, "test": 0.2}
+    listed = {"test": vids[:6], "val": vids[6:9]}
+    with caplog.at_level("INFO", logger="gazelib.ingest"):
+        s = assign_splits(video_ids=vids, ratios=ratios, overrides=listed)
+    assert [s[v] for v in vids] == ["test"] * 6 + ["val"] * 3 + ["train"] * 11
+    assert "the 11 unlisted go to train" in caplog.text
+    only_test = assign_splits(video_ids=vids, ratios=ratios, overrides={"test": vids[:6]})
+    # only test listed: the rest is train, but one unlisted video still fills the empty val split
+    assert sum(x == "train" for x in only_test.values()) == 13 and sum(x == "val" for x in only_test.values()) == 1
+    per_video = assign_splits(video_ids=vids, ratios=ratios, overrides={"clip03": "val"})
+    assert per_video["clip03"] == "val" and sum(x == "train" for x in per_video.values()) == 18
+    assert sum(x == "test" for x in per_video.values()) == 1  # the empty test split took one unlisted video
+    # only train listed: the rest still follow the ratios (every split non-empty)
+    only_train = assign_splits(video_ids=vids, ratios=ratios, overrides={"train": vids[:3]})
+    assert set(only_train.values()) == {"train", "val", "test"}

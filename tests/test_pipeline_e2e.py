@@ -25,9 +25,10 @@ def _run(cmd: list[str], cwd: Path, env: dict) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> tuple[Path, dict]:
-    dst = tmp_path_factory.mktemp("clone")
+def clone_repo(dst: Path, edit_params) -> dict:
+    """This repo's tracked and untracked (not ignored) files in ``dst`` as a fresh git repo, without
+    dvc.lock, with ``edit_params(params)`` applied to params.yaml; returns the env to run dvc in
+    (the clone's own code first on the path)."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
                            text=True, check=True).stdout.split()
     for f in files:
@@ -36,19 +37,30 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
             shutil.copy2(REPO / f, dst / f)
     (dst / "dvc.lock").unlink(missing_ok=True)
     params = yaml.safe_load((dst / "params.yaml").read_text())
-    # a world where sound and speech carry no information about gaze: viewers ignore who speaks and
-    # what is named (they still react to the picture: dark transitions); 5 test videos, so the
-    # attribution's significance is assessed and must find no gain
-    params["demo"].update(n_videos=8, duration_s=8.0, split_counts={"val": 1, "test": 5}, p_speaker=0.0, p_named=0.0)
-    params["train"].update(epochs=1, seeds=[0, 1])
-    params["evaluate"].update(viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
+    edit_params(params)
     (dst / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHONPATH": str(dst),
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     _run(["git", "init", "-q"], dst, env)
     _run(["git", "add", "-A"], dst, env)
     _run(["git", "commit", "-qm", "clone"], dst, env)
-    return dst, env
+    return env
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> tuple[Path, dict]:
+    def edit(params):
+        # a world where sound and speech carry no information about gaze: viewers ignore who speaks and
+        # what is named (they still react to the picture: dark transitions); 5 test videos, so the
+        # attribution's significance is assessed and must find no gain
+        params["demo"].update(n_videos=8, duration_s=8.0, split_counts={"val": 1, "test": 5}, p_speaker=0.0,
+                              p_named=0.0)
+        params["train"].update(epochs=1, seeds=[0, 1])
+        params["evaluate"].update(viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
+
+    dst = tmp_path_factory.mktemp("clone")
+    return dst, clone_repo(dst, edit)
 
 
 def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
