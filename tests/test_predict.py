@@ -317,13 +317,13 @@ def test_broken_model_folders_are_refused_with_the_problem(trained, tmp_path):
 def test_run_train_writes_the_bundle(tmp_path):
     """write_bundle records exactly the feature sections and the seeds (run_train calls it; the report
     test runs run_train end to end)."""
-    params = {s: {"k": s} for s in ("audio", "text", "align")} | {
+    params = {s: {"k": s} for s in ("audio", "text", "align")} | {"features": {"lookahead": "none"},
         "visual": {"grid_h": 9, "grid_w": 16}, "train": {"seeds": [3, 1]}, "ingest": {"min_gaze_hz": 10}}
     stats = {"grid": {"mean": [0.0] * 5, "std": [1.0] * 5}}
     write_bundle(out_dir=tmp_path, params=params, stats=stats, variant="v", modalities=["audio"])
     doc = json.loads((tmp_path / "bundle.json").read_text())
     assert doc["seeds"] == [3, 1] and doc["grid"] == [5, 9, 16] and set(doc["feature_params"]) == {
-        "audio", "text", "visual", "align"}
+        "features", "audio", "text", "visual", "align"}
     with pytest.raises(BundleError, match="checkpoint seed3/best.pt of seed 3 is missing"):
         load_bundle(tmp_path).checkpoint()
 
