@@ -91,3 +91,44 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def max_differences(a: Path, b: Path, files: list[str]) -> dict[str, dict[str, float]]:
+    """For each file (relative path) that differs between runs ``a`` and ``b``: the largest absolute
+    difference per numeric column / array, or what differs otherwise (row counts, words)."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    def arrays(path: Path) -> dict:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+            return {c: df[c].to_numpy() for c in df.columns}
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        if path.suffix == ".pt":
+            state = torch.load(path, weights_only=True, map_location="cpu")
+            state = state.get("model", state) if isinstance(state, dict) else state
+            return {k: v.numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+        if path.suffix == ".json":
+            flat = pd.json_normalize(json.loads(path.read_text()), sep=".")
+            return {c: np.asarray(flat[c].iloc[0]) for c in flat.columns}
+        return {}
+
+    out = {}
+    for rel in files:
+        xa, xb = arrays(a / rel), arrays(b / rel)
+        diffs = {}
+        for key in sorted(set(xa) | set(xb)):
+            u, v = xa.get(key), xb.get(key)
+            if u is None or v is None or u.shape != v.shape:
+                diffs[key] = f"shape {getattr(u, 'shape', None)} vs {getattr(v, 'shape', None)}"
+            elif u.dtype.kind in "fiub" and v.dtype.kind in "fiub":
+                d = float(np.nanmax(np.abs(u.astype(np.float64) - v.astype(np.float64)), initial=0.0))
+                if d > 0 or not np.array_equal(np.isnan(u.astype(float)), np.isnan(v.astype(float))):
+                    diffs[key] = d
+            elif not np.array_equal(u.astype(str), v.astype(str)):
+                diffs[key] = f"{int(np.sum(u.astype(str) != v.astype(str)))} values differ"
+        out[rel] = diffs
+    return out
