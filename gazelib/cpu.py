@@ -65,15 +65,21 @@ AVX2_SWITCHES: dict[str, str] = {
     # OpenBLAS (numpy/scipy's, and the one OpenCV links): the Haswell kernels
     "OPENBLAS_CORETYPE": "Haswell",
     # OpenCV's dispatched code and its IPP
-    "OPENCV_CPU_DISABLE": ("AVX512F,AVX512CD,AVX512BW,AVX512DQ,AVX512VL,AVX512VNNI,AVX512IFMA,AVX512VBMI,"
-                           "AVX512VBMI2,AVX512BITALG,AVX512VPOPCNTDQ,AVX512-COMMON,AVX512-SKX,AVX512-CLX,"
-                           "AVX512-CNL,AVX512-ICL"),
+    # OPENCV_CPU_DISABLE is added by _opencv_disable(): only the AVX-512 features this CPU has
     "OPENCV_IPP": "AVX2",
     # numba's JIT (librosa): code for a Haswell, not the host
     "NUMBA_CPU_NAME": "haswell",
     "NUMBA_CPU_FEATURES": ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fxsr,+lzcnt,+mmx,"
                            "+movbe,+pclmul,+popcnt,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"),
 }
+
+# OpenCV's names of AVX-512 features -> the /proc/cpuinfo flag each needs. OpenCV warns about a
+# disabled feature the CPU lacks, so only those present are listed.
+OPENCV_AVX512 = {"AVX512F": "avx512f", "AVX512CD": "avx512cd", "AVX512BW": "avx512bw", "AVX512DQ": "avx512dq",
+                 "AVX512VL": "avx512vl", "AVX512VNNI": "avx512_vnni", "AVX512IFMA": "avx512ifma",
+                 "AVX512VBMI": "avx512vbmi", "AVX512VBMI2": "avx512_vbmi2", "AVX512BITALG": "avx512_bitalg",
+                 "AVX512VPOPCNTDQ": "avx512_vpopcntdq", "AVX512-COMMON": "avx512cd", "AVX512-SKX": "avx512bw",
+                 "AVX512-CLX": "avx512_vnni", "AVX512-CNL": "avx512vbmi", "AVX512-ICL": "avx512_vbmi2"}
 
 # GLIBC_TUNABLES: hide AVX-512 from glibc's own dispatch (string functions, libm) to simulate an
 # AVX2-only CPU. Not part of the pin: glibc's libm picks its FMA/AVX2 variants on every AVX2 CPU.
@@ -107,6 +113,24 @@ def mode() -> str:
     if value not in MODES:
         raise ValueError(f"{MODE_ENV}={value!r}: must be one of {MODES}")
     return value
+
+
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags as Linux reports them (empty where /proc/cpuinfo is missing)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _opencv_disable(flags: set[str]) -> str | None:
+    """OPENCV_CPU_DISABLE for this CPU: its AVX-512 features (None when it has none, or /proc/cpuinfo
+    is missing: then every AVX-512 name, and OpenCV warns about the ones it lacks)."""
+    return ",".join(n for n, flag in OPENCV_AVX512.items() if not flags or flag in flags) or None
 
 
 def _avutil_path() -> Path | None:
@@ -143,6 +167,9 @@ def pin() -> Pinned:
     state.late = [m for m in _LATE_MODULES if m in sys.modules]
     if state.mode == "avx2":
         wanted = dict(AVX2_SWITCHES)
+        opencv = _opencv_disable(cpu_flags())
+        if opencv:
+            wanted["OPENCV_CPU_DISABLE"] = opencv
         hide = os.environ.get(HIDE_ENV, "") not in ("", "0")
         if hide:
             wanted["GLIBC_TUNABLES"] = GLIBC_HIDE_AVX512
@@ -162,6 +189,16 @@ def pin() -> Pinned:
         log.info("CPU path: %s=%s is set in the environment and kept (the pin would set %s)",
                  key, value, wanted[key])
     return state
+
+
+def child_env() -> dict[str, str]:
+    """The variables that give a child process (a Ray actor on another node, a torchrun rank) this
+    process's CPU path, for launchers that do not pass the whole environment on."""
+    state = pin()
+    keys = {MODE_ENV, HIDE_ENV, "OPENCV_CPU_DISABLE", "GLIBC_TUNABLES", *AVX2_SWITCHES}
+    env = {k: os.environ[k] for k in sorted(keys) if k in os.environ}
+    env[MODE_ENV] = state.mode
+    return env
 
 
 def describe() -> dict:

@@ -112,3 +112,13 @@ def test_unpinned_kernels_change_the_outputs_on_an_avx512_cpu(runs):
     assert any(k.startswith("models/multimodal/seed0/") for k in differ), differ
     # the inputs did not change: only the kernels did
     assert all(native[k] == pinned[k] for k in pinned if k.startswith(("data/raw/", "data/interim/")))
+
+
+def test_child_env_carries_the_pin_and_opencv_lists_only_present_features():
+    env = cpu.child_env()
+    assert env[cpu.MODE_ENV] == "avx2" and env["CT2_FORCE_CPU_ISA"] == "AVX2" and env["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert set(cpu.AVX2_SWITCHES) - set(cpu.pin().kept) <= set(env)
+    assert cpu._opencv_disable({"avx2", "fma"}) is None
+    skx = cpu._opencv_disable({"avx2", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}).split(",")
+    assert "AVX512-SKX" in skx and "AVX512F" in skx and "AVX512VBMI" not in skx and "AVX512-ICL" not in skx
+    assert len(cpu._opencv_disable(set()).split(",")) == len(cpu.OPENCV_AVX512)  # unknown CPU: all names
