@@ -56,9 +56,11 @@ AVX2_SWITCHES: dict[str, str] = {
     "DNNL_MAX_CPU_ISA": "AVX2",
     # torch's ATen vectorised kernels
     "ATEN_CPU_CAPABILITY": "avx2",
-    # MKL (linked into torch and CTranslate2): conditional numerical reproducibility on the AVX2
-    # branch, and no dispatch above AVX2
-    "MKL_CBWR": "AVX2,STRICT",
+    # MKL (linked into torch and CTranslate2; torch's float GEMM and exp/log): conditional numerical
+    # reproducibility on the COMPATIBLE branch. Its AVX2 branch gave other bits for torch's GEMM
+    # and exp on an (emulated) Intel Haswell than on an AMD Zen 4: MKL's per-vendor code paths;
+    # COMPATIBLE gave the same bits on both (docs/reproducibility.md). No dispatch above AVX2.
+    "MKL_CBWR": "COMPATIBLE",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
     # numpy's own SIMD dispatch (numpy 2.x groups: X86_V3 = AVX2/FMA3, X86_V4 = AVX-512 SKX)
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR AVX512F AVX512_SKX AVX512_CLX AVX512_CNL",

@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--corpus-from", type=Path, default=None,
                     help="copy data/raw/demo from this earlier run instead of generating it (saves time)")
+    ap.add_argument("--train-only", type=Path, default=None,
+                    help="copy data/ from this earlier run and only train (the training kernels alone)")
     args = ap.parse_args()
 
     from gazelib.align import run_align
@@ -78,6 +80,9 @@ def main() -> None:
              ("extract_visual", lambda: run_extract_visual(params=params, root=root)),
              ("align", lambda: run_align(params=params, root=root)),
              ("train", lambda: run_train(params=params, variant="multimodal", root=root))]
+    if args.train_only is not None:
+        shutil.copytree(args.train_only / "data", root / "data")
+        steps = steps[-1:]
     seconds = {}
     for name, fn in steps:
         t0 = time.perf_counter()
