@@ -1,8 +1,8 @@
 """One instruction-set path on every CPU (gazelib.cpu, issue 20).
 
 The pinned mode must give the same bytes whether or not the CPU offers AVX-512: the pipeline's
-CPU-heavy steps (demo, ingest, extract audio / text / visual, align, a short training) run in two
-fresh processes, one pinned on this machine as it is and one pinned with AVX-512 also hidden from
+CPU-heavy steps (ingest, extract audio / text / visual, align, a short training, on a demo corpus
+made once) run in two fresh processes, one pinned on this machine as it is and one pinned with AVX-512 also hidden from
 glibc and FFmpeg (an AVX2-only CPU as far as user space can simulate it), and every file must match.
 A third run with no pin (``GAZELIB_CPU_ISA=native``) shows that on an AVX-512 machine the unpinned
 kernels do change the outputs, so the comparison is not vacuous. docs/reproducibility.md has the
@@ -52,12 +52,15 @@ def _has_avx512() -> bool:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
+    from gazelib.demo.corpus import run_demo
+    from tests.cpu_paths_run import tiny_params
+
     root = tmp_path_factory.mktemp("cpu_paths")
-    pinned = _run(root / "pinned", _env())
-    with ThreadPoolExecutor(2) as pool:
-        hidden = pool.submit(_run, root / "hidden", _env(**{cpu.HIDE_ENV: "1"}), root / "pinned")
-        native = pool.submit(_run, root / "native", _env(**{cpu.MODE_ENV: "native"}), root / "pinned")
-        return {"root": root, "pinned": pinned, "hidden": hidden.result(), "native": native.result()}
+    run_demo(params=tiny_params(epochs=1), root=root / "corpus")  # the inputs, once (ISA-independent)
+    envs = {"pinned": _env(), "hidden": _env(**{cpu.HIDE_ENV: "1"}), "native": _env(**{cpu.MODE_ENV: "native"})}
+    with ThreadPoolExecutor(len(envs)) as pool:
+        futures = {name: pool.submit(_run, root / name, env, root / "corpus") for name, env in envs.items()}
+        return {"root": root, **{name: f.result() for name, f in futures.items()}}
 
 
 def test_this_process_is_pinned_before_the_libraries_load():
@@ -112,6 +115,7 @@ def test_unpinned_kernels_change_the_outputs_on_an_avx512_cpu(runs):
     assert any(k.startswith("models/multimodal/seed0/") for k in differ), differ
     # the inputs did not change: only the kernels did
     assert all(native[k] == pinned[k] for k in pinned if k.startswith(("data/raw/", "data/interim/")))
+    assert any(k.startswith("data/interim/") for k in pinned)
 
 
 def test_child_env_carries_the_pin_and_opencv_lists_only_present_features():
