@@ -33,6 +33,7 @@ import ctypes
 import importlib.util
 import logging
 import os
+import platform
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,17 @@ def _opencv_disable(flags: set[str]) -> str | None:
     return ",".join(n for n, flag in OPENCV_AVX512.items() if not flags or flag in flags) or None
 
 
+def _unsupported() -> str | None:
+    """Why this machine cannot run the pinned path, or None when it can."""
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        return f"not an x86-64 CPU ({machine})"
+    flags = cpu_flags()
+    if flags and not {"avx2", "fma"} <= flags:
+        return "this x86-64 CPU has no AVX2/FMA"
+    return None
+
+
 def _avutil_path() -> Path | None:
     """PyAV's bundled libavutil, found without importing av."""
     spec = importlib.util.find_spec("av")
@@ -167,6 +179,11 @@ def pin() -> Pinned:
         return _STATE
     state = Pinned(mode=mode())
     state.late = [m for m in _LATE_MODULES if m in sys.modules]
+    unsupported = _unsupported()
+    if state.mode == "avx2" and unsupported:
+        # forcing AVX2 kernels here would fail (CTranslate2 refuses) or mean nothing (another arch)
+        log.warning("CPU path not pinned: %s; outputs may differ from those of AVX2 machines", unsupported)
+        state.mode = "native"
     if state.mode == "avx2":
         wanted = dict(AVX2_SWITCHES)
         opencv = _opencv_disable(cpu_flags())

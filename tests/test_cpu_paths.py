@@ -126,3 +126,16 @@ def test_child_env_carries_the_pin_and_opencv_lists_only_present_features():
     skx = cpu._opencv_disable({"avx2", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}).split(",")
     assert "AVX512-SKX" in skx and "AVX512F" in skx and "AVX512VBMI" not in skx and "AVX512-ICL" not in skx
     assert len(cpu._opencv_disable(set()).split(",")) == len(cpu.OPENCV_AVX512)  # unknown CPU: all names
+
+
+@pytest.mark.parametrize("machine, flags, why", [("x86_64", {"sse2", "avx"}, "no AVX2"),
+                                                 ("aarch64", set(), "not an x86-64")])
+def test_a_cpu_without_the_pinned_path_runs_native_and_says_so(monkeypatch, caplog, machine, flags, why):
+    monkeypatch.setattr(cpu, "_STATE", None)  # restored after the test: this process stays pinned
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
+    before = dict(os.environ)
+    with caplog.at_level("WARNING", logger="gazelib.cpu"):
+        state = cpu.pin()
+    assert state.mode == "native" and state.set == {} and dict(os.environ) == before
+    assert why in caplog.text and "not pinned" in caplog.text
