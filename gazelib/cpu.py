@@ -70,6 +70,8 @@ AVX2_SWITCHES: dict[str, str] = {
     # OpenCV's dispatched code and its IPP
     # OPENCV_CPU_DISABLE is added by _opencv_disable(): only the AVX-512 features this CPU has
     "OPENCV_IPP": "AVX2",
+    # Arrow (Parquet reading / writing, pyarrow compute)
+    "ARROW_USER_SIMD_LEVEL": "AVX2",
     # numba's JIT (librosa): code for a Haswell, not the host
     "NUMBA_CPU_NAME": "haswell",
     "NUMBA_CPU_FEATURES": ("+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+cx8,+f16c,+fma,+fxsr,+lzcnt,+mmx,"
@@ -252,6 +254,12 @@ def describe() -> dict:
         from numba.core import config as numba_config
 
         out["numba_cpu"] = numba_config.CPU_NAME or "host"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import pyarrow
+
+        out["arrow_simd"] = pyarrow.runtime_info().simd_level
     except ImportError:  # pragma: no cover
         pass
     return out

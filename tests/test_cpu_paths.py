@@ -72,7 +72,7 @@ def test_this_process_is_pinned_before_the_libraries_load():
     d = cpu.describe()
     assert d["torch_capability"] == "AVX2"
     assert not {"X86_V4", "AVX512_ICL", "AVX512_SPR"} & set(d["numpy_dispatch"])
-    assert d["opencv_avx512"] is False and d["numba_cpu"] == "haswell"
+    assert d["opencv_avx512"] is False and d["numba_cpu"] == "haswell" and d["arrow_simd"] == "avx2"
     if "OPENBLAS_CORETYPE" not in state.kept:
         assert d["blas"] and all(b.endswith(":Haswell") for b in d["blas"]), d["blas"]
 
