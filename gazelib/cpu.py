@@ -2,7 +2,7 @@
 
 Several libraries under gazelib choose SIMD kernels per CPU when they load (CTranslate2 for the
 speech recogniser, torch's ATen and oneDNN, MKL inside torch and CTranslate2, numpy's own dispatch,
-OpenBLAS, OpenCV and its IPP, numba's JIT, FFmpeg). Kernels for different instruction sets sum in
+OpenBLAS, OpenCV and its IPP, numba's JIT, Arrow; onnxruntime's MLAS too, which has no switch). Kernels for different instruction sets sum in
 different orders or round differently, so the same video gave different bytes on an AVX2 and an
 AVX-512 machine (issue 20). :func:`pin` sets each library's own switch so that every x86-64 machine
 with AVX2 runs the AVX2 path, whatever else it has. docs/reproducibility.md lists the switches,
