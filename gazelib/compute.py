@@ -26,7 +26,9 @@ so every backend commits the same records and writes the same reports.
 Outputs are byte-identical across backends: every worker, the in-process one included, sets the
 same torch thread count (:attr:`WorkerSpec.threads`, per stage) and BLAS thread count (the
 driver's), because float reductions depend on how they are split over threads; Ray would otherwise
-start its workers with ``OMP_NUM_THREADS=1``. Workers ``chdir`` to the driver's working directory,
+start its workers with ``OMP_NUM_THREADS=1``; and every worker runs the same CPU instruction-set
+path (:mod:`gazelib.cpu`: spawned processes inherit the driver's switches and pin again when they
+import gazelib, Ray actors get them through the job's ``runtime_env``). Workers ``chdir`` to the driver's working directory,
 so relative paths (in manifests, outputs and error messages) mean the same thing everywhere.
 Log records a worker emits are shipped back with the video's outcome and re-emitted by the driver's
 loggers, so they reach the driver's log (and its handlers) in manifest order.
@@ -297,7 +299,11 @@ def _ray_init(backend: Backend) -> bool:
     if ray.is_initialized():
         log.info("using the Ray session already initialised in this process")
         return False
-    common = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING)
+    from gazelib.cpu import child_env
+
+    # actors pin the same CPU path before they import numpy / torch (gazelib.cpu), on any node
+    common = dict(include_dashboard=False, log_to_driver=True, logging_level=logging.WARNING,
+                  runtime_env={"env_vars": child_env()})
     if backend.address == "local":
         ray.init(address="local", num_cpus=backend.workers, object_store_memory=256 << 20, **common)
         log.info("started a local Ray cluster with %d CPUs", backend.workers)

@@ -169,7 +169,10 @@ def relaunch(*, nproc, script: str | Path, argv: list[str]) -> int | None:
         return None
     cmd = torchrun_command(nproc=nproc, script=script, argv=argv)
     log.info("train.nproc=%d: launching %s", nproc, " ".join(cmd))
-    return subprocess.run(cmd, check=False).returncode
+    from gazelib.cpu import child_env
+
+    # every rank runs the same CPU path as this process (gazelib.cpu; also set by its own import)
+    return subprocess.run(cmd, check=False, env={**os.environ, **child_env()}).returncode
 
 
 def ordered_mean(per_rank: list[list[float]]) -> float:

@@ -1,6 +1,8 @@
 """Shared fixtures: a tiny demo corpus generated once per session, and params for it."""
 from __future__ import annotations
 
+import gazelib  # noqa: F401  (first: pins one CPU instruction-set path before numpy / torch load, gazelib.cpu)
+
 import copy
 from pathlib import Path
 
