@@ -1,4 +1,4 @@
-"""The whole DVC pipeline on a tiny demo in a temporary clone of this repo.
+"""The whole DVC pipeline on a tiny demo of 10 s clips, default params, in a temporary clone of this repo.
 
 Covers: `dvc repro` end to end, a second `dvc repro` being a no-op, `dvc exp run -S`
 and `dvc metrics diff` showing the change.
@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+SECONDS = 10.0
 
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> str:
@@ -54,10 +55,11 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
         # a world where sound and speech carry no information about gaze: viewers ignore who speaks and
         # what is named (they still react to the picture: dark transitions); 5 test videos, so the
         # attribution's significance is assessed and must find no gain
-        params["demo"].update(n_videos=8, duration_s=8.0, split_counts={"val": 1, "test": 5}, p_speaker=0.0,
+        # 10 s clips with every other param at its default (only corpus size, epochs and seeds cut for
+        # time): the steps that cannot apply to so short a video say so instead of failing the stage
+        params["demo"].update(n_videos=8, duration_s=SECONDS, split_counts={"val": 1, "test": 5}, p_speaker=0.0,
                               p_named=0.0)
         params["train"].update(epochs=1, seeds=[0, 1])
-        params["evaluate"].update(viz_frames=1, calibration_s=[0, 2], calibration_lambdas=[1.0, 10.0])
 
     dst = tmp_path_factory.mktemp("clone")
     return dst, clone_repo(dst, edit)
@@ -65,6 +67,14 @@ def clone(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     dst, env = clone
+    params = yaml.safe_load((dst / "params.yaml").read_text())
+    defaults = yaml.safe_load((REPO / "params.yaml").read_text())
+    for group in ("features", "ingest", "align", "validate", "model", "evaluate", "report", "compare", "variants",
+                  "attribution", "audio", "text", "visual"):
+        assert params[group] == defaults[group], group  # the defaults, not params tuned for short clips
+    assert {k: v for k, v in params["train"].items() if k not in ("epochs", "seeds")} == \
+        {k: v for k, v in defaults["train"].items() if k not in ("epochs", "seeds")}
+    assert params["train"]["window_s"] < SECONDS < max(params["evaluate"]["calibration_s"]) + params["train"]["horizon_s"]
     out = _run(["dvc", "repro"], dst, env)
     assert "| baseline |" in out and "| multimodal |" in out  # the table printed at the end
     cmp = json.loads((dst / "metrics/compare.json").read_text())
@@ -80,12 +90,14 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     assert set(att["controls"]) == {"time_shift", "swap"}
     assert all("removed" in c and c["removed"]["auc_vat"]["delta"] is not None for c in att["controls"].values())
     assert att["answer"] in (dst / "reports/attribution.md").read_text()
-    assert "what sound and speech add" in (dst / "reports/index.html").read_text()
+    html = (dst / "reports/index.html").read_text()
+    assert "what sound and speech add" in html
+    assert "K=10s" in html and "shorter than" in html  # the report carries the calibration's reason
     # a model trained on the demo says so (bundle -> predict's warning and summary)
     bundle = json.loads((dst / "models/multimodal/bundle.json").read_text())
     assert bundle["synthetic_training_data"].startswith("gazelib demo corpus")
     assert bundle["feature_params"]["features"] == {"lookahead": "none"}
-    for v in ("baseline", "multimodal", "content_only"):
+    for v in ("baseline", "multimodal", "content_only", "track_visual"):
         e = cmp["rows"][v]["metrics"]
         assert 0 <= e["auc_vat"] <= 1 and e["l2_vat"] >= 0 and 0 <= e["inout_ap"] <= 1
         for seed in (0, 1):
@@ -97,8 +109,14 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
                     "ig"} <= set(ev[row])
         assert ev["leak_check"]["max_abs_dlogit"] == 0.0  # the committed-model perturbation check
         cal = ev["calibration"]
-        assert set(cal["rows"]) == {"K=0s", "K=2s"} and cal["lambda"] in (1.0, 10.0)
-        assert cal["k0_max_abs_diff_vs_uncalibrated"] == 0.0 and len(cal["rows"]["K=2s"]["vs_K0"]["auc_vat"]["ci95"]) == 2
+        # K = 10 s would be scored from t >= 11 s: the 10 s clips have no such step, and the outputs say so
+        assert cal["applicable"] and list(cal["not_scored"]) == ["K=10s"]
+        assert "shorter than K + train.horizon_s = 11 s" in cal["not_scored"]["K=10s"]
+        assert set(cal["rows"]) == {"K=0s", "K=2s", "K=5s"} and cal["rows"]["K=5s"]["scored_from_s"] == 6.0
+        assert cal["rows"]["K=2s"]["n_samples"] < cal["rows"]["K=0s"]["n_samples"]
+        assert cal["k0_max_abs_diff_vs_uncalibrated"] == 0.0 and len(cal["rows"]["K=5s"]["vs_K0"]["auc_vat"]["ci95"]) == 2
+        assert "K=10s: the videos are shorter than K + train.horizon_s = 11 s" in \
+            (dst / "reports/calibration" / f"{v}.md").read_text()
         assert 0 < ev["bias"]["entropy_share"] <= 1 and set(ev["bias"]["per_seed"]) == {"seed0", "seed1"}
         for fig in (f"reports/calibration/{v}.png", f"reports/calibration/{v}.md", f"reports/bias/{v}.png"):
             assert (dst / fig).exists(), fig
