@@ -5,7 +5,11 @@ Loss per batch, over non-padded steps:
 
     L = lambda_heatmap * mean_{valid, in-frame} CE(q_t, softmax(s_t)) + lambda_inout * mean_{valid} BCE(o_t, inout_t)
 
-with q_t a Gaussian (``heatmap_sigma``) around the gaze on the grid, normalised to sum 1.
+with q_t the target over the grid cells (``heatmap_target``): ``cell``, the one-hot cell the gaze
+falls in (the loss is then the log-likelihood of the gaze cell, what the floors are fitted by and
+information gain scores), or ``gaussian``, a Gaussian (``heatmap_sigma``) around the gaze normalised
+to sum 1 (the minimiser of CE against a blurred target is the gaze distribution blurred once more by
+``heatmap_sigma``, so the map comes out wider than the gaze; docs/model.md).
 
 Under ``torchrun`` the same loop runs data-parallel (``gazelib.distributed``): the model in DDP, each
 rank a shard of every epoch's order, losses averaged over all ranks' batches so every rank takes the
@@ -54,16 +58,25 @@ def stats_hash(stats: dict) -> str:
     return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
-    """[B,T,2] gaze -> [B,T,cells] Gaussian target distribution (sum 1)."""
+HEATMAP_TARGETS = ("cell", "gaussian")
+
+
+def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
+    """[B,T,2] gaze -> [B,T,cells] target distribution (sum 1): a Gaussian of width ``sigma``
+    around the gaze (``gaussian``), or the one-hot cell it falls in (``cell``, clipped into the frame
+    as :func:`gazelib.metrics.gaze_cell`)."""
     d2 = ((gaze.unsqueeze(-2) - centres) ** 2).sum(-1)
+    if kind == "cell":   # the nearest centre is the cell the point falls in (clipped outside the frame)
+        return F.one_hot(torch.nan_to_num(d2, nan=0.0).argmin(-1), centres.shape[0]).to(gaze.dtype)
+    if kind != "gaussian":
+        raise ValueError(f"train.heatmap_target {kind!r} unknown; choose one of {HEATMAP_TARGETS}")
     return torch.softmax(-d2 / (2 * sigma ** 2), dim=-1)
 
 
 def compute_loss(out: dict, batch: dict, centres: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, dict]:
     keep = (~batch["pad"]) & batch["valid"]
     inframe = keep & (batch["inout"] > 0.5)
-    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"])
+    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"], cfg.get("heatmap_target", "gaussian"))
     ce = -(target * F.log_softmax(out["heatmap_logits"], -1)).sum(-1)
     hm = ce[inframe].mean() if inframe.any() else ce.sum() * 0
     bce = F.binary_cross_entropy_with_logits(out["inout_logits"], batch["inout"], reduction="none")
@@ -146,6 +159,9 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     from tqdm import tqdm
 
     d = dist or current()
+    if cfg.get("heatmap_target", "gaussian") not in HEATMAP_TARGETS:
+        raise ValueError(f"{variant}: train.heatmap_target {cfg['heatmap_target']!r} unknown; "
+                         f"choose one of {HEATMAP_TARGETS}")
     seed_everything(seed)
     torch.set_num_threads(cfg.get("num_threads", 2))
     device = d.device

@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gazelib.io import write_npz
 from gazelib.model import CONTENT_CONTEXTS, FUSIONS, ModelConfig, build_model
@@ -15,10 +17,10 @@ from gazelib.train import CheckpointError, load_checkpoint, train_variant
 DIMS = {"audio": 3, "text": 4, "visual": 5, "track": 5}
 
 
-def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal"):
+def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal", persistence=False):
     return ModelConfig(modalities=list(modalities), input_dims=DIMS, grid_channels=2, grid_h=3, grid_w=4,
                        d_model=16, n_heads=2, n_layers=1, dim_ff=32, dropout=0.0, fusion=fusion, cell_dim=8,
-                       content_context=content_context)
+                       content_context=content_context, persistence=persistence)
 
 
 def _batch(b=2, t=7, seed=0):
@@ -75,6 +77,67 @@ def test_build_model_rejects_bad_config():
         build_model(_cfg("gated", modalities=("smell",)))
     with pytest.raises(ValueError, match="content_context"):
         build_model(_cfg("gated", content_context="centred"))
+    for bad in ({"persistence_sigma": 0.0}, {"persistence_sigma": float("nan")}, {"persistence_prior_weight": 1.0},
+                {"persistence_prior_weight": 0.0}, {"persistence": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            build_model(ModelConfig(**{**_cfg("gated").__dict__, **bad}))
+
+
+# ------------------------------------------------------------------ the persistence path
+@settings(max_examples=25, deadline=None)
+@given(xy=st.lists(st.tuples(st.floats(-0.2, 1.2), st.floats(-0.2, 1.2)), min_size=6, max_size=6),
+       w0=st.floats(0.05, 0.95), s0=st.floats(0.02, 0.3), flags=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
+    """At initialisation the map is (1 - w0) N(last gaze, s0) + w0 softmax(head) where the last gaze is
+    known and in frame (the floor's form, on the head's map), and the head's map alone elsewhere."""
+    from gazelib.floors import gaussian_cells
+
+    torch.manual_seed(0)
+    cfg = _cfg("gated", modalities=("track",), persistence=True)
+    cfg.persistence_sigma, cfg.persistence_prior_weight = s0, w0
+    model = build_model(cfg).eval()
+    plain = build_model(_cfg("gated", modalities=("track",)))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("persist_head")})
+    plain.eval()
+    batch = _batch(b=1, t=6)
+    batch["track"][0, :, 0:2] = torch.tensor(xy, dtype=torch.float32)
+    on = np.array(flags)
+    batch["track"][0, :, 2] = torch.tensor(on, dtype=torch.float32)     # last gaze in frame, or out
+    batch["track"][0, :, 4] = 1.0
+    with torch.no_grad():
+        p = torch.softmax(model(batch)["heatmap_logits"][0], -1).double().numpy()
+        base = torch.softmax(plain(batch)["heatmap_logits"][0], -1).double().numpy()
+    g = gaussian_cells(xy=np.array(xy), gh=3, gw=4, sigma=s0)
+    want = np.where(on[:, None], (1 - w0) * g + w0 * base, base)
+    np.testing.assert_allclose(p, want, rtol=1e-4, atol=1e-6)
+
+
+def test_persistence_path_is_off_without_a_track_and_in_content_variants():
+    torch.manual_seed(0)
+    model = build_model(_cfg("gated", persistence=True)).eval()
+    assert model.use_persistence
+    batch = _batch()
+    batch["mask"][:, :, 3] = 0     # no track for this viewer: the last point must not matter
+    moved = {**batch, "track": batch["track"].clone()}
+    moved["track"][..., 0:2] += 0.3
+    torch.testing.assert_close(model(batch)["heatmap_logits"], model(moved)["heatmap_logits"])
+    assert not build_model(_cfg("gated", modalities=("audio", "visual"), persistence=True)).use_persistence
+
+
+@settings(max_examples=50, deadline=None)
+@given(xy=st.lists(st.tuples(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5)), min_size=1, max_size=20))
+def test_cell_target_is_the_one_hot_gaze_cell(xy):
+    from gazelib.metrics import cell_centres, gaze_cell
+    from gazelib.train import heatmap_targets
+
+    gaze = torch.tensor(xy, dtype=torch.float32)[None]
+    centres = torch.tensor(cell_centres(9, 16), dtype=torch.float32)
+    q = heatmap_targets(gaze, centres, 0.06, "cell")[0].numpy()
+    np.testing.assert_array_equal(q.sum(1), 1.0)
+    ok = np.abs(np.array(xy) * [16, 9] - np.round(np.array(xy) * [16, 9])).min(1) > 1e-3   # off cell borders
+    np.testing.assert_array_equal(q.argmax(1)[ok], gaze_cell(np.array(xy), 9, 16)[ok])
+    with pytest.raises(ValueError, match="heatmap_target"):
+        heatmap_targets(gaze, centres, 0.06, "box")
 
 
 # ------------------------------------------------------------------ no path from the future
@@ -98,12 +161,15 @@ def _assert_unchanged_upto(model, a, b, t):
         assert (oa[k][:, :t + 1] - ob[k][:, :t + 1]).abs().max() <= 1e-6, k
 
 
+@pytest.mark.parametrize("persistence", [False, True])
 @pytest.mark.parametrize("content_context", CONTENT_CONTEXTS)
 @pytest.mark.parametrize("fusion", FUSIONS)
-def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context):
-    """Every fusion and option: the track path is causal (random weights)."""
+def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context, persistence):
+    """Every fusion and option, with and without the persistence path: the track path is causal."""
     torch.manual_seed(0)
-    model = build_model(_cfg(fusion, content_context=content_context)).eval()
+    model = build_model(_cfg(fusion, content_context=content_context, persistence=persistence)).eval()
+    if persistence:  # random weights on the persistence head too (it starts constant)
+        torch.nn.init.normal_(model.persist_head.weight, std=0.3)
     batch = _batch(t=9)
     batch["mask"][:, :, 3] = (torch.rand(2, 9) > 0.3).float()
     for t in (0, 3, 7):
