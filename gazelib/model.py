@@ -14,16 +14,18 @@ known gaze (track variants). The in/out head is a linear map of h_t.
 **Persistence path** (``persistence: true``, variants with the track): the heatmap is a mixture
 that contains the persistence floor (:mod:`gazelib.floors`) as a special case,
 
-    p_t = (1 - w_t) N(g_t; sigma_t) + w_t softmax(s_t),
+    p_t = (1 - w_t) N(g_t; sigma_t) + w_t softmax(s_t + b),
 
 with g_t the last seen gaze (the track input, seen at t - horizon), N a Gaussian on the cell
-centres (per-axis width sigma_t) normalised over the cells, and (logit w_t, log sigma_t) a linear
-map of [h_t, track age] initialised at (logit ``persistence_prior_weight``,
-log ``persistence_sigma``). The spatial head alone must place a sharp peak at an arbitrary point
-through a dot product with learned cell keys, and in practice it does not (docs/model.md): the
-mixture starts the model at persistence and leaves it to learn where to improve on it (w_t -> 1:
-the head's map; sigma_t by track age and context). Where the last gaze is unknown or out of frame
-the map is softmax(s_t). The returned logits are log p_t.
+centres (per-axis width sigma_t) normalised over the cells, b a learned log prior over the cells,
+and (logit w_t, log sigma_t) a linear map of [h_t, track age] whose bias starts at (logit
+``persistence_prior_weight``, log ``persistence_sigma``), or, in training, at the persistence floor
+fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b).
+The spatial head alone would have to place a sharp peak at an arbitrary point through a dot product
+with learned cell keys, and in practice it does not (docs/model.md): the mixture starts the model
+at persistence and leaves it to learn where to improve on it (w_t -> 1: the head's map; sigma_t by
+track age and context). Where the last gaze is unknown or out of frame
+the map is softmax(s_t + b). The returned logits are log p_t.
 
 Fusion (masked modalities contribute nothing in every mode):
 - ``gated``: sum_m mask_m * sigmoid(W_g e_m) * e_m
@@ -171,10 +173,27 @@ class GazeTransformer(nn.Module):
             # as gazelib.metrics.cell_centres: (x, y), row-major
             self.register_buffer("centres", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), persistent=False)
             self.persist_head = nn.Linear(d + 1, 3)   # [h_t, age] -> logit w, log sigma_x, log sigma_y
+            self.prior_logit = nn.Parameter(torch.zeros(n_cells))   # a learned log prior added to the head's map
             nn.init.zeros_(self.persist_head.weight)
-            w0, s0 = cfg.persistence_prior_weight, math.log(cfg.persistence_sigma)
-            with torch.no_grad():
-                self.persist_head.bias.copy_(torch.tensor([math.log(w0 / (1 - w0)), s0, s0]))
+            self.init_persistence(prior=None, sigma=cfg.persistence_sigma, weight=cfg.persistence_prior_weight)
+
+    @torch.no_grad()
+    def init_persistence(self, *, prior, sigma: float, weight: float) -> None:
+        """Start the persistence path at a fitted persistence floor (:func:`gazelib.floors.fit_floors`):
+        its Gaussian width ``sigma``, its weight ``weight`` of the centre prior ``prior`` [cells] (added
+        to the head's map as a learned log prior; None: uniform). With the head's own map near zero at
+        initialisation, the model then starts at the floor and training can only move it from there."""
+        if not self.use_persistence:
+            raise ValueError("init_persistence: this model has no persistence path (model.persistence, track)")
+        if not (0 < weight < 1 and sigma > 0):
+            raise ValueError(f"init_persistence: need 0 < weight < 1 and sigma > 0, got weight {weight}, sigma {sigma}")
+        if prior is not None:
+            prior = torch.as_tensor(prior, dtype=torch.float32).reshape(-1)
+            if prior.numel() != self.prior_logit.numel() or not bool((prior > 0).all()):
+                raise ValueError(f"init_persistence: prior needs {self.prior_logit.numel()} positive cells, "
+                                 f"got {prior.numel()}")
+            self.prior_logit.copy_(torch.log(prior / prior.sum()))
+        self.persist_head.bias.copy_(torch.tensor([math.log(weight / (1 - weight)), math.log(sigma), math.log(sigma)]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``batch``: per-modality [B,T,D], ``grid`` [B,T,Gh*Gw,C] (cells row-major), ``track_map`` [B,T,Gh*Gw],
@@ -205,13 +224,13 @@ class GazeTransformer(nn.Module):
 
     def _persistence(self, logits: torch.Tensor, h: torch.Tensor, track: torch.Tensor,
                      avail: torch.Tensor) -> torch.Tensor:
-        """log((1 - w) N(last gaze, sigma) + w softmax(logits)) where the last gaze is known and in
-        frame, else log softmax(logits). Within one step: causal as the track input is."""
+        """log((1 - w) N(last gaze, sigma) + w softmax(logits + prior)) where the last gaze is known and
+        in frame, else log softmax(logits + prior). Within one step: causal as the track input is."""
         out = self.persist_head(torch.cat([h, track[..., 3:4]], -1))
         sigma = torch.exp(out[..., 1:3].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX))        # [B,T,2]
         z = (self.centres - track[..., None, 0:2]) / sigma[..., None, :]             # [B,T,cells,2]
         log_g = torch.log_softmax(-0.5 * (z * z).sum(-1), -1)
-        log_base = torch.log_softmax(logits, -1)
+        log_base = torch.log_softmax(logits + self.prior_logit, -1)
         w = out[..., 0:1]
         mixed = torch.logsumexp(torch.stack([nn.functional.logsigmoid(-w) + log_g,
                                              nn.functional.logsigmoid(w) + log_base]), 0)

@@ -81,3 +81,41 @@ def pursuit_corpus(root: Path, *, n_train: int, n_val: int, n_test: int, seed: i
              "viewers": {v: a["gaze"].shape[0] for v, a in arrays.items()}}
     stats = fit_norm_stats(videos=[arrays[f.stem] for f in files["train"]])
     return {"files": files, "index": index, "stats": stats, "arrays": arrays}
+
+
+def world_floors(*, corpus: dict, horizon_s: float, evaluate_cfg: dict, seed: int = 0) -> dict:
+    """The floors fitted on the train videos, as the floors stage fits them."""
+    from gazelib.floors import fit_floors
+
+    return fit_floors(train=[corpus["arrays"][f.stem] for f in corpus["files"]["train"]], gh=GH, gw=GW,
+                      horizon_s=horizon_s, sigmas=evaluate_cfg["floor_sigmas"], weights=evaluate_cfg["floor_weights"],
+                      eps=evaluate_cfg["prior_eps"], seed=seed)
+
+
+def score_vs_floors(*, model, corpus: dict, floors: dict, cfg: dict, evaluate_cfg: dict, seed: int = 0) -> dict:
+    """Pooled metrics (:func:`gazelib.evaluate.summarise`) of ``model`` and of the ``floors`` on the
+    test videos, through the pipeline's scoring code."""
+    import pandas as pd
+
+    from gazelib.dataset import GazeWindows
+    from gazelib.evaluate import predict, sauc_negatives, score_rows, summarise
+    from gazelib.floors import floor_predictions
+    from gazelib.metrics import resize_bilinear
+
+    test = corpus["files"]["test"]
+    ds = GazeWindows(files=test, stats=corpus["stats"], cfg=cfg, grid_hw=(GH, GW), fps=FPS,
+                     lengths=corpus["index"]["length"], n_viewers=corpus["index"]["viewers"], stride_s=cfg["window_s"])
+    preds = predict(model=model, ds=ds)
+    labels = {f.stem: corpus["arrays"][f.stem] for f in test}
+    hw = (int(round(evaluate_cfg["saliency_width"] * GH / GW)), evaluate_cfg["saliency_width"])
+    prior_eval = resize_bilinear(maps=np.asarray(floors["prior"]).reshape(1, GH, GW), out_hw=hw)[0]
+    rows: dict[str, list] = {"model": [], "persistence": [], "centre_prior": []}
+    for vid, lab in sorted(labels.items()):
+        kw = dict(lab=lab, gh=GH, gw=GW, eval_hw=hw, prior_eval=prior_eval, video_id=vid,
+                  other_xy=sauc_negatives(labels=labels, video_id=vid, max_n=evaluate_cfg["sauc_negatives"], seed=seed),
+                  fixation_sigma=evaluate_cfg["fixation_map_sigma"])
+        rows["model"].append(score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], **kw))
+        fp = floor_predictions(floors=floors, lab=lab, gh=GH, gw=GW)
+        for name in ("persistence", "centre_prior"):
+            rows[name].append(score_rows(prob=fp[name][0], p_in=fp[name][1], **kw))
+    return {name: summarise(pd.concat(r, ignore_index=True)) for name, r in rows.items()}

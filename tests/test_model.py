@@ -77,6 +77,12 @@ def test_build_model_rejects_bad_config():
         build_model(_cfg("gated", modalities=("smell",)))
     with pytest.raises(ValueError, match="content_context"):
         build_model(_cfg("gated", content_context="centred"))
+    model = build_model(_cfg("gated", persistence=True))
+    for bad in ({"prior": np.ones(5)}, {"prior": -np.ones(12)}, {"weight": 1.0}, {"sigma": 0.0}):
+        with pytest.raises(ValueError, match="init_persistence"):
+            model.init_persistence(**{"prior": None, "sigma": 0.05, "weight": 0.5, **bad})
+    with pytest.raises(ValueError, match="no persistence path"):
+        build_model(_cfg("gated")).init_persistence(prior=None, sigma=0.05, weight=0.5)
     for bad in ({"persistence_sigma": 0.0}, {"persistence_sigma": float("nan")}, {"persistence_prior_weight": 1.0},
                 {"persistence_prior_weight": 0.0}, {"persistence": "yes"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -88,16 +94,18 @@ def test_build_model_rejects_bad_config():
 @given(xy=st.lists(st.tuples(st.floats(-0.2, 1.2), st.floats(-0.2, 1.2)), min_size=6, max_size=6),
        w0=st.floats(0.05, 0.95), s0=st.floats(0.02, 0.3), flags=st.lists(st.booleans(), min_size=6, max_size=6))
 def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
-    """At initialisation the map is (1 - w0) N(last gaze, s0) + w0 softmax(head) where the last gaze is
-    known and in frame (the floor's form, on the head's map), and the head's map alone elsewhere."""
+    """Started at a floor (prior, s0, w0) the map is (1 - w0) N(last gaze, s0) + w0 softmax(head + log prior)
+    where the last gaze is known and in frame (the floor's form), and that map alone elsewhere."""
     from gazelib.floors import gaussian_cells
 
     torch.manual_seed(0)
     cfg = _cfg("gated", modalities=("track",), persistence=True)
-    cfg.persistence_sigma, cfg.persistence_prior_weight = s0, w0
     model = build_model(cfg).eval()
+    prior = np.random.default_rng(0).uniform(0.1, 1.0, 12)
+    model.init_persistence(prior=prior, sigma=s0, weight=w0)   # as training does from the train floor
     plain = build_model(_cfg("gated", modalities=("track",)))
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("persist_head")})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if not k.startswith(("persist_head", "prior_logit"))})
     plain.eval()
     batch = _batch(b=1, t=6)
     batch["track"][0, :, 0:2] = torch.tensor(xy, dtype=torch.float32)
@@ -106,7 +114,8 @@ def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
     batch["track"][0, :, 4] = 1.0
     with torch.no_grad():
         p = torch.softmax(model(batch)["heatmap_logits"][0], -1).double().numpy()
-        base = torch.softmax(plain(batch)["heatmap_logits"][0], -1).double().numpy()
+        head = plain(batch)["heatmap_logits"][0] + torch.log(torch.tensor(prior / prior.sum(), dtype=torch.float32))
+        base = torch.softmax(head, -1).double().numpy()
     g = gaussian_cells(xy=np.array(xy), gh=3, gw=4, sigma=s0)
     want = np.where(on[:, None], (1 - w0) * g + w0 * base, base)
     np.testing.assert_allclose(p, want, rtol=1e-4, atol=1e-6)
