@@ -17,10 +17,12 @@ that contains the persistence floor (:mod:`gazelib.floors`) as a special case,
     p_t = (1 - w_t) N(g_t; sigma_t) + w_t softmax(s_t + b),
 
 with g_t the last seen gaze (the track input, seen at t - horizon), N a Gaussian on the cell
-centres (per-axis width sigma_t) normalised over the cells, b a learned log prior over the cells,
+centres (per-axis width sigma_t) normalised over the cells, b a fixed log prior over the cells,
 and (logit w_t, log sigma_t) a linear map of [h_t, track age] whose bias starts at (logit
 ``persistence_prior_weight``, log ``persistence_sigma``), or, in training, at the persistence floor
-fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b).
+fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b;
+b stays fixed, the floor's centre prior is fitted leave-one-video-out and a learned per-cell bias
+overfits a small train split, the head s_t learns any residual).
 The spatial head alone would have to place a sharp peak at an arbitrary point through a dot product
 with learned cell keys, and in practice it does not (docs/model.md): the mixture starts the model
 at persistence and leaves it to learn where to improve on it (w_t -> 1: the head's map; sigma_t by
@@ -173,7 +175,7 @@ class GazeTransformer(nn.Module):
             # as gazelib.metrics.cell_centres: (x, y), row-major
             self.register_buffer("centres", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), persistent=False)
             self.persist_head = nn.Linear(d + 1, 3)   # [h_t, age] -> logit w, log sigma_x, log sigma_y
-            self.prior_logit = nn.Parameter(torch.zeros(n_cells))   # a learned log prior added to the head's map
+            self.register_buffer("prior_logit", torch.zeros(n_cells))   # the floor's log centre prior, fixed
             nn.init.zeros_(self.persist_head.weight)
             self.init_persistence(prior=None, sigma=cfg.persistence_sigma, weight=cfg.persistence_prior_weight)
 
@@ -181,7 +183,7 @@ class GazeTransformer(nn.Module):
     def init_persistence(self, *, prior, sigma: float, weight: float) -> None:
         """Start the persistence path at a fitted persistence floor (:func:`gazelib.floors.fit_floors`):
         its Gaussian width ``sigma``, its weight ``weight`` of the centre prior ``prior`` [cells] (added
-        to the head's map as a learned log prior; None: uniform). With the head's own map near zero at
+        to the head's map as a fixed log prior, a buffer saved with the weights; None: uniform). With the head's own map near zero at
         initialisation, the model then starts at the floor and training can only move it from there."""
         if not self.use_persistence:
             raise ValueError("init_persistence: this model has no persistence path (model.persistence, track)")

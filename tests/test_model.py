@@ -380,3 +380,24 @@ def test_entropy_regulariser_raises_the_bias_entropy(tmp_path):
                       val_files=val, index=index, stats=stats, grid_shape=(2, 3, 4), fps=10.0,
                       cfg={**TRAIN_CFG, "lambda_entropy": 1.0, "entropy_every": 1}, model_cfg=MODEL_CFG,
                       out_dir=tmp_path / "none", seed=0)
+
+
+def test_persistence_path_exports_to_onnx_with_parity(tmp_path):
+    """The path is plain tensor algebra: the ONNX export of a track model with it agrees with PyTorch."""
+    from gazelib.onnx_export import OnnxGazeModel, export_model, parity, random_windows
+
+    torch.manual_seed(0)
+    cfg = _cfg("gated", modalities=("track", "audio"), persistence=True)
+    model = build_model(cfg).eval()
+    model.init_persistence(prior=np.linspace(1, 2, 12), sigma=0.08, weight=0.3)
+    torch.nn.init.normal_(model.persist_head.weight, std=0.3)
+    export_model(model=model, out_path=tmp_path / "m.onnx", metadata={"variant": "v", "seed": 0}, window=20,
+                 check=False)
+    conf = {"modalities": ["track", "audio"], "input_dims": DIMS, "grid_channels": 2, "grid_h": 3, "grid_w": 4}
+    batches = [random_windows(config=conf, batch=b, steps=t, seed=s) for b, t, s in ((1, 3, 5), (3, 37, 6))]
+    for b in batches:   # known, in-frame last points on most steps, so the path is exercised
+        b["track"][..., 0:2] = torch.rand(b["track"][..., 0:2].shape)
+        b["track"][..., 2] = (torch.rand(b["track"].shape[:2]) > 0.2).float()
+        b["track"][..., 4] = 1.0
+    p = parity(model=model, onnx_model=OnnxGazeModel(tmp_path / "m.onnx", threads=1), batches=batches)
+    assert p["max_abs_dprob"] <= 1e-4 and p["max_abs_dp_in"] <= 1e-4, p
