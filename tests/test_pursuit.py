@@ -41,3 +41,19 @@ def test_track_baseline_matches_or_beats_persistence_in_a_pursuit_world(tmp_path
     assert m["n_samples"] == p["n_samples"] > 500
     assert m["auc_vat"] >= p["auc_vat"], (m["auc_vat"], p["auc_vat"])
     assert m["ig"] >= p["ig"], (m["ig"], p["ig"])
+
+
+def test_the_baseline_starts_at_its_floor(tmp_path):
+    """Before any epoch, best.pt is the starting point (a candidate an epoch must beat on val), and
+    that start scores as the persistence floor fitted on train: the path's width, weight and prior."""
+    from gazelib.train import load_checkpoint
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    corpus = pursuit_corpus(tmp_path / "aligned", n_train=3, n_val=1, n_test=1, seed=5, duration_s=20.0)
+    floors = world_floors(corpus=corpus, horizon_s=params["train"]["horizon_s"], evaluate_cfg=params["evaluate"])
+    model, cfg = _train(tmp_path, params, corpus, floors, epochs=0)
+    assert load_checkpoint(tmp_path / "model" / "best.pt")["epoch"] == -1
+    s = score_vs_floors(model=model, corpus=corpus, floors=floors, cfg=cfg, evaluate_cfg=params["evaluate"])
+    assert abs(s["model"]["auc_vat"] - s["persistence"]["auc_vat"]) < 2e-3, s
+    assert abs(s["model"]["ig"] - s["persistence"]["ig"]) < 1e-2, s
+    assert s["persistence"]["ig"] > 0.5
