@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from gazelib.train import model_from_checkpoint, train_variant
-from pursuit_world import FPS, GH, GW, pursuit_corpus, score_vs_floors, world_floors
+from tests.pursuit_world import FPS, GH, GW, pursuit_corpus, score_vs_floors, world_floors
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "cell_dim": 8}   # widths only
