@@ -11,6 +11,24 @@ the context side carries the depth)
 where f_{t,c} holds the cell's grid features (visual variants) and the map of the last
 known gaze (track variants). The in/out head is a linear map of h_t.
 
+**Persistence path** (``persistence: true``, variants with the track): the heatmap is a mixture
+that contains the persistence floor (:mod:`gazelib.floors`) as a special case,
+
+    p_t = (1 - w_t) N(g_t; sigma_t) + w_t softmax(s_t + b),
+
+with g_t the last seen gaze (the track input, seen at t - horizon), N a Gaussian on the cell
+centres (per-axis width sigma_t) normalised over the cells, b a fixed log prior over the cells,
+and (logit w_t, log sigma_t) a linear map of [h_t, track age] whose bias starts at (logit
+``persistence_prior_weight``, log ``persistence_sigma``), or, in training, at the persistence floor
+fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b;
+b stays fixed, the floor's centre prior is fitted leave-one-video-out and a learned per-cell bias
+overfits a small train split, the head s_t learns any residual).
+The spatial head alone would have to place a sharp peak at an arbitrary point through a dot product
+with learned cell keys, and in practice it does not (docs/model.md): the mixture starts the model
+at persistence and leaves it to learn where to improve on it (w_t -> 1: the head's map; sigma_t by
+track age and context). Where the last gaze is unknown or out of frame
+the map is softmax(s_t + b). The returned logits are log p_t.
+
 Fusion (masked modalities contribute nothing in every mode):
 - ``gated``: sum_m mask_m * sigmoid(W_g e_m) * e_m
 - ``concat``: W [mask_1 e_1; ...; mask_M e_M]
@@ -38,6 +56,8 @@ FUSIONS = ("gated", "concat", "add", "cross_attention")
 CONTENT_CONTEXTS = ("causal", "bidirectional")
 CONTENT_MODALITIES = ("audio", "text", "visual")
 MODALITY_INDEX = {"audio": 0, "text": 1, "visual": 2, "track": 3}
+# numerical guards on the persistence path's learned log width (normalised units: 1e-3 .. e^2)
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = math.log(1e-3), 2.0
 
 
 @dataclass
@@ -56,6 +76,9 @@ class ModelConfig:
     content_context: str = "causal"     # causal | bidirectional (offline analysis; never the track)
     cell_dim: int = 32                  # width of the per-cell keys (the [B, T, cells, .] work)
     max_len: int = 4096
+    persistence: bool = False           # the persistence path (track variants); params.yaml sets it
+    persistence_sigma: float = 0.05     # its initial Gaussian width (normalised units), then learned
+    persistence_prior_weight: float = 0.5   # its initial weight of the spatial head's map, then learned
     extra: dict = field(default_factory=dict)
 
 
@@ -65,6 +88,12 @@ def build_model(config: ModelConfig | dict) -> "GazeTransformer":
         raise ValueError(f"unknown fusion {cfg.fusion!r}; choose one of {FUSIONS}")
     if cfg.content_context not in CONTENT_CONTEXTS:
         raise ValueError(f"unknown content_context {cfg.content_context!r}; choose one of {CONTENT_CONTEXTS}")
+    if not (cfg.persistence_sigma > 0 and math.isfinite(cfg.persistence_sigma)):
+        raise ValueError(f"model.persistence_sigma must be a positive width, got {cfg.persistence_sigma!r}")
+    if not 0 < cfg.persistence_prior_weight < 1:
+        raise ValueError(f"model.persistence_prior_weight must lie in (0, 1), got {cfg.persistence_prior_weight!r}")
+    if not isinstance(cfg.persistence, bool):
+        raise ValueError(f"model.persistence must be true or false, got {cfg.persistence!r}")
     unknown = set(cfg.modalities) - set(MODALITY_INDEX)
     if unknown or not cfg.modalities:
         raise ValueError(f"variant modalities {cfg.modalities} invalid; choose from {list(MODALITY_INDEX)}")
@@ -139,6 +168,34 @@ class GazeTransformer(nn.Module):
         self.query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, dc))
         self.cell_bias = nn.Linear(dc, 1)
         self.inout_head = nn.Linear(d, 1)
+        self.use_persistence = cfg.persistence and self.use_track_map
+        if self.use_persistence:
+            ys, xs = torch.meshgrid((torch.arange(cfg.grid_h) + 0.5) / cfg.grid_h,
+                                    (torch.arange(cfg.grid_w) + 0.5) / cfg.grid_w, indexing="ij")
+            # as gazelib.metrics.cell_centres: (x, y), row-major
+            self.register_buffer("centres", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), persistent=False)
+            self.persist_head = nn.Linear(d + 1, 3)   # [h_t, age] -> logit w, log sigma_x, log sigma_y
+            self.register_buffer("prior_logit", torch.zeros(n_cells))   # the floor's log centre prior, fixed
+            nn.init.zeros_(self.persist_head.weight)
+            self.init_persistence(prior=None, sigma=cfg.persistence_sigma, weight=cfg.persistence_prior_weight)
+
+    @torch.no_grad()
+    def init_persistence(self, *, prior, sigma: float, weight: float) -> None:
+        """Start the persistence path at a fitted persistence floor (:func:`gazelib.floors.fit_floors`):
+        its Gaussian width ``sigma``, its weight ``weight`` of the centre prior ``prior`` [cells] (added
+        to the head's map as a fixed log prior, a buffer saved with the weights; None: uniform). With the head's own map near zero at
+        initialisation, the model then starts at the floor and training can only move it from there."""
+        if not self.use_persistence:
+            raise ValueError("init_persistence: this model has no persistence path (model.persistence, track)")
+        if not (0 < weight < 1 and sigma > 0):
+            raise ValueError(f"init_persistence: need 0 < weight < 1 and sigma > 0, got weight {weight}, sigma {sigma}")
+        if prior is not None:
+            prior = torch.as_tensor(prior, dtype=torch.float32).reshape(-1)
+            if prior.numel() != self.prior_logit.numel() or not bool((prior > 0).all()):
+                raise ValueError(f"init_persistence: prior needs {self.prior_logit.numel()} positive cells, "
+                                 f"got {prior.numel()}")
+            self.prior_logit.copy_(torch.log(prior / prior.sum()))
+        self.persist_head.bias.copy_(torch.tensor([math.log(weight / (1 - weight)), math.log(sigma), math.log(sigma)]))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``batch``: per-modality [B,T,D], ``grid`` [B,T,Gh*Gw,C] (cells row-major), ``track_map`` [B,T,Gh*Gw],
@@ -163,7 +220,24 @@ class GazeTransformer(nn.Module):
         # <W_q h, k> / sqrt(dc) + w^T k + b in one contraction over dc
         q = self.query(h) / math.sqrt(self.cfg.cell_dim) + self.cell_bias.weight[0]
         logits = torch.einsum("btcd,btd->btc", keys, q) + self.cell_bias.bias
+        if self.use_persistence:
+            logits = self._persistence(logits, h, batch["track"], mask[..., MODALITY_INDEX["track"]])
         return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}
+
+    def _persistence(self, logits: torch.Tensor, h: torch.Tensor, track: torch.Tensor,
+                     avail: torch.Tensor) -> torch.Tensor:
+        """log((1 - w) N(last gaze, sigma) + w softmax(logits + prior)) where the last gaze is known and
+        in frame, else log softmax(logits + prior). Within one step: causal as the track input is."""
+        out = self.persist_head(torch.cat([h, track[..., 3:4]], -1))
+        sigma = torch.exp(out[..., 1:3].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX))        # [B,T,2]
+        z = (self.centres - track[..., None, 0:2]) / sigma[..., None, :]             # [B,T,cells,2]
+        log_g = torch.log_softmax(-0.5 * (z * z).sum(-1), -1)
+        log_base = torch.log_softmax(logits + self.prior_logit, -1)
+        w = out[..., 0:1]
+        mixed = torch.logsumexp(torch.stack([nn.functional.logsigmoid(-w) + log_g,
+                                             nn.functional.logsigmoid(w) + log_base]), 0)
+        on = (avail > 0.5) & (track[..., 4] > 0.5) & (track[..., 2] > 0.5)
+        return torch.where(on[..., None], mixed, log_base)
 
     def _content_context(self, embs: dict, mask: torch.Tensor, pad: torch.Tensor) -> dict:
         """Add a bidirectional context over the available content embeddings (never the track)."""

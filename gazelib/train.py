@@ -5,7 +5,11 @@ Loss per batch, over non-padded steps:
 
     L = lambda_heatmap * mean_{valid, in-frame} CE(q_t, softmax(s_t)) + lambda_inout * mean_{valid} BCE(o_t, inout_t)
 
-with q_t a Gaussian (``heatmap_sigma``) around the gaze on the grid, normalised to sum 1.
+with q_t the target over the grid cells (``heatmap_target``): ``cell``, the one-hot cell the gaze
+falls in (the loss is then the log-likelihood of the gaze cell, what the floors are fitted by and
+information gain scores), or ``gaussian``, a Gaussian (``heatmap_sigma``) around the gaze normalised
+to sum 1 (the minimiser of CE against a blurred target is the gaze distribution blurred once more by
+``heatmap_sigma``, so the map comes out wider than the gaze; docs/model.md).
 
 Under ``torchrun`` the same loop runs data-parallel (``gazelib.distributed``): the model in DDP, each
 rank a shard of every epoch's order, losses averaged over all ranks' batches so every rank takes the
@@ -32,7 +36,17 @@ from gazelib.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.io import atomic_path, write_json
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
-from gazelib.layout import RESERVED_ROWS, TIMING, corpus_synthetic, index_grid, index_maps, read_index, read_norm_stats, split_files
+from gazelib.layout import (
+    FLOORS,
+    RESERVED_ROWS,
+    TIMING,
+    corpus_synthetic,
+    index_grid,
+    index_maps,
+    read_index,
+    read_norm_stats,
+    split_files,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,16 +72,25 @@ def stats_hash(stats: dict) -> str:
     return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float) -> torch.Tensor:
-    """[B,T,2] gaze -> [B,T,cells] Gaussian target distribution (sum 1)."""
+HEATMAP_TARGETS = ("cell", "gaussian")
+
+
+def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
+    """[B,T,2] gaze -> [B,T,cells] target distribution (sum 1): a Gaussian of width ``sigma``
+    around the gaze (``gaussian``), or the one-hot cell it falls in (``cell``, clipped into the frame
+    as :func:`gazelib.metrics.gaze_cell`)."""
     d2 = ((gaze.unsqueeze(-2) - centres) ** 2).sum(-1)
+    if kind == "cell":   # the nearest centre is the cell the point falls in (clipped outside the frame)
+        return F.one_hot(torch.nan_to_num(d2, nan=0.0).argmin(-1), centres.shape[0]).to(gaze.dtype)
+    if kind != "gaussian":
+        raise ValueError(f"train.heatmap_target {kind!r} unknown; choose one of {HEATMAP_TARGETS}")
     return torch.softmax(-d2 / (2 * sigma ** 2), dim=-1)
 
 
 def compute_loss(out: dict, batch: dict, centres: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, dict]:
     keep = (~batch["pad"]) & batch["valid"]
     inframe = keep & (batch["inout"] > 0.5)
-    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"])
+    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"], cfg.get("heatmap_target", "gaussian"))
     ce = -(target * F.log_softmax(out["heatmap_logits"], -1)).sum(-1)
     hm = ce[inframe].mean() if inframe.any() else ce.sum() * 0
     bce = F.binary_cross_entropy_with_logits(out["inout_logits"], batch["inout"], reduction="none")
@@ -137,7 +160,8 @@ def model_from_checkpoint(path: str | Path, expect: dict | None = None):
 def train_variant(*, variant: str, modalities: list[str], train_files: list[Path], val_files: list[Path],
                   index: dict, stats: dict, grid_shape: tuple[int, int, int], fps: float, cfg: dict,
                   model_cfg: dict, out_dir: Path, seed: int, live=None, max_epochs: int | None = None,
-                  dist: Dist | None = None, bias_inputs: list[Path] | None = None) -> dict:
+                  dist: Dist | None = None, bias_inputs: list[Path] | None = None,
+                  persistence_init: dict | None = None) -> dict:
     """Train one variant; writes ``best.pt`` and ``latest.pt`` in ``out_dir``; resumes from latest.
 
     ``dist``: the process group (default: the one this process joined, else a single process). All
@@ -146,10 +170,17 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
 
     With ``cfg['lambda_entropy']`` > 0 the content-free clips ``bias_inputs`` (see
     :mod:`gazelib.bias`) are one extra batch: every ``entropy_every`` optimiser steps the loss gains
-    ``lambda_entropy * -H(bias map)``, pushing the prediction for no content towards uniform."""
+    ``lambda_entropy * -H(bias map)``, pushing the prediction for no content towards uniform.
+
+    ``persistence_init``: the floors fitted on train (``models/floors/floors.json``); a model with the
+    persistence path starts at that floor (its width, weight and centre prior), see
+    :meth:`gazelib.model.GazeTransformer.init_persistence`."""
     from tqdm import tqdm
 
     d = dist or current()
+    if cfg.get("heatmap_target", "gaussian") not in HEATMAP_TARGETS:
+        raise ValueError(f"{variant}: train.heatmap_target {cfg['heatmap_target']!r} unknown; "
+                         f"choose one of {HEATMAP_TARGETS}")
     seed_everything(seed)
     torch.set_num_threads(cfg.get("num_threads", 2))
     device = d.device
@@ -163,7 +194,13 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         raise ValueError(f"{variant}: no training windows (no train videos with viewers)")
     mcfg = make_model_config(variant=variant, modalities=modalities, stats=stats, grid_shape=grid_shape,
                              model_cfg=model_cfg)
-    model = build_model(mcfg).to(device)
+    model = build_model(mcfg)
+    if model.use_persistence and persistence_init is not None:
+        pf = persistence_init["persistence"]
+        model.init_persistence(prior=persistence_init["prior"], sigma=pf["sigma"], weight=pf["w"])
+        log.info("%s: persistence path starts at the train floor (sigma %g, prior weight %g)", variant,
+                 pf["sigma"], pf["w"])
+    model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     epochs = cfg["epochs"]
     local_bs = d.local_batch(cfg["batch_size"])  # windows per rank and step; batch_size in one process
@@ -209,6 +246,15 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         bias_batch = model_inputs(content_free_batch(files=bias_inputs, stats=stats, cfg=cfg, fps=fps,
                                                      grid_hw=(gh, gw)), device)
     net = d.wrap(model)  # DDP under torchrun (after resume: it broadcasts rank 0's weights); else model
+    if start_epoch == 0 and persistence_init is not None and model.use_persistence:
+        # the starting point (the train floor) is a candidate too: an epoch must beat it on val to replace it
+        init_val = validation_loss(model, val_ds, centres, cfg, device, d)["loss"]
+        if np.isfinite(init_val):
+            best = init_val
+            if d.main:
+                save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=-1,
+                                best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler)
+            log.info("%s: val loss %.4f at the persistence floor (the start)", variant, init_val)
     t_start = time.time()
     n_samples = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
@@ -365,6 +411,13 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     # nproc is how many processes train, not what they learn: a checkpoint records world_size instead
     cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc")}
     d = init_from_env()  # under torchrun: join the process group; else one process
+    floors = None
+    if params["model"].get("persistence") and "track" in params["variants"][variant]["modalities"]:
+        if (root / FLOORS).exists():
+            floors = json.loads((root / FLOORS).read_text())
+        else:
+            log.warning("%s: %s missing (stage floors): the persistence path starts at model.persistence_sigma / "
+                        "persistence_prior_weight and a uniform prior instead of the train floor", variant, FLOORS)
     results = []
     for seed in seeds:
         out_dir = root / "models" / variant / f"seed{seed}"
@@ -376,7 +429,8 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
                                grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
                                model_cfg=params["model"], out_dir=out_dir, seed=seed, live=live,
                                max_epochs=max_epochs, dist=d,
-                               bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None)
+                               bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None,
+                               persistence_init=floors)
         if live is not None:
             live.end()
         if not d.main:  # rank 0 writes every file

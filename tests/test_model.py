@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gazelib.io import write_npz
 from gazelib.model import CONTENT_CONTEXTS, FUSIONS, ModelConfig, build_model
@@ -15,10 +17,10 @@ from gazelib.train import CheckpointError, load_checkpoint, train_variant
 DIMS = {"audio": 3, "text": 4, "visual": 5, "track": 5}
 
 
-def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal"):
+def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal", persistence=False):
     return ModelConfig(modalities=list(modalities), input_dims=DIMS, grid_channels=2, grid_h=3, grid_w=4,
                        d_model=16, n_heads=2, n_layers=1, dim_ff=32, dropout=0.0, fusion=fusion, cell_dim=8,
-                       content_context=content_context)
+                       content_context=content_context, persistence=persistence)
 
 
 def _batch(b=2, t=7, seed=0):
@@ -75,6 +77,76 @@ def test_build_model_rejects_bad_config():
         build_model(_cfg("gated", modalities=("smell",)))
     with pytest.raises(ValueError, match="content_context"):
         build_model(_cfg("gated", content_context="centred"))
+    model = build_model(_cfg("gated", persistence=True))
+    for bad in ({"prior": np.ones(5)}, {"prior": -np.ones(12)}, {"weight": 1.0}, {"sigma": 0.0}):
+        with pytest.raises(ValueError, match="init_persistence"):
+            model.init_persistence(**{"prior": None, "sigma": 0.05, "weight": 0.5, **bad})
+    with pytest.raises(ValueError, match="no persistence path"):
+        build_model(_cfg("gated")).init_persistence(prior=None, sigma=0.05, weight=0.5)
+    for bad in ({"persistence_sigma": 0.0}, {"persistence_sigma": float("nan")}, {"persistence_prior_weight": 1.0},
+                {"persistence_prior_weight": 0.0}, {"persistence": "yes"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            build_model(ModelConfig(**{**_cfg("gated").__dict__, **bad}))
+
+
+# ------------------------------------------------------------------ the persistence path
+@settings(max_examples=25, deadline=None)
+@given(xy=st.lists(st.tuples(st.floats(-0.2, 1.2), st.floats(-0.2, 1.2)), min_size=6, max_size=6),
+       w0=st.floats(0.05, 0.95), s0=st.floats(0.02, 0.3), flags=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
+    """Started at a floor (prior, s0, w0) the map is (1 - w0) N(last gaze, s0) + w0 softmax(head + log prior)
+    where the last gaze is known and in frame (the floor's form), and that map alone elsewhere."""
+    from gazelib.floors import gaussian_cells
+
+    torch.manual_seed(0)
+    cfg = _cfg("gated", modalities=("track",), persistence=True)
+    model = build_model(cfg).eval()
+    prior = np.random.default_rng(0).uniform(0.1, 1.0, 12)
+    model.init_persistence(prior=prior, sigma=s0, weight=w0)   # as training does from the train floor
+    plain = build_model(_cfg("gated", modalities=("track",)))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items()
+                           if not k.startswith(("persist_head", "prior_logit"))})
+    plain.eval()
+    batch = _batch(b=1, t=6)
+    batch["track"][0, :, 0:2] = torch.tensor(xy, dtype=torch.float32)
+    on = np.array(flags)
+    batch["track"][0, :, 2] = torch.tensor(on, dtype=torch.float32)     # last gaze in frame, or out
+    batch["track"][0, :, 4] = 1.0
+    with torch.no_grad():
+        p = torch.softmax(model(batch)["heatmap_logits"][0], -1).double().numpy()
+        head = plain(batch)["heatmap_logits"][0] + torch.log(torch.tensor(prior / prior.sum(), dtype=torch.float32))
+        base = torch.softmax(head, -1).double().numpy()
+    g = gaussian_cells(xy=np.array(xy), gh=3, gw=4, sigma=s0)
+    want = np.where(on[:, None], (1 - w0) * g + w0 * base, base)
+    np.testing.assert_allclose(p, want, rtol=1e-4, atol=1e-6)
+
+
+def test_persistence_path_is_off_without_a_track_and_in_content_variants():
+    torch.manual_seed(0)
+    model = build_model(_cfg("gated", persistence=True)).eval()
+    assert model.use_persistence
+    batch = _batch()
+    batch["mask"][:, :, 3] = 0     # no track for this viewer: the last point must not matter
+    moved = {**batch, "track": batch["track"].clone()}
+    moved["track"][..., 0:2] += 0.3
+    torch.testing.assert_close(model(batch)["heatmap_logits"], model(moved)["heatmap_logits"])
+    assert not build_model(_cfg("gated", modalities=("audio", "visual"), persistence=True)).use_persistence
+
+
+@settings(max_examples=50, deadline=None)
+@given(xy=st.lists(st.tuples(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5)), min_size=1, max_size=20))
+def test_cell_target_is_the_one_hot_gaze_cell(xy):
+    from gazelib.metrics import cell_centres, gaze_cell
+    from gazelib.train import heatmap_targets
+
+    gaze = torch.tensor(xy, dtype=torch.float32)[None]
+    centres = torch.tensor(cell_centres(9, 16), dtype=torch.float32)
+    q = heatmap_targets(gaze, centres, 0.06, "cell")[0].numpy()
+    np.testing.assert_array_equal(q.sum(1), 1.0)
+    ok = np.abs(np.array(xy) * [16, 9] - np.round(np.array(xy) * [16, 9])).min(1) > 1e-3   # off cell borders
+    np.testing.assert_array_equal(q.argmax(1)[ok], gaze_cell(np.array(xy), 9, 16)[ok])
+    with pytest.raises(ValueError, match="heatmap_target"):
+        heatmap_targets(gaze, centres, 0.06, "box")
 
 
 # ------------------------------------------------------------------ no path from the future
@@ -98,12 +170,15 @@ def _assert_unchanged_upto(model, a, b, t):
         assert (oa[k][:, :t + 1] - ob[k][:, :t + 1]).abs().max() <= 1e-6, k
 
 
+@pytest.mark.parametrize("persistence", [False, True])
 @pytest.mark.parametrize("content_context", CONTENT_CONTEXTS)
 @pytest.mark.parametrize("fusion", FUSIONS)
-def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context):
-    """Every fusion and option: the track path is causal (random weights)."""
+def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context, persistence):
+    """Every fusion and option, with and without the persistence path: the track path is causal."""
     torch.manual_seed(0)
-    model = build_model(_cfg(fusion, content_context=content_context)).eval()
+    model = build_model(_cfg(fusion, content_context=content_context, persistence=persistence)).eval()
+    if persistence:  # random weights on the persistence head too (it starts constant)
+        torch.nn.init.normal_(model.persist_head.weight, std=0.3)
     batch = _batch(t=9)
     batch["mask"][:, :, 3] = (torch.rand(2, 9) > 0.3).float()
     for t in (0, 3, 7):
@@ -305,3 +380,24 @@ def test_entropy_regulariser_raises_the_bias_entropy(tmp_path):
                       val_files=val, index=index, stats=stats, grid_shape=(2, 3, 4), fps=10.0,
                       cfg={**TRAIN_CFG, "lambda_entropy": 1.0, "entropy_every": 1}, model_cfg=MODEL_CFG,
                       out_dir=tmp_path / "none", seed=0)
+
+
+def test_persistence_path_exports_to_onnx_with_parity(tmp_path):
+    """The path is plain tensor algebra: the ONNX export of a track model with it agrees with PyTorch."""
+    from gazelib.onnx_export import OnnxGazeModel, export_model, parity, random_windows
+
+    torch.manual_seed(0)
+    cfg = _cfg("gated", modalities=("track", "audio"), persistence=True)
+    model = build_model(cfg).eval()
+    model.init_persistence(prior=np.linspace(1, 2, 12), sigma=0.08, weight=0.3)
+    torch.nn.init.normal_(model.persist_head.weight, std=0.3)
+    export_model(model=model, out_path=tmp_path / "m.onnx", metadata={"variant": "v", "seed": 0}, window=20,
+                 check=False)
+    conf = {"modalities": ["track", "audio"], "input_dims": DIMS, "grid_channels": 2, "grid_h": 3, "grid_w": 4}
+    batches = [random_windows(config=conf, batch=b, steps=t, seed=s) for b, t, s in ((1, 3, 5), (3, 37, 6))]
+    for b in batches:   # known, in-frame last points on most steps, so the path is exercised
+        b["track"][..., 0:2] = torch.rand(b["track"][..., 0:2].shape)
+        b["track"][..., 2] = (torch.rand(b["track"].shape[:2]) > 0.2).float()
+        b["track"][..., 4] = 1.0
+    p = parity(model=model, onnx_model=OnnxGazeModel(tmp_path / "m.onnx", threads=1), batches=batches)
+    assert p["max_abs_dprob"] <= 1e-4 and p["max_abs_dp_in"] <= 1e-4, p
