@@ -165,40 +165,62 @@ def _pct(removed: float | None, gain: float | None) -> float | None:
     return removed / gain
 
 
+CONTROL_WORDS = {"time_shift": "shifting them in time within the same video",
+                 "swap": "taking them from another test video"}
+
+
+def _sig(e: dict) -> str:
+    return ("not assessed" if e.get("significant") is None else
+            "significant" if e["significant"] else "not significant")
+
+
+def _stated(e: dict, k: str) -> str:
+    if e["delta"] is None:
+        return f"{k}: not measurable"
+    return f"{e['delta']:+.3f} {UNITS.get(k, k)} [{e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}] ({_sig(e)})"
+
+
+def verdict(*, gain: dict, controls: list[dict], primary: list[str], not_assessed: str | None) -> str:
+    """One line from the significance of the retrained gain and of the controls' losses."""
+    if not_assessed:
+        return "not assessed (too few test videos)"
+    gain_sig = any(gain[k].get("significant") and gain[k]["delta"] > 0 for k in primary)
+    used = any(c[k].get("significant") and c[k]["delta"] > 0 for c in controls for k in primary)
+    if gain_sig and used:
+        return "a real effect of synchronised sound and speech"
+    if gain_sig:
+        return ("a gain that does not depend on synchrony with the video: no evidence that sound and speech inform "
+                "gaze (extra inputs acting as a bias explain it as well)")
+    if used:
+        return ("the full model uses synchronised sound and speech, but a model retrained without them does as well: "
+                "on this corpus what they tell about gaze is also in the other inputs")
+    return "no evidence that sound and speech help predict gaze on this corpus"
+
+
 def answer_sentence(att: dict) -> str:
     """The answer in words, from metrics/attribution.json (the README states exactly this)."""
     full, prim = att["full"], att["primary"]
     parts = []
     for abl, e in att["ablations"].items():
         what = " and ".join(e["dropped_names"])
-        gains = []
-        for k in prim:
-            g = e["gain"][k]
-            if g["delta"] is None:
-                gains.append(f"{k}: not measurable")
-                continue
-            sig = ("not assessed" if g["significant"] is None else
-                   "significant" if g["significant"] else "not significant")
-            gains.append(f"{g['delta']:+.3f} {UNITS.get(k, k)} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}] ({sig})")
-        line = (f"{what[0].upper() + what[1:]} add {' and '.join(gains)} to {full} over {abl} "
-                f"(retrained without them, same seeds)")
-        ctrl = []
+        line = (f"{what[0].upper() + what[1:]} add {' and '.join(_stated(e['gain'][k], k) for k in prim)} to {full} "
+                f"over {abl} (retrained without them, same seeds)")
+        ctrl, losses = [], []
         for c, ce in att["controls"].items():
             if ce.get("not_applicable"):
                 ctrl.append(f"the {c.replace('_', '-')} control could not run ({ce['not_applicable']})")
                 continue
-            rem, gain = ce["removed"][prim[0]], e["gain"][prim[0]]["delta"]
-            name = f"the {c.replace('_', '-')} control"
-            if rem["delta"] is None:
-                ctrl.append(f"{name} could not be scored on {prim[0]}")
-                continue
-            interval = f"{rem['delta']:+.3f} [{rem['ci95'][0]:+.3f}, {rem['ci95'][1]:+.3f}]"
-            if gain is not None and gain > 0:
-                ctrl.append(f"{name} removes {100 * rem['delta'] / gain:.0f} % of the {prim[0]} gain ({interval})")
-            else:
-                ctrl.append(f"{name} lowers {prim[0]} by {interval} (there is no gain to remove)")
+            losses.append(ce["removed"])
+            shares = ce["share_of_gain_removed"].get(abl, {})
+            share = [f"{100 * shares[k]:.0f} % of the {k} gain" for k in prim
+                     if shares.get(k) is not None and e["gain"][k].get("significant") and e["gain"][k]["delta"] > 0]
+            ctrl.append(f"{CONTROL_WORDS[c]} ({c}) costs the trained {full} "
+                        + " and ".join(_stated(ce["removed"][k], k) for k in prim)
+                        + (f", i.e. {' and '.join(share)}" if share else ""))
         if ctrl:
             line += "; " + "; ".join(ctrl)
+        line += (". Verdict: " + verdict(gain=e["gain"], controls=losses, primary=prim,
+                                         not_assessed=att["significance_not_assessed"]))
         parts.append(line + ".")
     foot = (f" {att['n_test_videos']} test videos (the resampling unit), seeds {att['seeds']}; "
             f"95 % t intervals over videos and seeds, primary metrics {', '.join(prim)} Holm-adjusted.")

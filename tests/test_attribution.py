@@ -135,6 +135,7 @@ def test_a_real_synchronised_effect_is_found_and_removed_by_both_controls(tmp_pa
         assert att["controls"][c]["share_of_gain_removed"]["track_visual"]["auc_vat"] == pytest.approx(1, abs=0.25)
         assert att["controls"][c]["removed"]["auc_vat"]["delta"] > 0
     assert "add +0.05" in att["answer"] and "(significant)" in att["answer"] and "6 test videos" in att["answer"]
+    assert "Verdict: a real effect of synchronised sound and speech" in att["answer"]
     assert (tmp_path / "reports/attribution.md").read_text().startswith("# What sound and speech add")
     saved = json.loads((tmp_path / "metrics/attribution.json").read_text())
     assert saved["answer"] == att["answer"]
@@ -147,3 +148,20 @@ def test_a_world_with_no_effect_comes_out_with_no_effect(tmp_path):
         g = att["ablations"]["track_visual"]["gain"][k]
         assert g["significant"] is False and g["ci95"][0] < 0 < g["ci95"][1]
     assert "not significant" in att["answer"]
+    assert "Verdict: no evidence that sound and speech help" in att["answer"]
+
+
+def test_a_model_that_uses_sound_redundant_with_vision_is_called_so(tmp_path):
+    """Controls hurt the trained model, but the retrained ablation matches it: used, not needed."""
+    _write_eval(tmp_path, np.random.default_rng(2), full=0.80, ablation=0.80, shift=0.75, swap=0.75)
+    att = run_attribution(params=PARAMS, root=tmp_path)
+    assert att["ablations"]["track_visual"]["gain"]["auc_vat"]["significant"] is False
+    assert att["controls"]["swap"]["removed"]["auc_vat"]["significant"] is True
+    assert "a model retrained without them does as well" in att["answer"]
+
+
+def test_a_gain_that_survives_the_controls_is_not_called_real(tmp_path):
+    _write_eval(tmp_path, np.random.default_rng(3), full=0.80, ablation=0.75, shift=0.80, swap=0.80)
+    att = run_attribution(params=PARAMS, root=tmp_path)
+    assert att["ablations"]["track_visual"]["gain"]["auc_vat"]["significant"] is True
+    assert "does not depend on synchrony" in att["answer"]
