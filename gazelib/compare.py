@@ -137,10 +137,12 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     vals = [cmp["rows"][n]["metrics"][key] for n in names]
     base = cmp["rows"][ccfg["baseline"]]["metrics"][key]
     ref = f"vs_{ccfg['baseline']}"
-    lo = [base + cmp["deltas"][n][ref][key]["ci95"][0] if ref in cmp["deltas"][n] else vals[i]
-          for i, n in enumerate(names)]
-    hi = [base + cmp["deltas"][n][ref][key]["ci95"][1] if ref in cmp["deltas"][n] else vals[i]
-          for i, n in enumerate(names)]
+    def bound(n, i, side):   # no interval (one test video): the bar has no whisker
+        ci = cmp["deltas"][n][ref][key]["ci95"] if ref in cmp["deltas"][n] else [None, None]
+        return vals[i] if ci[side] is None or base is None else base + ci[side]
+
+    lo = [bound(n, i, 0) for i, n in enumerate(names)]
+    hi = [bound(n, i, 1) for i, n in enumerate(names)]
     bar_compare(path=root / "reports" / "compare.png", names=names, values=vals, lo=lo, hi=hi,
                 floor=cmp["rows"]["persistence"]["metrics"][key], ceiling=cmp["rows"]["inter_observer"]["metrics"][key],
                 metric=key)

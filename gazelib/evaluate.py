@@ -401,7 +401,10 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
 
     def delta(r, key):
         d = r.get("vs_K0", {}).get(key)
-        return f"{d['delta']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d and d["delta"] is not None else "-"
+        if not d or d["delta"] is None:
+            return "-"
+        # one test video: an estimate but no interval
+        return f"{d['delta']:+.4f} " + (f"[{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if None not in d["ci95"] else "[no interval]")
 
     def num(x):
         return f"{x:.4f}" if x is not None else "-"

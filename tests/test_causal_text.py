@@ -84,7 +84,8 @@ def _aligned_text(*, tmp, vid: str, video, srt, duration: float, cfg: dict, mode
                              asr=lambda: models["asr"], sources=sources)
     no_gaze = pd.DataFrame({"t": [0.0], "x": [np.nan], "y": [np.nan], "valid": [0], "viewer_id": ["none"]})
     arr = align_video(video_id=vid, duration_s=duration, feat_dir=tmp / "features", gaze=no_gaze,
-                      cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(1, 2, 2))
+                      cfg={"fps": 10, "max_gap_s": 0.5, "gaze_max_gap_s": 0.1}, grid_shape=(1, 2, 2),
+                      lookahead=cfg["lookahead"])
     return {"t": arr["t"], "text": arr["text"], "mask": arr["mask"][:, 1], "words": res["asr_words"],
             "columns": list(arr["text_columns"])}
 
@@ -256,6 +257,7 @@ def test_causal_chunks_decide_from_the_past_only():
 
 
 def test_lookahead_is_validated(base_params):
-    with pytest.raises(ValueError, match="features.lookahead: 'future' is not one of none, offline"):
+    with pytest.raises(ValueError, match="features.lookahead is 'future'; expected one of none, offline"):
         text_config({**base_params, "features": {"lookahead": "future"}})
-    assert text_config({"text": base_params["text"]})["lookahead"] == "none"
+    with pytest.raises(ValueError, match="params have no features.lookahead"):  # no silent default
+        text_config({"text": base_params["text"]})

@@ -61,6 +61,9 @@ def _make_repo(root: Path, base_params: dict) -> None:
              "viewers": index["viewers"][f.stem]} for split, files in (("train", train), ("val", val)) for f in files]
     write_table(aligned / "index.parquet", pd.DataFrame(rows), meta={"fps": 10.0, "grid": [2, 3, 4]})
     write_json(aligned / "norm_stats.json", stats)
+    # the ingest manifest train reads the corpus's provenance from (corpus.yaml synthetic:)
+    write_table(root / "data" / "interim" / "manifest.parquet", pd.DataFrame({"video_id": [r["video_id"] for r in rows]}),
+                meta={"synthetic": None})
     params = copy.deepcopy(base_params)
     params["train"].update({**TRAIN_CFG, "epochs": EPOCHS, "seeds": [0], "nproc": 2})
     params["model"].update(MODEL_CFG)

@@ -67,7 +67,8 @@ def model_folder(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("onnx_models")
     train, val, index, stats = _synthetic_split(root)
-    params = {"audio": {"hop_s": 0.01}, "text": {"hop_s": 0.04}, "visual": {"grid_h": 3, "grid_w": 4},
+    params = {"features": {"lookahead": "none"}, "audio": {"hop_s": 0.01}, "text": {"hop_s": 0.04},
+              "visual": {"grid_h": 3, "grid_w": 4},
               "align": {"fps": 10.0}, "train": {"seeds": [0]}}
     out = {}
     for variant, mods in (("content", ["audio", "text", "visual"]), ("tracked", ["track", "audio", "visual"])):
