@@ -1,5 +1,5 @@
 """Training time per variant and seed, windows per second, read from what the train stage
-wrote (`metrics/train/<v>.json`, `reports/timing/train_<v>.json`; run `dvc repro` first), plus
+wrote (`reports/metrics/train/<v>.json`, `reports/timing/train_<v>.json`; run `dvc repro` first), plus
 the sum against the 10-minute demo budget.
 
     python -m bench.bench_train
@@ -16,7 +16,7 @@ def main() -> None:
     variants = yaml.safe_load(Path("params.yaml").read_text())["variants"]
     rows = {}
     for v in variants:
-        m = json.loads(Path(f"metrics/train/{v}.json").read_text())
+        m = json.loads(Path(f"reports/metrics/train/{v}.json").read_text())
         timing = json.loads(Path(f"reports/timing/train_{v}.json").read_text())
         rows[v] = {"wall_s": round(timing["wall_s"], 1),
                    "seeds": [{"seed": s["seed"], "epochs_run": s["epochs_run"], "train_windows": s["train_windows"],

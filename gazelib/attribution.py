@@ -29,6 +29,7 @@ import pandas as pd
 
 from gazelib.intervals import compare_rows
 from gazelib.io import NpzRows, StreamedArray, read_npz, read_table, write_json, write_npz, write_text
+from gazelib.layout import ATTRIBUTION, eval_metrics
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def verdict(*, gain: dict, controls: list[dict], primary: list[str], not_assesse
 
 
 def answer_sentence(att: dict) -> str:
-    """The answer in words, from metrics/attribution.json (the README states exactly this)."""
+    """The answer in words, from reports/metrics/attribution.json (the README states exactly this)."""
     full, prim = att["full"], att["primary"]
     parts = []
     for abl, e in att["ablations"].items():
@@ -236,7 +237,7 @@ README_START, README_END = "<!-- attribution:start (scripts/readme_results.py) -
 
 
 def readme_attribution(att: dict) -> str:
-    """The README's answer block: the sentence of metrics/attribution.json, as it is."""
+    """The README's answer block: the sentence of reports/metrics/attribution.json, as it is."""
     return att["answer"]
 
 
@@ -245,7 +246,7 @@ MODALITY_NAMES = {"audio": "sound", "text": "speech", "visual": "vision", "track
 
 
 def run_attribution(*, params: dict, root: Path = Path(".")) -> dict:
-    """metrics/attribution.json and reports/attribution.md from the evaluated samples."""
+    """reports/metrics/attribution.json and reports/attribution.md from the evaluated samples."""
     acfg = params["attribution"]
     full = acfg["full"]
     abl = ablations(params=params)
@@ -258,7 +259,7 @@ def run_attribution(*, params: dict, root: Path = Path(".")) -> dict:
         return read_table(p)[0]
 
     full_df = samples_of(full)
-    ev = json.loads((root / "metrics" / "eval" / f"{full}.json").read_text())
+    ev = json.loads((root / eval_metrics(full)).read_text())
     ctrl_info = ev.get("controls", {})
     rows = {full: "variant"} | {a: "ablation" for a in abl}
     present = set(full_df["row"])
@@ -295,7 +296,7 @@ def run_attribution(*, params: dict, root: Path = Path(".")) -> dict:
                                                                     ["delta"]) for k in keys} for a in abl},
                               **{k: v for k, v in info.items() if k != "why"}}
     att["answer"] = answer_sentence(att)
-    write_json(root / "metrics" / "attribution.json", att)
+    write_json(root / ATTRIBUTION, att)
     write_text(root / "reports" / "attribution.md", render_attribution(att))
     print(att["answer"])
     return att

@@ -3,14 +3,19 @@ in :mod:`gazelib.intervals` (what varies, how, and why is written there)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gazelib.headline import answer_headline, rows_headline
 from gazelib.intervals import compare_rows
 from gazelib.io import read_table, write_json, write_text
+from gazelib.layout import ANSWER, ASR, ATTRIBUTION, COMPARE, ROWS, VALIDATION, eval_metrics
 from gazelib.metrics import MEAN_KEYS, POOLED_KEYS
+
+log = logging.getLogger(__name__)
 
 TABLE_KEYS = ("auc_vat", "l2_vat", "hit1_cell", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
 
@@ -107,6 +112,25 @@ def replace_block(text: str, block: str, start: str = README_START, end: str = R
 
 
 # ---------------------------------------------------------------- DVC stage
+def write_headline(*, root: Path, cmp: dict, params: dict) -> None:
+    """The numbers dvc.yaml declares as metrics (gazelib.headline): each row's primary metrics, and
+    the answer (attribution's gains and controls, the full model vs the baseline, health)."""
+    write_json(root / ROWS, rows_headline(cmp=cmp, primary=list(params["compare"]["primary"])), sort_keys=False)
+    primary = list(params["compare"]["primary"])
+    path = root / ATTRIBUTION
+    att = json.loads(path.read_text()) if path.exists() else None
+    if att is None:  # the DVC graph always runs attribution first; a library run may not
+        log.warning("%s missing: metrics/answer.json holds the content gain and health only", path)
+    full = params["attribution"]["full"]
+    gain = cmp["deltas"].get(full, {}).get("vs_baseline", {})
+    asr = json.loads((root / ASR).read_text()) if (root / ASR).exists() else None
+    val = json.loads((root / VALIDATION).read_text()) if (root / VALIDATION).exists() else {}
+    iv = cmp["intervals"]
+    write_json(root / ANSWER, answer_headline(att=att, content_gain={k: gain[k] for k in primary if k in gain},
+                                              n_test_videos=iv["n_test_videos"], n_seeds=len(iv["seeds"].get(full, [])),
+                                              asr=asr, validation=val), sort_keys=False)
+
+
 def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     """Every variant, floor and the ceiling; deltas vs the baseline and persistence with intervals."""
     from gazelib.viz import bar_compare
@@ -123,14 +147,15 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
         df = read_table(p)[0]
         keep = df["row"] == v if v != ccfg["baseline"] else np.ones(len(df), bool)  # floors from one file
         tables.append(df[keep])
-        protocol = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["protocol"]
+        protocol = json.loads((root / eval_metrics(v)).read_text())["protocol"]
     samples = pd.concat(tables, ignore_index=True)
     rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor",
                                                 "inter_observer": "ceiling"}
     cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
                        primary=tuple(ccfg["primary"]))
     cmp["lookahead"] = params["features"]["lookahead"]
-    write_json(root / "metrics" / "compare.json", cmp)
+    write_json(root / COMPARE, cmp)
+    write_headline(root=root, cmp=cmp, params=params)
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
     names = list(rows)
     key = "auc_vat"

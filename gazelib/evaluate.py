@@ -36,6 +36,8 @@ import json
 from pathlib import Path
 from gazelib.io import write_json, write_table, write_text
 from gazelib.layout import (
+    CURVES,
+    eval_metrics,
     FLOORS,
     corpus_geometry,
     index_grid,
@@ -312,11 +314,11 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
             ignore_index=True),
         val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
         model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
-        out=root / "reports" / "calibration", variant=variant,
+        out=root / "reports" / "calibration", curve=root / CURVES / "calibration" / f"{variant}.csv", variant=variant,
         longest_s=max(float(lab["t"][-1]) if lab["t"].size else 0.0 for lab in labels.values()))
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
-    write_json(root / "metrics" / "eval" / f"{variant}.json", metrics)
+    write_json(root / eval_metrics(variant), metrics)
     rep = root / "reports" / "eval" / variant
     write_table(rep / "samples.parquet", samples)
     table = samples.groupby(["video_id", "row"], sort=True)[list(MEAN_KEYS)].mean().reset_index()
@@ -327,12 +329,12 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
 
 
 def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: list, horizon_s: float,
-                        out: Path, variant: str, longest_s: float) -> dict:
+                        out: Path, curve: Path, variant: str, longest_s: float) -> dict:
     """Choose the ridge penalty on val (``val``: lambda -> samples; ``test``: lambda -> samples),
     report auc_vat / l2_vat / l2_diag per K on test, each K on its own samples (t >= K + horizon),
     with intervals over test videos x seeds (gazelib.intervals) and the paired delta vs K = 0 on those
     same samples, check that K = 0 equals the uncalibrated model's own scores, and write
-    ``<out>/<variant>.md`` and ``.png``. A K the videos (longest ``longest_s`` s) are too short for is
+    ``<out>/<variant>.md`` and ``.png``, and the curve's data to ``curve`` (CSV, for dvc plots). A K the videos (longest ``longest_s`` s) are too short for is
     listed under ``not_scored`` with the reason; when no K can be scored the outputs say so
     (``applicable`` False) and nothing fails."""
     from gazelib.calibration import choose_lambda, unscorable_ks
@@ -362,6 +364,7 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
                    "evaluate.calibration_s can be scored.\n\n" + "".join(f"- {k}: {v}\n" for k, v in not_scored.items()))
         calibration_plot(path=out / f"{variant}.png", ks=[], rows=[], title=plot_title,
                          note="not applicable: " + why)
+        write_calibration_curve(path=curve, ks=[], rows=[])
         return res
     if not_scored:
         log.warning("%s: viewer calibration: %s not scored (%s)", variant, ", ".join(not_scored),
@@ -426,7 +429,27 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
     write_text(out / f"{variant}.md", "\n".join(lines) + "\n")
     calibration_plot(path=out / f"{variant}.png", ks=scored_ks, rows=[table[name[k]] for k in scored_ks],
                      title=plot_title, note=("not scored: " + ", ".join(not_scored)) if not_scored else "")
+    write_calibration_curve(path=curve, ks=scored_ks, rows=[table[name[k]] for k in scored_ks])
     return res
+
+
+CURVE_KEYS = ("auc_vat", "l2_vat")
+
+
+def write_calibration_curve(*, path: Path, ks: list[float], rows: list[dict]) -> None:
+    """The calibration curve as DVC plots it (dvc.yaml `plots`): one line per scored K with each
+    metric and its 95 % interval (empty cells where there is none); only the header when no K was
+    scored."""
+    cols = ["k_s"] + [f"{k}{s}" for k in CURVE_KEYS for s in ("", "_lo", "_hi")]
+
+    def cell(x) -> str:
+        return "" if x is None else repr(float(x))
+
+    lines = [",".join(cols)]
+    for k, r in zip(ks, rows):
+        vals = [k] + [v for m in CURVE_KEYS for v in (r.get(m), *(r["ci95"].get(m) or [None, None]))]
+        lines.append(",".join(cell(v) for v in vals))
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def calibration_fit_failures(*, test: pd.DataFrame, val: dict) -> dict:

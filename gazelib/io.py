@@ -41,9 +41,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike, obj: Any, *, sort_keys: bool = True) -> None:
+    """Atomically, keys sorted (``sort_keys=False``: in the order given, for files whose order a
+    reader sees, e.g. the headline metrics `dvc exp show` lists in file order)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=sort_keys, default=_json_default) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -77,7 +77,30 @@ def index_grid(meta: dict) -> tuple[int, int, int]:
     return int(c), int(gh), int(gw)
 
 
-VALIDATION = Path("metrics/validation.json")
+
+# What dvc.yaml declares as metrics holds the numbers a reader compares across experiments (the
+# answer, each row's primary metrics, health); everything else the stages measure goes to DETAILS,
+# which the report and the tests read (docs/metrics.md states the rule).
+ANSWER = Path("metrics/answer.json")           # attribution: what sound and speech add, with intervals
+ROWS = Path("metrics/rows.json")               # compare: each row's primary metrics, each variant vs the baseline
+DETAILS = Path("reports/metrics")
+COMPARE = DETAILS / "compare.json"
+ATTRIBUTION = DETAILS / "attribution.json"
+VALIDATION = DETAILS / "validation.json"        # validate's checks (and the videos it excluded)
+ASR = DETAILS / "asr.json"                      # speech recognition vs the subtitles (WER, timing)
+
+
+CURVES = Path("reports/curves")    # data of the curves dvc.yaml declares as plots (train/, calibration/)
+
+
+def eval_metrics(variant: str) -> Path:
+    """evaluate@<variant>'s full metrics (every row, per seed, calibration, bias, controls)."""
+    return DETAILS / "eval" / f"{variant}.json"
+
+
+def train_metrics(variant: str) -> Path:
+    """train@<variant>'s summary (per seed: best validation loss, epochs run)."""
+    return DETAILS / "train" / f"{variant}.json"
 
 
 def excluded_videos(root: Path) -> set[str]:

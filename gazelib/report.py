@@ -3,12 +3,12 @@
 Self-contained: styles inline, every image a base64 ``data:`` URI, every clip an MP4 ``data:``
 URI; the page fetches nothing and opens from a USB stick. It gathers what the stages wrote:
 
-- the comparison (``metrics/compare.json``): every row (variants, floors, ceiling) and every
+- the comparison (``reports/metrics/compare.json``): every row (variants, floors, ceiling) and every
   delta against the baseline and persistence with its 95 % interval, the bar plot, and the notes
   of ``reports/compare.md`` (intervals, protocol);
 - per variant, the training curves of every seed (``reports/train/<v>/seed<k>/curves.png``) and
-  ``metrics/train/<v>.json``;
-- the validation summary (``metrics/validation.json``, ``reports/validation.md``);
+  ``reports/metrics/train/<v>.json``;
+- the validation summary (``reports/metrics/validation.json``, ``reports/validation.md``);
 - the per-video tables (``reports/eval/<v>/per_video.md``) and overlay stills (``reports/viz/<v>``);
 - a short overlay clip per test video: the first ``report.clip_s`` seconds with the map of one
   variant (``report.variant``, default the variant with the best ``auc_vat``; its first seed)
@@ -33,6 +33,7 @@ import numpy as np
 
 from gazelib.compare import interval_note
 from gazelib.io import write_text
+from gazelib.layout import COMPARE, VALIDATION, eval_metrics, train_metrics
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ def training_html(*, root: Path, variants: list[str]) -> str:
     parts = []
     for v in variants:
         parts.append(f"<h3>{_esc(v)}</h3>")
-        mpath = root / "metrics" / "train" / f"{v}.json"
+        mpath = root / train_metrics(v)
         if mpath.exists():
             m = json.loads(mpath.read_text())
             rows = "".join(f"<tr><td>{_esc(k)}</td><td class='num'>{s.get('epochs_run', '')}</td>"
@@ -272,7 +273,7 @@ def viewers_bias_html(*, root: Path, variants: list[str]) -> str:
     """Per variant: the few-shot calibration table and plot, and the bias entropy with its map."""
     rows, out = [], []
     for v in variants:
-        path = root / "metrics" / "eval" / f"{v}.json"
+        path = root / eval_metrics(v)
         bias = json.loads(path.read_text()).get("bias") if path.exists() else None
         if bias:
             per = [d["entropy_bits"] for d in bias["per_seed"].values()]
@@ -284,7 +285,7 @@ def viewers_bias_html(*, root: Path, variants: list[str]) -> str:
                "entropy of the mean predicted map (bits; 100 % is a uniform map, lower is a stronger built-in bias).</p>")
     out.append("<table><tr><th>variant</th><th>entropy (bits, mean over seeds)</th><th>share of maximum</th>"
                "<th>range over seeds</th><th>maximum</th></tr>" + "".join(rows) + "</table>" if rows else
-               "<p class='missing'>no bias diagnostic in metrics/eval</p>")
+               "<p class='missing'>no bias diagnostic in reports/metrics/eval</p>")
     out.append("<div class='figs'>" + "".join(_figure(root / "reports" / "bias" / f"{v}.png", f"{v}: bias map")
                                               for v in variants if (root / "reports" / "bias" / f"{v}.png").exists())
                + "</div>")
@@ -405,7 +406,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
 
     root = Path(root)
     cfg = {**DEFAULTS, **(params.get("report") or {})}
-    cmp_path, val_path = root / "metrics" / "compare.json", root / "metrics" / "validation.json"
+    cmp_path, val_path = root / COMPARE, root / VALIDATION
     for p in (cmp_path, val_path):
         if not p.exists():
             raise FileNotFoundError(f"{p} not found: run the pipeline up to compare first (`dvc repro compare`)")

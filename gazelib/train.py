@@ -33,10 +33,12 @@ import torch.nn.functional as F
 from gazelib import __version__
 from gazelib.dataset import GazeWindows, block_order, feature_dims
 from gazelib.distributed import Dist, current, init_from_env, ordered_mean
-from gazelib.io import atomic_path, write_json
+from gazelib.io import atomic_path, write_json, write_text
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
 from gazelib.layout import (
+    CURVES,
+    train_metrics,
     FLOORS,
     RESERVED_ROWS,
     TIMING,
@@ -437,6 +439,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
             continue
         curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
                history=result["history"], title=f"{variant} seed {seed}")
+        write_curve_table(path=root / CURVES / "train" / variant / f"seed{seed}.csv", history=result["history"])
         results.append({k: v for k, v in result.items() if k != "history"} | {"seed": seed})
     if not d.main:
         return {"variant": variant, "rank": d.rank}
@@ -448,7 +451,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
                "best_val_loss_mean": float(np.mean([r["best_val_loss"] for r in results]))}
     if d.active:  # a data-parallel run says so (one process: the same bytes as ever)
         summary["world_size"] = d.world
-    write_train_metrics(root / "metrics" / "train" / f"{variant}.json", summary)
+    write_train_metrics(root / train_metrics(variant), summary)
     from gazelib.bundle import write_bundle
 
     # the model folder travels: norm stats and feature params beside the seed checkpoints
@@ -458,6 +461,18 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
                {"wall_s": float(sum(r["wall_s"] for r in results)),
                 "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})
     return summary
+
+
+CURVE_COLUMNS = ("train_loss", "val_loss", "val_heatmap_ce", "val_inout_bce")
+
+
+def write_curve_table(*, path: Path, history: list[dict]) -> None:
+    """One run's loss curves for `dvc plots show` (dvc.yaml `plots`: reports/curves/train): a row per
+    epoch (``step``), the training and validation losses as columns, so one plot draws them together."""
+    cols = [c for c in CURVE_COLUMNS if any(c in row for row in history)]
+    lines = [",".join(["step", *cols])]
+    lines += [",".join([str(row["epoch"]), *(repr(float(row[c])) if c in row else "" for c in cols)]) for row in history]
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _live(path: Path):

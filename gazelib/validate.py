@@ -16,7 +16,7 @@ import numpy as np
 from gazelib.align import find_gaps
 from gazelib.io import read_npz, read_table
 from gazelib.io import write_json, write_text
-from gazelib.layout import ALIGNED, FEATURES, check_splits
+from gazelib.layout import ALIGNED, FEATURES, VALIDATION, check_splits
 
 log = logging.getLogger(__name__)
 MODS = ("audio", "text", "visual", "track")
@@ -172,7 +172,7 @@ def run_validate(*, params: dict, root: Path = Path(".")) -> dict:
     failed = "\n".join(f"  {f.video_id}: {f.check}: {f.message}" for f in res.failures)
     if res.failures and params["data"]["on_error"] == "raise":
         raise ValidationError("validation failed (data.on_error: raise):\n" + failed)
-    write_json(root / "metrics" / "validation.json", metrics)
+    write_json(root / VALIDATION, metrics)
     write_text(root / "reports" / "validation.md", md)
     if res.failures:
         log.error("validation: excluding %s from training and evaluation:\n%s", res.excluded, failed)

@@ -1,5 +1,5 @@
-"""Regenerate the README's results and attribution blocks from metrics/compare.json and
-metrics/attribution.json (run after the main job); --check only compares."""
+"""Regenerate the README's results and attribution blocks from reports/metrics/compare.json and
+reports/metrics/attribution.json (run after the main job); --check only compares."""
 from __future__ import annotations
 
 import json
@@ -8,19 +8,20 @@ from pathlib import Path
 
 from gazelib import attribution
 from gazelib.compare import readme_results, replace_block
+from gazelib.layout import ATTRIBUTION, COMPARE
 from gazelib.params import load_params
 
 
 def main() -> None:
     root = Path(__file__).resolve().parents[1]
-    cmp = json.loads((root / "metrics" / "compare.json").read_text())
-    att = json.loads((root / "metrics" / "attribution.json").read_text())
+    cmp = json.loads((root / COMPARE).read_text())
+    att = json.loads((root / ATTRIBUTION).read_text())
     readme = root / "README.md"
     new = replace_block(readme.read_text(), readme_results(cmp, baseline=load_params(root / "params.yaml")["compare"]
                                                              ["baseline"]))
     new = replace_block(new, attribution.readme_attribution(att), attribution.README_START, attribution.README_END)
     if "--check" in sys.argv:
-        sys.exit(0 if new == readme.read_text() else "README results differ from metrics/*.json")
+        sys.exit(0 if new == readme.read_text() else "README results differ from reports/metrics/*.json")
     readme.write_text(new)
 
 

@@ -10,9 +10,5 @@ export DVC_NO_ANALYTICS=1 PATH="$PWD/.venv/bin:$PATH"
 if [ "$#" -gt 0 ]; then
   exec .venv/bin/python -m pytest "$@"
 fi
-# test_compute in a process of its own: its in-process extraction gave other bytes than the worker
-# pool after earlier tests had run in the same process (an order effect still to be found; the
-# stages always run in fresh processes)
-.venv/bin/python -m pytest --ignore=tests/test_compute.py
-.venv/bin/python -m pytest tests/test_compute.py
+.venv/bin/python -m pytest
 bash scripts/check_package.sh

@@ -123,7 +123,7 @@ def _write_eval(root, rng, *, full, ablation, shift, swap):
                          _samples(rng, control_row("multimodal", "swap"), seeds, swap)], ignore_index=True)
     write_table(root / "reports/eval/multimodal/samples.parquet", full_df)
     write_table(root / "reports/eval/track_visual/samples.parquet", _samples(rng, "track_visual", seeds, ablation))
-    write_json(root / "metrics/eval/multimodal.json", {"controls": {"time_shift": {"applied": {}}, "swap": {}}})
+    write_json(root / "reports/metrics/eval/multimodal.json", {"controls": {"time_shift": {"applied": {}}, "swap": {}}})
 
 
 def test_a_real_synchronised_effect_is_found_and_removed_by_both_controls(tmp_path):
@@ -137,8 +137,19 @@ def test_a_real_synchronised_effect_is_found_and_removed_by_both_controls(tmp_pa
     assert "add +0.05" in att["answer"] and "(significant)" in att["answer"] and "6 test videos" in att["answer"]
     assert "Verdict: a real effect of synchronised sound and speech" in att["answer"]
     assert (tmp_path / "reports/attribution.md").read_text().startswith("# What sound and speech add")
-    saved = json.loads((tmp_path / "metrics/attribution.json").read_text())
+    saved = json.loads((tmp_path / "reports/metrics/attribution.json").read_text())
     assert saved["answer"] == att["answer"]
+    # the headline DVC shows (compare writes it): the same gain, its interval and Holm p; each control's cost
+    from gazelib.headline import answer_headline
+
+    head = answer_headline(att=saved, content_gain={}, n_test_videos=6, n_seeds=3, asr=None,
+                           validation={"passed": True})
+    assert list(head) == ["gain_over_track_visual", "swap_cost", "time_shift_cost", "content_gain_over_baseline",
+                          "health"]
+    assert head["gain_over_track_visual"]["auc_vat"] == {"delta": gain["delta"], "lo": gain["ci95"][0],
+                                                         "hi": gain["ci95"][1], "p_holm": gain["p_holm"]}
+    assert head["swap_cost"]["auc_vat"]["delta"] == att["controls"]["swap"]["removed"]["auc_vat"]["delta"]
+    assert head["health"] == {"n_test_videos": 6, "n_seeds": 3, "asr_wer": None, "validation_passed": True}
 
 
 def test_a_world_with_no_effect_comes_out_with_no_effect(tmp_path):

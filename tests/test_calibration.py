@@ -201,7 +201,7 @@ def _summary(tmp_path, *, seconds: float, ks: list, horizon_s: float = 1.0):
     model = samples(1.0)
     model = model[model["k_s"] == 0] if 0 in ks else model.iloc[:0]
     res = calibration_summary(test=samples, val={lam: samples(lam) for lam in (0.1, 10.0)}, model_samples=model,
-                              ks=ks, horizon_s=horizon_s, out=tmp_path, variant="v",
+                              ks=ks, horizon_s=horizon_s, out=tmp_path, curve=tmp_path / "curve.csv", variant="v",
                               longest_s=max(float(lab["t"][-1]) for lab in labels.values()))
     return res, samples(res["lambda"]), (tmp_path / "v.md").read_text()
 
@@ -214,6 +214,11 @@ def test_calibration_on_10s_clips_scores_each_k_on_its_own_samples_paired_with_k
     assert list(res["not_scored"]) == ["K=10s"] and "shorter than K + train.horizon_s = 11 s" in res["not_scored"]["K=10s"]
     assert "K=10s: the videos are shorter" in md and "| 5 | 6 |" in md
     assert (tmp_path / "v.png").stat().st_size > 0
+    # the curve DVC plots: one line per scored K, the same numbers as the table
+    curve = pd.read_csv(tmp_path / "curve.csv")
+    assert curve["k_s"].tolist() == [0, 2, 5]
+    assert curve["auc_vat"].tolist() == [res["rows"][f"K={k}s"]["auc_vat"] for k in (0, 2, 5)]
+    assert curve["auc_vat_lo"].tolist() == [res["rows"][f"K={k}s"]["ci95"]["auc_vat"][0] for k in (0, 2, 5)]
     k0 = df[df["k_s"] == 0]
     for k in (2, 5):
         row = res["rows"][f"K={k}s"]
@@ -234,3 +239,5 @@ def test_calibration_that_cannot_apply_writes_its_outputs_and_says_why(tmp_path)
     assert "Not applicable on this corpus" in md and "K=10s: the videos are shorter" in md
     assert "largest penalty" in res["lambda_chosen_on"] and res["lambda"] == 10.0  # val could not choose
     assert (tmp_path / "v.png").stat().st_size > 0
+    assert (tmp_path / "curve.csv").read_text().splitlines() == [
+        "k_s,auc_vat,auc_vat_lo,auc_vat_hi,l2_vat,l2_vat_lo,l2_vat_hi"]  # the declared plot exists, empty

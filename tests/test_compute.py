@@ -29,7 +29,7 @@ BACKENDS = {"local1": {"backend": "local", "workers": 1},
 
 def _digest(root: Path) -> dict[str, str]:
     """sha256 of every file the extract stages wrote (features, records, reports, ASR metrics)."""
-    files = [f for f in sorted((root / "data/features").rglob("*")) if f.is_file()] + [root / "metrics/asr.json"]
+    files = [f for f in sorted((root / "data/features").rglob("*")) if f.is_file()] + [root / "reports/metrics/asr.json"]
     return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 

@@ -142,7 +142,7 @@ def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path, base_params):
     assert any(p.endswith(".tmp") and "/.latest.pt." in p for p in written["0"])  # the audit sees writes
     assert any("/plots/metrics/" in p for p in written["0"])  # dvclive
     assert sorted(p.name for p in seed_dir.iterdir()) == ["best.pt", "latest.pt"]
-    metrics = json.loads((ddp / "metrics" / "train" / f"{VARIANT}.json").read_text())
+    metrics = json.loads((ddp / "reports" / "metrics" / "train" / f"{VARIANT}.json").read_text())
     assert metrics["world_size"] == 2 and metrics["seeds"]["seed0"]["epochs_run"] == EPOCHS
 
     # the checkpoint loads in one process; its val loss there is the one the ranks agreed on,

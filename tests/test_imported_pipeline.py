@@ -112,7 +112,7 @@ def test_pipeline_on_the_imported_corpus_reports_degrees(imported):
     ratio = s["l2_vat_deg"] / s["l2_vat"]
     lo, hi = min(geo["deg_per_unit"]["demo000"]), np.hypot(*geo["deg_per_unit"]["demo000"])
     assert ratio.between(0.8 * lo, 1.05 * hi).all()
-    eval_json = json.loads((root / "metrics/eval/baseline.json").read_text())
+    eval_json = json.loads((root / "reports/metrics/eval/baseline.json").read_text())
     assert "l2_vat_deg is the same error as a visual angle" in eval_json["protocol"]
     # the video spans the screen's width: edge to edge is 2 atan(w / 2d), computed independently
     assert angular_distance_deg(x0=0.0, y0=0.5, x1=1.0, y1=0.5, geometry=geo, video_id="demo000") == \

@@ -77,13 +77,13 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     assert params["train"]["window_s"] < SECONDS < max(params["evaluate"]["calibration_s"]) + params["train"]["horizon_s"]
     out = _run(["dvc", "repro"], dst, env)
     assert "| baseline |" in out and "| multimodal |" in out  # the table printed at the end
-    cmp = json.loads((dst / "metrics/compare.json").read_text())
+    cmp = json.loads((dst / "reports/metrics/compare.json").read_text())
     assert set(cmp["rows"]) == {"baseline", "multimodal", "content_only", "track_visual", "centre_prior",
                                 "persistence", "inter_observer"}
     assert cmp["intervals"]["n_test_videos"] == 5 and cmp["intervals"]["seeds"]["multimodal"] == [0, 1]
     # the answer, on a world with no sound/speech effect: retrained ablation and both controls ran,
     # and no significant gain is claimed
-    att = json.loads((dst / "metrics/attribution.json").read_text())
+    att = json.loads((dst / "reports/metrics/attribution.json").read_text())
     assert att["n_test_videos"] == 5 and att["significance_not_assessed"] is None
     gain = att["ablations"]["track_visual"]["gain"]
     assert gain["auc_vat"]["significant"] is False and gain["ig"]["significant"] is False, gain
@@ -103,7 +103,7 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
         for seed in (0, 1):
             assert (dst / "models" / v / f"seed{seed}" / "best.pt").exists()
         assert list((dst / "reports/viz" / v).glob("viz_*.png"))
-        ev = json.loads((dst / "metrics/eval" / f"{v}.json").read_text())
+        ev = json.loads((dst / "reports/metrics/eval" / f"{v}.json").read_text())
         for row in ("model", "centre_prior", "persistence", "inter_observer"):
             assert {"auc_vat", "l2_vat", "inout_ap", "out_ap", "nss", "cc", "sim", "kl", "auc_judd", "sauc",
                     "ig"} <= set(ev[row])
@@ -129,7 +129,7 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
 
     for folder in ("data", "reports", "metrics"):
         assert files_mentioning(dst / folder, str(dst)) == [], folder
-    assert json.loads((dst / "metrics/validation.json").read_text())["passed"]
+    assert json.loads((dst / "reports/metrics/validation.json").read_text())["passed"]
     assert (dst / "reports/validation.md").read_text().startswith("# Validation report")
     status = _run(["dvc", "status"], dst, env)
     assert "up to date" in status, status
@@ -165,4 +165,9 @@ def test_exp_run_and_metrics_diff(clone):
     out = _run(["dvc", "exp", "run", "-S", "train.epochs=2"], dst, env)
     assert "train@baseline" in out
     diff = _run(["dvc", "metrics", "diff"], dst, env)
-    assert "metrics/train/baseline.json" in diff and "epochs_run" in diff, diff
+    # the headline moved, and fits on one screen (docs/metrics.md): the answer first
+    rows = [line for line in diff.splitlines() if line.strip() and not line.startswith("Path")]
+    assert rows and rows[0].startswith("metrics/answer.json") and "metrics/rows.json" in diff, diff
+    assert len(rows) <= 45, len(rows)
+    show = _run(["dvc", "exp", "show", "--no-pager", "--md", "--only-changed"], dst, env)
+    assert "train.epochs" in show and "gain_over_track_visual" in show.splitlines()[0], show[:2000]

@@ -1,4 +1,4 @@
-"""The README's results block is generated from the committed metrics/compare.json."""
+"""The README's results block is generated from the committed reports/metrics/compare.json."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_readme_results_match_committed_compare_json():
-    cmp = json.loads((REPO / "metrics/compare.json").read_text())
+    cmp = json.loads((REPO / "reports/metrics/compare.json").read_text())
     baseline = yaml.safe_load((REPO / "params.yaml").read_text())["compare"]["baseline"]
     text = (REPO / "README.md").read_text()
     block = text.split(README_START, 1)[1].split(README_END, 1)[0].strip()
@@ -24,7 +24,7 @@ def test_readme_results_match_committed_compare_json():
 def test_readme_states_the_answer_of_the_committed_attribution_json():
     from gazelib import attribution
 
-    att = json.loads((REPO / "metrics/attribution.json").read_text())
+    att = json.loads((REPO / "reports/metrics/attribution.json").read_text())
     text = (REPO / "README.md").read_text()
     block = text.split(attribution.README_START, 1)[1].split(attribution.README_END, 1)[0].strip()
     assert block == attribution.readme_attribution(att).strip() == att["answer"]

@@ -122,7 +122,7 @@ def test_report_is_self_contained_and_deterministic(pipeline_run):
     assert srcs and all(s.startswith(("data:image/png;base64,", "data:video/mp4;base64,")) for s in srcs)
     assert all(h.startswith("#") for h in hrefs)
     assert not re.search(r"<(script|link|iframe|object|embed)\b", page) and "url(" not in page
-    cmp = json.loads((root / "metrics" / "compare.json").read_text())
+    cmp = json.loads((root / "reports" / "metrics" / "compare.json").read_text())
     n_png = sum(s.startswith("data:image/png") for s in srcs)
     n_curves = len(list((root / "reports" / "train").glob("*/seed*/curves.png")))
     n_stills = len(list((root / "reports" / "viz").glob("*/*.png")))
@@ -201,7 +201,7 @@ def test_report_renders_in_chromium_with_the_numbers(pipeline_run, tmp_path):
     parser = _Text()
     parser.feed(dom.stdout)
     text = " ".join(" ".join(parser.parts).split())
-    cmp = json.loads((root / "metrics" / "compare.json").read_text())
+    cmp = json.loads((root / "reports" / "metrics" / "compare.json").read_text())
     for row, r in cmp["rows"].items():
         assert f"{r['metrics']['auc_vat']:.3f}" in text, row
         assert f"{r['metrics']['l2_vat']:.3f}" in text, row
@@ -217,7 +217,7 @@ def test_report_renders_in_chromium_with_the_numbers(pipeline_run, tmp_path):
                     "Per-video results", "Viewers and biases", "Overlay stills", "Overlay clips (test videos)"):
         assert heading in text
     for v in params["variants"]:  # the bias entropy of every variant, as in its metrics
-        bias = json.loads((root / "metrics" / "eval" / f"{v}.json").read_text())["bias"]
+        bias = json.loads((root / "reports" / "metrics" / "eval" / f"{v}.json").read_text())["bias"]
         assert f"{bias['entropy_bits']:.3f}" in text and f"{100 * bias['entropy_share']:.1f} %" in text, v
     assert len(re.findall(r"<video\b", dom.stdout)) == len(cmp["intervals"]["test_videos"])
 

@@ -36,7 +36,7 @@ from gazelib.features import check_lookahead, lookahead_of
 import json
 
 from gazelib.io import write_json
-from gazelib.layout import FEATURES, load_manifest, manifest_items
+from gazelib.layout import ASR, FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
                         params=cfg, code=stage_code(stage="extract_text", cfg=cfg),
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
-    write_json(root / "metrics" / "asr.json", summarise_asr(out))
+    write_json(root / ASR, summarise_asr(out))
     return run.as_dict()
 
 
