@@ -240,3 +240,25 @@ def test_gazelib_aoi_on_the_carphone_clip(tmp_path):
     assert face["on"] > 0.5 * times[-1] and face.get("off", 0.0) == 0.0
     assert (out / "aoi" / "carphone_pristine.parquet").exists() and (out / "aoi.json").exists()
     assert (out / "scarf_carphone_pristine.png").exists()
+
+
+def test_aoi_rows_pool_hit_rates_with_intervals():
+    from gazelib.aoi.model_level import aoi_rows, render_aoi_rows
+
+    rng = np.random.default_rng(1)
+    frames = []
+    for row, p, seeds in (("m", 0.7, [0, 1]), ("persistence", 0.5, [-1])):
+        for s in seeds:
+            for v in range(6):
+                hit = (rng.random(200) < p).astype(float)
+                frames.append(pd.DataFrame({"row": row, "seed": s, "video_id": f"v{v}", "aoi_hit": hit,
+                                            "aoi_mass": hit * 0.5, "aoi_tv": 0.3}))
+    res = aoi_rows(samples=pd.concat(frames), rows={"m": "variant", "persistence": "floor"}, references=["persistence"])
+    e = res["rows"]["m"]
+    assert e["metrics"]["aoi_hit"] == pytest.approx(0.7, abs=0.05)
+    lo, hi = e["ci95"]["aoi_hit"]
+    assert lo < e["metrics"]["aoi_hit"] < hi
+    d = res["deltas"]["m"]["vs_persistence"]["aoi_hit"]
+    assert d["delta"] == pytest.approx(0.2, abs=0.06) and d["ci95"][0] > 0
+    assert "AOI hit rate" in render_aoi_rows(res)
+    assert aoi_rows(samples=pd.concat(frames).drop(columns=["aoi_hit"]), rows={"m": "variant"}) == {}
