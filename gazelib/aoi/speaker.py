@@ -5,14 +5,15 @@ lower third of its box (extract_visual measures it; :func:`gazelib.aoi.run.detec
 same for a bare video). The speech envelope is the audio RMS averaged over the same frame
 interval (t - 1/fps, t], and voice activity is silero-vad's ``is_speaking`` (extract_audio).
 
-At each frame t where speech is active, every track's **synchrony** is the Pearson correlation
-of its mouth motion with the envelope over a centred window of ``speaker_window_s`` (frames where
-the track is bridged or absent are left out; a track with fewer than ``speaker_min_frames`` frames
-in the window, or a mouth that does not move (sd below ``speaker_min_motion``), scores 0). The
-speaker is the track with the highest synchrony if it reaches ``speaker_min_corr``; otherwise,
-and wherever there is no speech, there is none. A mode filter over ``speaker_smooth_s`` removes
-one-frame flicker. This is the audio-visual synchrony idea of SyncNet / TalkNet reduced to its
-signal-level core (no learnt embedding: none ships in the project's packages).
+At each frame t where speech is active (VAD share >= 0.5), every track's score is its mean mouth
+motion over the speech frames of a centred window of ``speaker_window_s``, minus the median
+motion of that mouth in silence (a face that always moves is not a speaker), times 1 + its
+Pearson correlation (if positive) with the envelope over those frames. Fewer than
+``speaker_min_frames`` frames, or an excess below ``speaker_min_motion``, scores 0. The speaker is
+the best-scoring track; with no speech, or every score 0, there is none. A mode filter over
+``speaker_smooth_s`` removes one-frame flicker. This is the audio-visual synchrony idea of
+SyncNet / TalkNet reduced to signals (no learnt model ships in the project's packages); the
+correlation alone was right in only ~37 % of the demo's speech frames (docs/aoi.md).
 
 The window is centred: the speaker AOI is a measurement of the video (like a hand-coded AOI), not
 an input of any model, so it may look ahead (docs/aoi.md).
