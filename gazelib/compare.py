@@ -154,9 +154,14 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
                        primary=tuple(ccfg["primary"]))
     cmp["lookahead"] = params["features"]["lookahead"]
+    from gazelib.aoi.model_level import aoi_rows, render_aoi_rows
+
+    cmp["aoi"] = aoi_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"])
     write_json(root / COMPARE, cmp)
     write_headline(root=root, cmp=cmp, params=params)
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
+    if cmp["aoi"]:
+        md += "\n## At the AOI level (face identities + user AOIs; docs/aoi.md)\n\n" + render_aoi_rows(cmp["aoi"]) + "\n"
     names = list(rows)
     key = "auc_vat"
     vals = [cmp["rows"][n]["metrics"][key] for n in names]

@@ -222,12 +222,18 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
 
+    from gazelib.aoi.model_level import load_video_aois, prepare_video, sample_columns
+
+    # AOI hit rate / mass per sample (stage aoi's data/aoi; NaN columns for a video without AOIs)
+    aoi_videos = {vid: prepare_video(aois=load_video_aois(root, vid), lab=labels[vid], gh=gh, gw=gw) for vid in labels}
+
     def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
         frames = []
         for vid in sorted(preds):
             df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
                             fixation_sigma=ecfg["fixation_map_sigma"], geometry=geometry, video_id=vid,
                             **per_video[vid])
+            df = sample_columns(df=df, prob=preds[vid]["prob"], video=aoi_videos.get(vid))
             frames.append(df.assign(row=row, seed=seed, video_id=vid))
         return pd.concat(frames, ignore_index=True)
 

@@ -87,6 +87,7 @@ DETAILS = Path("reports/metrics")
 COMPARE = DETAILS / "compare.json"
 ATTRIBUTION = DETAILS / "attribution.json"
 VALIDATION = DETAILS / "validation.json"        # validate's checks (and the videos it excluded)
+AOI_METRICS = DETAILS / "aoi.json"              # areas of interest: measures, tracks, the demo truth check
 ASR = DETAILS / "asr.json"                      # speech recognition vs the subtitles (WER, timing)
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from gazelib.compare import interval_note
 from gazelib.io import write_text
-from gazelib.layout import COMPARE, VALIDATION, eval_metrics, train_metrics
+from gazelib.layout import AOI_METRICS, COMPARE, VALIDATION, eval_metrics, train_metrics
 
 log = logging.getLogger(__name__)
 
@@ -399,6 +399,40 @@ def render_page(*, sections: list[tuple[str, str, str]], subtitle: str) -> str:
     return PAGE.format(style=STYLE.strip(), subtitle=subtitle, nav=nav, sections=body)
 
 
+def aoi_html(*, root: Path, cmp: dict) -> str:
+    """Areas of interest (stage aoi, docs/aoi.md): dwell / TTFF by AOI kind, scarf plots, truth check,
+    and every row's AOI hit rate (compare)."""
+    path = root / AOI_METRICS
+    if not path.exists():
+        return "<p class='note'>No AOI analysis (run the aoi stage).</p>"
+    from gazelib.aoi.model_level import render_aoi_rows
+
+    m = json.loads(path.read_text())
+    keys = ("dwell_share", "dwell_s", "ttff_s", "latency_s", "first_fixation_s", "entries", "fixation_count")
+
+    def cell(e):
+        if e["mean"] is None:
+            return "–"
+        lo, hi = e["ci95"]
+        return f"{e['mean']:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
+
+    rows = ["| AOI kind | videos | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    rows += [f"| {k} | {e['n_videos']} | " + " | ".join(cell(e[x]) for x in keys) + " |" for k, e in m["by_kind"].items()]
+    out = (f"<p>Per viewer x AOI on {_esc(m['basis'])}, mean over viewers per video, then over videos with a 95 % "
+           "interval over videos. latency_s: time from each activation (a speaker turn) to the first look.</p>"
+           + _md_table(rows))
+    t = m.get("truth")
+    if t:
+        acc = t["speaker_accuracy"]
+        out += (f"<p>Against the demo truth: speaker AOI correct in {_num(acc['mean'])} of speech frames "
+                f"(n = {acc['n']} videos), identity switches {t['id_switches_total']} in total.</p>")
+    for name in m.get("scarf_plots", []):
+        out += _figure(root / "reports" / "aoi" / name, f"Scarf plot {name[6:-4]}: AOI looked at per viewer over time")
+    if cmp.get("aoi"):
+        out += "<h3>The model at the AOI level</h3>" + md_to_html(render_aoi_rows(cmp["aoi"]), base_dir=root)
+    return out
+
+
 # ---------------------------------------------------------------- DVC stage
 def run_report(*, params: dict, root: Path = Path(".")) -> dict:
     """Write ``reports/index.html`` from the pipeline's metrics and reports; returns what it holds."""
@@ -433,6 +467,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
         ("training", "Training curves", training_html(root=root, variants=variants)),
         ("validation", "Validation", validation_html(root=root, validation=validation)),
         ("per-video", "Per-video results", per_video_html(root=root, variants=variants)),
+        ("aoi", "Areas of interest: who viewers look at, and whether the model knows", aoi_html(root=root, cmp=cmp)),
         ("viewers-bias", "Viewers and biases", viewers_bias_html(root=root, variants=variants)),
         ("stills", "Overlay stills", stills_html(root=root, variants=variants)),
         ("clips", "Overlay clips (test videos)", clips_html(clips=clips, variant=clip_variant, cfg=cfg,
