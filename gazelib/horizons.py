@@ -32,7 +32,7 @@ from gazelib.io import read_table, write_json, write_text
 from gazelib.layout import (
     FLOORS, corpus_geometry, index_grid, index_maps, load_manifest, read_index, read_labels, split_files,
 )
-from gazelib.metrics import LOWER_IS_BETTER
+from gazelib.metrics import LOWER_IS_BETTER, POOLED_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
     tables += [d for d in free.values() if len(d)]
     samples = pd.concat(tables, ignore_index=True)
     samples = samples[samples["video_id"].isin(sorted(labels))]
-    keys = tuple(k for k in KEYS if k in samples.columns)
+    keys = tuple(k for k in KEYS if k in samples.columns or k in POOLED_KEYS)
     refs = list(persistence_rows.values())
     rows = compare_rows(samples=samples, rows=kinds, references=refs, keys=keys)
     cross = {c: crossover(rows=rows, persistence=persistence_rows, content=c, keys=keys)
@@ -240,7 +240,9 @@ def _fmt(v, ci) -> str:
 def horizons_markdown(m: dict) -> str:
     keys = m["keys"]
     lines = ["# Forecasting across horizons", "",
-             f"Test split, {m['intervals']['n_test_videos']} videos; 95% intervals: {m['intervals']['method']}.",
+             f"Test split, {m['intervals']['n_test_videos']} test video(s); 95% intervals: {m['intervals']['method']}"
+             + (f" ({m['intervals']['significance_not_assessed']})" if m['intervals']['significance_not_assessed'] else "")
+             + ".",
              f"Models are trained at train.horizon_s = {m['trained_horizon_s']:g} s; scored at: "
              f"{m['models_scored_at']}. Rows without '@' do not depend on the horizon. (docs/horizons.md)", "",
              "| row | horizon (s) | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
@@ -278,21 +280,27 @@ def horizon_plot(*, path: Path, metrics: dict) -> None:
     groups: dict[str, list] = {}
     for r, row in metrics["rows"].items():
         groups.setdefault(r.split("@")[0], []).append((row["horizon_s"], row))
+    colours = {g: f"C{i % 10}" for i, g in enumerate(sorted(groups))}
     for ax, k in zip(axes[0], keys):
         for g, pts in sorted(groups.items()):
             if pts[0][0] is None:
                 v = pts[0][1]["metrics"][k]
                 if v is not None:
-                    ax.axhline(v, ls="--" if g in ("centre_prior", "inter_observer") else "-", lw=1, label=g)
+                    ax.axhline(v, ls="--" if g in ("centre_prior", "inter_observer") else "-", lw=1, label=g,
+                               c=colours[g])
                 continue
             pts = sorted(pts, key=lambda p: p[0])
             hs = np.array([p[0] for p in pts])
             v = np.array([np.nan if p[1]["metrics"][k] is None else p[1]["metrics"][k] for p in pts], float)
             lo = np.array([np.nan if p[1]["ci95"][k][0] is None else p[1]["ci95"][k][0] for p in pts], float)
             hi = np.array([np.nan if p[1]["ci95"][k][1] is None else p[1]["ci95"][k][1] for p in pts], float)
-            ax.errorbar(hs, v, yerr=np.nan_to_num(np.abs([v - lo, hi - v])), marker="o", capsize=3, label=g)
+            ax.errorbar(hs, v, yerr=np.nan_to_num(np.abs([v - lo, hi - v])), marker="o", capsize=3, label=g,
+                        c=colours[g])
         ax.axvline(metrics["trained_horizon_s"], c="grey", lw=0.5, ls=":")
         ax.set_xscale("log")
+        ax.set_xticks(metrics["horizons_s"])
+        ax.set_xticklabels([f"{h:g}" for h in metrics["horizons_s"]])
+        ax.minorticks_off()
         ax.set_xlabel("horizon (s)")
         ax.set_ylabel(k + (" (lower is better)" if k in LOWER_IS_BETTER else " (higher is better)"), fontsize=8)
         ax.legend(fontsize=6)

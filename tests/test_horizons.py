@@ -148,6 +148,10 @@ def test_horizon_stage_rows_and_files(horizon_run):
     md = (root / "reports" / "horizons.md").read_text()
     assert "persistence" in md and "content_only" in md
     assert (root / "reports" / "horizons.png").stat().st_size > 1000
+    from gazelib.report import md_to_html
+
+    html = md_to_html(md, base_dir=root / "reports")
+    assert "<table" in html and "persistence" in html and "inout_ap" in html
 
 
 def test_horizon_rows_match_evaluate_at_the_trained_horizon(horizon_run):
