@@ -7,10 +7,11 @@ intervals (:func:`gazelib.intervals.compare_rows`: delete-one-video jackknife + 
 - **persistence@h**: the viewer's last gaze seen at t - h, its blur and prior weight refitted on the
   train split *at that horizon* (:func:`gazelib.floors.fit_persistence`);
 - **track variants@h** (``evaluate.horizon_models: true``): every trained seed of each variant whose
-  modalities include the track, with its track input cut at t - h. The models are trained at
-  ``train.horizon_s`` only (no horizon-conditioned training yet, docs/horizons.md), so away from it
-  they are scored off their training horizon (a lower bound on what a model trained at h would do);
-  at ``train.horizon_s`` the row equals the variant's evaluate row. The leak check
+  modalities include the track, with its track input cut at t - h. With ``train.horizons_sampled``
+  each model is horizon-conditioned (trained with the track cut at horizons drawn per window; the
+  track's age input tells it how old the last seen gaze is); without it the models are trained at
+  ``train.horizon_s`` only and scored off their training horizon elsewhere (a lower bound on a model
+  trained at h). At ``train.horizon_s`` the row equals the variant's evaluate row. The leak check
   (:func:`gazelib.evaluate.leak_check`: every gaze input after t - h perturbed) runs per horizon;
 - **horizon-free rows**: the centre prior, the inter-observer ceiling and each variant without the
   track (content only): nothing in them depends on the horizon, so each is one value, drawn as a
@@ -175,13 +176,22 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
            "persistence_fitted": fitted, "intervals": rows["intervals"],
            "rows": {r: {**v, "horizon_s": _horizon_of(r)} for r, v in rows["rows"].items()},
            "crossover": cross, "leak_check": leaks,
-           "models_scored_at": "every horizon (trained at train.horizon_s; off it: off-horizon)" if model_rows
-           else "train.horizon_s only",
+           "models_scored_at": _models_note(model_rows=bool(model_rows), tcfg=tcfg),
            "lookahead": params["features"]["lookahead"]}
     write_json(root / "metrics" / "horizons.json", out)
     write_text(root / "reports" / "horizons.md", horizons_markdown(out))
     horizon_plot(path=root / "reports" / "horizons.png", metrics=out)
     return out
+
+
+def _models_note(*, model_rows: bool, tcfg: dict) -> str:
+    if not model_rows:
+        return "train.horizon_s only (evaluate.horizon_models: false)"
+    if tcfg.get("horizons_sampled"):
+        return ("every horizon; one horizon-conditioned model per seed, trained with the track cut at horizons "
+                f"drawn from {list(tcfg['horizons_sampled'])} (train.horizons_sampled)")
+    return (f"every horizon; the models are trained at train.horizon_s = {tcfg['horizon_s']:g} s only, so at other "
+            "horizons they are scored off their training horizon")
 
 
 def _horizon_of(row: str) -> float | None:
@@ -243,8 +253,8 @@ def horizons_markdown(m: dict) -> str:
              f"Test split, {m['intervals']['n_test_videos']} test video(s); 95% intervals: {m['intervals']['method']}"
              + (f" ({m['intervals']['significance_not_assessed']})" if m['intervals']['significance_not_assessed'] else "")
              + ".",
-             f"Models are trained at train.horizon_s = {m['trained_horizon_s']:g} s; scored at: "
-             f"{m['models_scored_at']}. Rows without '@' do not depend on the horizon. (docs/horizons.md)", "",
+             f"Track variants scored at: {m['models_scored_at']}. Rows without '@' do not depend on the horizon "
+             "(docs/horizons.md).", "",
              "| row | horizon (s) | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     order = sorted(m["rows"], key=lambda r: (m["rows"][r]["horizon_s"] is None, r.split("@")[0],
                                              m["rows"][r]["horizon_s"] or 0))

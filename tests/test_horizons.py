@@ -120,6 +120,7 @@ def horizon_run(tmp_path_factory, tiny_corpus):
     p["train"].update(TRAIN)
     p["model"].update(MODEL)
     p["evaluate"].update(viz_frames=1, horizons=HORIZONS, horizon_models=True)
+    p["train"]["horizons_sampled"] = HORIZONS       # one horizon-conditioned model per variant
     p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
     run_ingest(params=p, root=root)
     _synthetic_features(root, load_manifest(root))
@@ -170,3 +171,42 @@ def test_model_is_causal_at_every_horizon(horizon_run):
     assert set(m["leak_check"]) == {f"baseline@{h:g}s" for h in HORIZONS}
     for name, leak in m["leak_check"].items():
         assert leak["max_abs_dlogit"] == 0.0, name
+
+
+# ---------------------------------------------------------------- training with sampled horizons
+def test_sampled_horizons_cut_each_window_at_its_own_horizon(horizon_run):
+    """Every training window's track is the track at its sampled horizon, the draw is deterministic, several
+    horizons occur, and moving the gaze after t - h_window leaves that window's inputs unchanged."""
+    from gazelib.dataset import GazeWindows, track_history
+    from gazelib.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
+
+    root, p, _ = horizon_run
+    index, meta = read_index(root)
+    maps = index_maps(index)
+    files = split_files(root, index, "train")
+    cfg = {k: v for k, v in p["train"].items() if k != "seeds"}
+    args = dict(files=files, stats=read_norm_stats(root), cfg=cfg, grid_hw=tuple(index_grid(meta)[1:]),
+                fps=meta["fps"], lengths=maps["length"], n_viewers=maps["viewers"])
+    ds = GazeWindows(sample_horizons=HORIZONS, horizon_seed=0, **args)
+    again = GazeWindows(sample_horizons=HORIZONS, horizon_seed=0, **args)
+    hs = [ds.horizon_of(i) for i in range(len(ds))]
+    assert hs == [again.horizon_of(i) for i in range(len(ds))]
+    assert len(set(hs)) >= 3 and set(hs) <= set(HORIZONS)
+    plain = GazeWindows(**args)
+    assert plain.horizon_of(0) is None
+    for i in range(min(len(ds), 12)):
+        vid, v, s = ds.index[i]
+        b = ds.batch([i])
+        vt = ds.video(vid)
+        n = b["track"].shape[1]
+        want, _ = track_history(gaze=vt.gaze[v], inout=vt.inout[v], valid=vt.valid[v], sample_t=vt.gaze_t[v],
+                                t=vt.t[s:s + n], horizon_s=hs[i])
+        np.testing.assert_array_equal(b["track"][0, : want.shape[0]].numpy(), want)
+        # causality at the window's own horizon: later gaze moved, the track unchanged
+        late = np.nan_to_num(vt.gaze_t[v], nan=-np.inf) > vt.t[min(s + n, vt.t.size) - 1] - hs[i] + 1e-9
+        g = vt.gaze.copy()
+        g[v, late] = 0.99
+        moved, _ = track_history(gaze=g[v], inout=vt.inout[v], valid=vt.valid[v], sample_t=vt.gaze_t[v],
+                                 t=vt.t[s:s + n], horizon_s=hs[i])
+        np.testing.assert_array_equal(moved, want)
+    assert "horizon-conditioned" in horizon_run[2]["models_scored_at"]
