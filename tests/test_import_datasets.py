@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gazelib.importers import ImportFormatError, run_import
 
@@ -252,3 +254,18 @@ def test_fixmap_errors(tmp_path):
     with pytest.raises(ImportFormatError, match=r"fixMap_00002.mat: no variable 'eyeMap'"):
         run_import(cfg={"format": "fixmap", "inputs": [str(folder)], "reader": {"fps": 30}, "on_error": "raise"},
                    out_dir=tmp_path / "o")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 99), st.integers(0, 99)), max_size=6, unique=True),
+                min_size=1, max_size=10))
+def test_assign_slots_keeps_every_point_once(frames):
+    """Each frame's points are all written, each to one pseudo-viewer, and nothing else is."""
+    from gazelib.importers.fixmap import assign_slots
+
+    points = [np.asarray(f, np.float64).reshape(-1, 2) / 100 for f in frames]
+    out = assign_slots(points)
+    assert out.shape[0] == max(len(p) for p in points)
+    for j, pts in enumerate(points):
+        got = out[:, j][~np.isnan(out[:, j, 0])]
+        assert sorted(map(tuple, got)) == sorted(map(tuple, pts))

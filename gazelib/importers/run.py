@@ -400,7 +400,7 @@ def run_import(*, cfg: dict, out_dir: str | Path) -> dict:
     name = _namer(inputs)
     videos = probe_videos(cfg.get("videos"))
     staged = False
-    if not videos and hasattr(reader, "stage_videos"):  # a public dataset's videos found beside its gaze files
+    if not videos and cfg["copy_videos"] and hasattr(reader, "stage_videos"):  # a public set's videos beside its gaze
         videos = reader.stage_videos(inputs=inputs, cfg=cfg, out_dir=out_dir)
         staged = bool(videos)
     table_rows = load_sync_table(cfg["sync"]["table"]) if cfg["sync"]["method"] == "table" else None
