@@ -251,7 +251,7 @@ def horizons_markdown(m: dict) -> str:
     keys = m["keys"]
     lines = ["# Forecasting across horizons", "",
              f"Test split, {m['intervals']['n_test_videos']} test video(s); 95% intervals: {m['intervals']['method']}"
-             + (f" ({m['intervals']['significance_not_assessed']})" if m['intervals']['significance_not_assessed'] else "")
+             + (f" ({why})" if (why := m["intervals"]["significance_not_assessed"]) else "")
              + ".",
              f"Track variants scored at: {m['models_scored_at']}. Rows without '@' do not depend on the horizon "
              "(docs/horizons.md).", "",
@@ -272,7 +272,8 @@ def horizons_markdown(m: dict) -> str:
             cells = ", ".join(f"{h} s: {d['delta']:+.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
                               if d["ci95"][0] is not None else f"{h} s: {d['delta']:+.3f}"
                               for h, d in e["delta_content_minus_persistence"].items())
-            lines.append(f"- {k}: {'from ' + format(first, 'g') + ' s' if first is not None else 'not within the horizons'}"
+            where = f"from {first:g} s" if first is not None else "not within the horizons"
+            lines.append(f"- {k}: {where}"
                          f" ({cells})")
     if m["leak_check"]:
         worst = max(v["max_abs_dlogit"] for v in m["leak_check"].values())

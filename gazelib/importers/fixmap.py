@@ -87,8 +87,8 @@ def load_frame(path: Path, variable: str) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - any read failure is reported with the file name
         raise ImportFormatError(f"{path}: cannot be read as a MATLAB file: {' '.join(str(exc).split())[:200]}") from exc
     if variable not in mat:
-        raise ImportFormatError(f"{path}: no variable {variable!r} (has {sorted(k for k in mat if not k.startswith('__'))}; "
-                                "set reader.variable)")
+        has = sorted(k for k in mat if not k.startswith("__"))
+        raise ImportFormatError(f"{path}: no variable {variable!r} (has {has}; set reader.variable)")
     m = np.asarray(mat[variable])
     if m.ndim != 2:
         raise ImportFormatError(f"{path}: {variable} has shape {m.shape}, expected a 2-D height x width map")

@@ -65,7 +65,8 @@ def parse_coord(path: Path) -> dict:
                 continue
             if parts[0] == "geometry":
                 if len(parts) % 2 != 1:
-                    raise ImportFormatError(f"{path}:{n}: expected 'geometry <name> <metres> ...' pairs, got {s[:80]!r}")
+                    raise ImportFormatError(f"{path}:{n}: expected 'geometry <name> <metres> ...' pairs, "
+                                            f"got {s[:80]!r}")
                 try:
                     geometry.update({k: float(v) for k, v in zip(parts[1::2], parts[2::2])})
                 except ValueError:
