@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 KEYS = ("auc_vat", "l2_vat", "nss", "cc", "ig", "hit1_cell", "inout_ap")   # the curve's metrics
 PLOT_KEYS = ("auc_vat", "nss")
+# outputs: details go under reports/metrics (docs/metrics.md); the curves' data under reports/curves, one CSV
+# per row group (persistence, each variant, each horizon-free row repeated at every horizon) for `dvc plots`
+METRICS = Path("reports/metrics/horizons.json")
+CURVES_DIR = Path("reports/curves/horizons")
 
 
 def check_horizons(*, horizons, fps: float) -> list[float]:
@@ -80,7 +84,8 @@ def crossover(*, rows: dict, persistence: dict[float, str], content: str, keys=K
 
 
 def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
-    """Score persistence and the track variants at every horizon; write metrics/horizons.json and the report."""
+    """Score persistence and the track variants at every horizon; write reports/metrics/horizons.json, the
+    report's section (reports/horizons.md, .png) and the curves' data (reports/curves/horizons/)."""
     from gazelib.evaluate import eval_map_shape, sauc_negatives, score_rows
     from gazelib.floors import fit_persistence, persistence_prediction
     from gazelib.intervals import compare_rows
@@ -178,10 +183,36 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
            "crossover": cross, "leak_check": leaks,
            "models_scored_at": _models_note(model_rows=bool(model_rows), tcfg=tcfg),
            "lookahead": params["features"]["lookahead"]}
-    write_json(root / "metrics" / "horizons.json", out)
+    write_json(root / METRICS, out)
     write_text(root / "reports" / "horizons.md", horizons_markdown(out))
     horizon_plot(path=root / "reports" / "horizons.png", metrics=out)
+    write_curves(folder=root / CURVES_DIR, metrics=out)
     return out
+
+
+def write_curves(*, folder: Path, metrics: dict) -> None:
+    """``<folder>/<row group>.csv``: horizon_s and each metric with its 95 % interval (empty: none); a
+    horizon-free row is written at every horizon (a flat line). Files of groups no longer present go."""
+    groups: dict[str, list] = {}
+    for r, row in metrics["rows"].items():
+        groups.setdefault(r.split("@")[0], []).append(row)
+    cols = ["horizon_s"] + [f"{k}{s}" for k in metrics["keys"] for s in ("", "_lo", "_hi")]
+
+    def cell(x) -> str:
+        return "" if x is None else repr(float(x))
+
+    for g, rows in sorted(groups.items()):
+        at = sorted(((row["horizon_s"], row) for row in rows), key=lambda p: p[0]) if rows[0]["horizon_s"] is not None \
+            else [(h, rows[0]) for h in metrics["horizons_s"]]
+        lines = [",".join(cols)]
+        for h, row in at:
+            vals = [h] + [v for k in metrics["keys"] for v in (row["metrics"][k], *(row["ci95"][k] or [None, None]))]
+            lines.append(",".join(cell(v) for v in vals))
+        write_text(folder / f"{g}.csv", "\n".join(lines) + "\n")
+    if folder.is_dir():
+        for old in folder.glob("*.csv"):
+            if old.stem not in groups:
+                old.unlink()
 
 
 def _models_note(*, model_rows: bool, tcfg: dict) -> str:

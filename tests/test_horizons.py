@@ -145,7 +145,14 @@ def test_horizon_stage_rows_and_files(horizon_run):
     for free in ("content_only", "centre_prior", "inter_observer"):
         assert m["rows"][free]["horizon_s"] is None
     assert "content_only" in m["crossover"] and "auc_vat" in m["crossover"]["content_only"]
-    assert json.loads((root / "metrics" / "horizons.json").read_text()) == json.loads(json.dumps(m))
+    assert json.loads((root / "reports" / "metrics" / "horizons.json").read_text()) == json.loads(json.dumps(m))
+    import pandas as pd
+
+    pers = pd.read_csv(root / "reports" / "curves" / "horizons" / "persistence.csv")
+    assert pers["horizon_s"].tolist() == HORIZONS
+    assert pers["auc_vat"].tolist() == [m["rows"][f"persistence@{h:g}s"]["metrics"]["auc_vat"] for h in HORIZONS]
+    flat = pd.read_csv(root / "reports" / "curves" / "horizons" / "content_only.csv")
+    assert flat["horizon_s"].tolist() == HORIZONS and flat["auc_vat"].nunique() == 1
     md = (root / "reports" / "horizons.md").read_text()
     assert "persistence" in md and "content_only" in md
     assert (root / "reports" / "horizons.png").stat().st_size > 1000
@@ -158,7 +165,8 @@ def test_horizon_stage_rows_and_files(horizon_run):
 def test_horizon_rows_match_evaluate_at_the_trained_horizon(horizon_run):
     """Same protocol: at train.horizon_s, persistence and the model equal evaluate's own rows."""
     root, p, m = horizon_run
-    ev = json.loads((root / "metrics" / "eval" / "baseline.json").read_text())
+    ev_path = root / "reports" / "metrics" / "eval" / "baseline.json"     # where evaluate writes it since issue 25
+    ev = json.loads((ev_path if ev_path.exists() else root / "metrics" / "eval" / "baseline.json").read_text())
     h = p["train"]["horizon_s"]
     for k in ("auc_vat", "l2_vat", "nss"):
         assert m["rows"][f"persistence@{h:g}s"]["metrics"][k] == pytest.approx(ev["persistence"][k], abs=1e-9)

@@ -125,7 +125,7 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
         assert all(len(d[k]["ci95"]) == 2 for k in d) and "auc_vat" in d and "ig" in d
     assert "Δ vs persistence" in (dst / "reports/compare.md").read_text()
     # the horizon curve: persistence and every track variant at every evaluate.horizons, causal at each
-    hz = json.loads((dst / "metrics/horizons.json").read_text())
+    hz = json.loads((dst / "reports/metrics/horizons.json").read_text())
     assert hz["horizons_s"] == sorted(params["evaluate"]["horizons"])
     for h in hz["horizons_s"]:
         assert f"persistence@{h:g}s" in hz["rows"] and f"multimodal@{h:g}s" in hz["rows"]
