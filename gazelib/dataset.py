@@ -95,6 +95,7 @@ class VideoTensors:
     track_map: np.ndarray   # [V, T, Gh*Gw]
     track_src: np.ndarray   # [V, T] step the track comes from (-1: none)
     viewers: list[str]
+    gaze_t: np.ndarray | None = None   # [V, T] raw sample time of each label (for a track at another horizon)
 
     def window(self, v: int, s: int, n: int) -> dict[str, np.ndarray]:
         """Viewer ``v``'s steps ``[s, s + n)`` (fewer at the end): the arrays of :data:`WINDOW_KEYS`."""
@@ -174,7 +175,7 @@ def _video_tensors(*, labels: dict, feats: dict, mask: np.ndarray, video_id: str
         video_id=video_id, t=labels["t"], audio=feats["audio"], text=feats["text"], visual=feats["visual"],
         grid=feats["grid"], mask=mask, gaze=labels["gaze"], inout=labels["inout"], valid=labels["valid"],
         track=track, track_map=track_maps(track=track, gh=gh, gw=gw, sigma=sigma), track_src=src,
-        viewers=[str(x) for x in labels["viewers"]])
+        viewers=[str(x) for x in labels["viewers"]], gaze_t=labels["gaze_t"])
 
 
 def prepare_arrays(*, arrays: dict, video_id: str, stats: dict, fps: float, horizon_s: float, sigma: float,
@@ -341,6 +342,24 @@ def window_batch(items: list[tuple[VideoTensors | LazyVideo, int, int]], window:
     }
 
 
+class AtHorizon:
+    """A prepared video whose windows carry the track cut at ``horizon_s`` instead of the video's own
+    horizon (training with sampled horizons, docs/horizons.md): the content is the video's, the track
+    and its map are rebuilt by :func:`track_history` from the raw gaze before ``t - horizon_s``."""
+
+    def __init__(self, *, video: LazyVideo | VideoTensors, horizon_s: float, grid_hw: tuple[int, int], sigma: float):
+        self.video, self.horizon_s, self.grid_hw, self.sigma = video, horizon_s, grid_hw, sigma
+
+    def window(self, v: int, s: int, n: int) -> dict[str, np.ndarray]:
+        vt = self.video
+        w = dict(vt.window(v, s, n))
+        track, _ = track_history(gaze=vt.gaze[v], inout=vt.inout[v], valid=vt.valid[v], sample_t=vt.gaze_t[v],
+                                 t=vt.t[s:s + n], horizon_s=self.horizon_s)
+        w["track"] = track
+        w["track_map"] = track_maps(track=track, gh=self.grid_hw[0], gw=self.grid_hw[1], sigma=self.sigma)
+        return w
+
+
 PREPARED_MB = 512.0   # default of train.cache_mb: whole prepared videos GazeWindows may hold
 
 
@@ -357,10 +376,15 @@ class GazeWindows:
 
     def __init__(self, *, files: list[Path], stats: dict, cfg: dict, grid_hw: tuple[int, int], fps: float,
                  lengths: dict[str, int], n_viewers: dict[str, int], stride_s: float | None = None,
-                 cache_size: int = 4):
+                 cache_size: int = 4, sample_horizons: list[float] | None = None, horizon_seed: int = 0):
         self.files = {Path(f).stem: Path(f) for f in files}
         self.stats, self.cfg, self.grid_hw, self.fps = stats, cfg, grid_hw, fps
         check_horizon(horizon_s=cfg["horizon_s"], fps=fps)
+        # training with sampled horizons: window i's track is cut at horizons[choice(seed, i)] (docs/horizons.md)
+        self.sample_horizons = [float(h) for h in sample_horizons] if sample_horizons else None
+        for h in self.sample_horizons or []:
+            check_horizon(horizon_s=h, fps=fps)
+        self.horizon_seed = int(horizon_seed)
         self.window = max(1, int(round(cfg["window_s"] * fps)))
         stride = max(1, int(round((stride_s or cfg["stride_s"]) * fps)))
         self.index = [(vid, v, s) for vid in sorted(self.files) for v in range(n_viewers[vid])
@@ -402,11 +426,22 @@ class GazeWindows:
             log.debug("%s: prepared whole (%.1f MB)", vid, vt.whole_nbytes / 2**20)
         return vt
 
+    def horizon_of(self, i: int) -> float | None:
+        """Window ``i``'s sampled horizon (None: the dataset's own ``horizon_s``); deterministic in (seed, i)."""
+        if not self.sample_horizons:
+            return None
+        k = int(np.random.default_rng([self.horizon_seed, int(i)]).integers(len(self.sample_horizons)))
+        return self.sample_horizons[k]
+
     def batch(self, indices) -> dict[str, torch.Tensor]:
         items = []
         for i in indices:
             vid, v, s = self.index[int(i)]
-            items.append((self._source(vid), v, s))
+            src = self._source(vid)
+            h = self.horizon_of(int(i))
+            if h is not None:
+                src = AtHorizon(video=src, horizon_s=h, grid_hw=self.grid_hw, sigma=self.cfg["heatmap_sigma"])
+            items.append((src, v, s))
         return window_batch(items, self.window)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

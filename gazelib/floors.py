@@ -103,15 +103,11 @@ def _mixture_ll(target_cells: np.ndarray, means: np.ndarray, prior: np.ndarray, 
     return best[1], best[2]
 
 
-def fit_floors(*, train: list[dict], gh: int, gw: int, horizon_s: float, sigmas: list[float],
-               weights: list[float], eps: list[float], max_samples: int = 20000, seed: int = 0) -> dict:
-    """Fit the centre prior, persistence and inter-observer predictors on train label arrays."""
-    centre = fit_centre_prior(train=train, gh=gh, gw=gw, sigmas=sigmas, eps=eps)
-    prior = centre["prior"]
-    rng = np.random.default_rng(seed)
-    # persistence: (target cell, last in-frame point) pairs; p_in given the last label
+def fit_persistence(*, train: list[dict], gh: int, gw: int, horizon_s: float, prior: np.ndarray,
+                    sigmas: list[float], weights: list[float], max_samples: int, rng) -> dict:
+    """Persistence at ``horizon_s`` fitted on train: (sigma, w) by log-likelihood of the in-frame labels
+    given the last gaze seen at t - horizon, and P(in | last in / last out / none) (add-one)."""
     pairs, io_counts = [], np.zeros((3, 2))  # rows: last in, last out, none; cols: out, in
-    io_pairs = []
     for lab in train:
         src, feat = _persistence_sources(lab, horizon_s)
         ok = lab["valid"]
@@ -120,13 +116,6 @@ def fit_floors(*, train: list[dict], gh: int, gw: int, horizon_s: float, sigmas:
         np.add.at(io_counts, (state[ok], lab["inout"][ok].astype(int)), 1)
         use = _inframe(lab) & has & (feat[..., 2] > 0)
         pairs.append((gaze_cell(lab["gaze"][use], gh, gw), feat[..., :2][use]))
-        # inter-observer: each viewer predicted from the others at the same step
-        infr = _inframe(lab)
-        for v in range(infr.shape[0]):
-            others = np.delete(np.arange(infr.shape[0]), v)
-            for t in np.nonzero(infr[v] & infr[others].any(0))[0] if len(others) else []:
-                pts = lab["gaze"][others[infr[others, t]], t]
-                io_pairs.append((int(gaze_cell(lab["gaze"][v, t], gh, gw)), pts))
     cells = np.concatenate([p[0] for p in pairs]) if pairs else np.zeros(0, int)
     means = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros((0, 2))
     if len(cells) > max_samples:
@@ -134,6 +123,27 @@ def fit_floors(*, train: list[dict], gh: int, gw: int, horizon_s: float, sigmas:
         cells, means = cells[keep], means[keep]
     p_sigma, p_w = _mixture_ll(cells, means, prior, gh, gw, sigmas, weights)
     p_in_given = ((io_counts[:, 1] + 1) / (io_counts.sum(1) + 2)).tolist()
+    return {"sigma": p_sigma, "w": p_w, "p_in_given_last_in_out_none": p_in_given}
+
+
+def fit_floors(*, train: list[dict], gh: int, gw: int, horizon_s: float, sigmas: list[float],
+               weights: list[float], eps: list[float], max_samples: int = 20000, seed: int = 0) -> dict:
+    """Fit the centre prior, persistence and inter-observer predictors on train label arrays."""
+    centre = fit_centre_prior(train=train, gh=gh, gw=gw, sigmas=sigmas, eps=eps)
+    prior = centre["prior"]
+    rng = np.random.default_rng(seed)
+    pers = fit_persistence(train=train, gh=gh, gw=gw, horizon_s=horizon_s, prior=prior, sigmas=sigmas,
+                           weights=weights, max_samples=max_samples, rng=rng)
+    p_sigma, p_w, p_in_given = pers["sigma"], pers["w"], pers["p_in_given_last_in_out_none"]
+    io_pairs = []
+    for lab in train:
+        # inter-observer: each viewer predicted from the others at the same step
+        infr = _inframe(lab)
+        for v in range(infr.shape[0]):
+            others = np.delete(np.arange(infr.shape[0]), v)
+            for t in np.nonzero(infr[v] & infr[others].any(0))[0] if len(others) else []:
+                pts = lab["gaze"][others[infr[others, t]], t]
+                io_pairs.append((int(gaze_cell(lab["gaze"][v, t], gh, gw)), pts))
     io_sigma, io_w = _fit_inter_observer(io_pairs, prior, gh, gw, sigmas, weights, max_samples, rng)
     out = {"centre_prior": {"sigma": centre["sigma"], "eps": centre["eps"]},
            "prior": prior.tolist(), "inout_rate": centre["inout_rate"],
@@ -170,16 +180,12 @@ def _fit_inter_observer(io_pairs, prior, gh, gw, sigmas, weights, max_samples, r
     return best[1], best[2]
 
 
-def floor_predictions(*, floors: dict, lab: dict, gh: int, gw: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per floor name: (prob [V, T, cells], p_in [V, T]) for one video's label arrays."""
-    prior = np.asarray(floors["prior"], np.float64)
+def persistence_prediction(*, persistence: dict, prior: np.ndarray, lab: dict, horizon_s: float, gh: int,
+                           gw: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prob [V, T, cells], p_in [V, T]) of the persistence floor at ``horizon_s`` for one video."""
     n_v, n_t = lab["valid"].shape
-    rate = floors["inout_rate"]
-    out = {"centre_prior": (np.broadcast_to(prior, (n_v, n_t, prior.size)).astype(np.float32),
-                            np.full((n_v, n_t), rate, np.float32))}
-    # persistence
-    pf = floors["persistence"]
-    src, feat = _persistence_sources(lab, floors["horizon_s"])
+    pf = persistence
+    src, feat = _persistence_sources(lab, horizon_s)
     prob = np.broadcast_to(prior, (n_v, n_t, prior.size)).copy()
     use = (src >= 0) & (feat[..., 2] > 0)
     if use.any():
@@ -187,7 +193,18 @@ def floor_predictions(*, floors: dict, lab: dict, gh: int, gw: int) -> dict[str,
             + pf["w"] * prior
     p_given = np.asarray(pf["p_in_given_last_in_out_none"])
     state = np.where(src >= 0, np.where(feat[..., 2] > 0, 0, 1), 2)
-    out["persistence"] = (prob.astype(np.float32), p_given[state].astype(np.float32))
+    return prob.astype(np.float32), p_given[state].astype(np.float32)
+
+
+def floor_predictions(*, floors: dict, lab: dict, gh: int, gw: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per floor name: (prob [V, T, cells], p_in [V, T]) for one video's label arrays."""
+    prior = np.asarray(floors["prior"], np.float64)
+    n_v, n_t = lab["valid"].shape
+    rate = floors["inout_rate"]
+    out = {"centre_prior": (np.broadcast_to(prior, (n_v, n_t, prior.size)).astype(np.float32),
+                            np.full((n_v, n_t), rate, np.float32))}
+    out["persistence"] = persistence_prediction(persistence=floors["persistence"], prior=prior, lab=lab,
+                                                horizon_s=floors["horizon_s"], gh=gh, gw=gw)
     # inter-observer
     io = floors["inter_observer"]
     infr = _inframe(lab)

@@ -461,9 +461,15 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
     att_md = root / "reports" / "attribution.md"
     attribution = (md_to_html(att_md.read_text(), base_dir=att_md.parent) if att_md.exists() else
                    "<p class='note'>No attribution (run the attribution stage).</p>")
+    hz_md = root / "reports" / "horizons.md"   # stage horizons (docs/horizons.md)
+    horizons = (md_to_html(hz_md.read_text(), base_dir=hz_md.parent)
+                + _figure(root / "reports" / "horizons.png", "each row against the forecasting horizon with 95 % "
+                          "intervals; flat lines: rows that do not depend on the horizon")
+                if hz_md.exists() else "<p class='note'>No horizon curve (run the horizons stage).</p>")
     sections = [
         ("attribution", "The answer: what sound and speech add", attribution),
         ("comparison", "Comparison with intervals, floors and ceiling", comparison),
+        ("horizons", "Forecasting across horizons", horizons),
         ("training", "Training curves", training_html(root=root, variants=variants)),
         ("validation", "Validation", validation_html(root=root, validation=validation)),
         ("per-video", "Per-video results", per_video_html(root=root, variants=variants)),

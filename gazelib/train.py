@@ -190,7 +190,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
                    n_viewers=index["viewers"])
     cache = cfg.get("cache_videos", 64)
-    train_ds = GazeWindows(files=train_files, cache_size=cache, **ds_args)
+    train_ds = GazeWindows(files=train_files, cache_size=cache, sample_horizons=cfg.get("horizons_sampled"),
+                           horizon_seed=seed, **ds_args)   # sampled horizons: docs/horizons.md
     val_ds = GazeWindows(files=val_files, stride_s=cfg["window_s"], cache_size=cache, **ds_args)
     if len(train_ds) == 0:
         raise ValueError(f"{variant}: no training windows (no train videos with viewers)")

@@ -124,6 +124,13 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
         d = cmp["deltas"]["multimodal"][ref]
         assert all(len(d[k]["ci95"]) == 2 for k in d) and "auc_vat" in d and "ig" in d
     assert "Δ vs persistence" in (dst / "reports/compare.md").read_text()
+    # the horizon curve: persistence and every track variant at every evaluate.horizons, causal at each
+    hz = json.loads((dst / "reports/metrics/horizons.json").read_text())
+    assert hz["horizons_s"] == sorted(params["evaluate"]["horizons"])
+    for h in hz["horizons_s"]:
+        assert f"persistence@{h:g}s" in hz["rows"] and f"multimodal@{h:g}s" in hz["rows"]
+    assert "content_only" in hz["crossover"] and all(v["max_abs_dlogit"] == 0.0 for v in hz["leak_check"].values())
+    assert "Forecasting across horizons" in html
     # no artifact holds the clone's absolute path (manifest, features, reports, metrics)
     from tests.test_reproducible import files_mentioning
 
@@ -139,9 +146,10 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     # run the same code), nothing upstream or beside it
     variants = ("baseline", "multimodal", "content_only", "track_visual")
     for code, want in (("gazelib/compare.py", {"compare", "report"}),   # the report writes compare's interval note
-                       ("gazelib/attribution.py", {"attribution", "report"} | {f"evaluate@{v}" for v in variants}),
+                       ("gazelib/attribution.py", {"attribution", "report", "horizons"}
+                        | {f"evaluate@{v}" for v in variants}),   # horizons imports evaluate, which imports it
                        ("gazelib/model.py", {f"{s}@{v}" for s in ("train", "evaluate") for v in variants}
-                        | {"report"})):  # the report loads models to draw its clips
+                        | {"report", "horizons"})):  # the report loads models to draw its clips
         original = (dst / code).read_text()
         (dst / code).write_text(original + "\n# touched\n")
         try:

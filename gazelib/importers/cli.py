@@ -25,6 +25,10 @@ Examples:
   gazelib import neon rec1 rec2 --out corpus --config neon.yaml
 
 \b
+  # DIEM: the downloaded release folder (one folder per video); videos + soundtracks muxed
+  gazelib import diem DIEM/ --out corpus
+
+\b
   # everything in a config file (a plain mapping or a params.yaml with an import: group)
   gazelib import --config import.yaml --out corpus
 
@@ -89,7 +93,10 @@ def import_cmd(fmt, inputs, out_dir, config, videos, sync_start, sync_end, sync_
     """Convert vendor eye-tracking recordings into a gazelib corpus.
 
     FORMAT is one of eyelink (ASC), tobii (Pro Lab TSV), pupil_core (gaze_positions.csv),
-    neon (gaze.csv), smi (BeGaze text) or csv (any table, with reader.columns in --config).
+    neon (gaze.csv), smi (BeGaze text), csv (any table, with reader.columns in --config), or a
+    public data set: diem (DIEM event_data files; videos and soundtracks muxed from its folders),
+    gazecom (GazeCom .coord) or fixmap (per-frame fixMap_*.mat of the audio-visual saliency sets);
+    see docs/datasets.md.
     INPUT are files, folders or globs. Each recording is cut into one file per video at the
     sync messages, and gaze is mapped from the display to the video frame (letterbox bars and
     off-screen gaze fall outside [0, 1]).

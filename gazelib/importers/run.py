@@ -39,6 +39,9 @@ FORMATS = {
     "neon": "gazelib.importers.neon",
     "smi": "gazelib.importers.smi",
     "csv": "gazelib.importers.generic",
+    "diem": "gazelib.importers.diem",
+    "gazecom": "gazelib.importers.gazecom",
+    "fixmap": "gazelib.importers.fixmap",
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
@@ -114,6 +117,8 @@ def normalise_config(cfg: dict) -> dict:
     cfg["sync"] = sync
     geo = dict(cfg.get("geometry") or {})
     _check_keys(geo, GEOMETRY_KEYS, "import.geometry")
+    for k, v in getattr(module, "DEFAULT_GEOMETRY", {}).items():  # a public dataset's own setup (e.g. DIEM)
+        geo.setdefault(k, v)
     geo.setdefault("rect", "fit")
     if (geo.get("screen_cm") is None) != (geo.get("distance_cm") is None):
         raise ImportFormatError("import config: geometry.screen_cm and geometry.distance_cm go together")
@@ -394,6 +399,10 @@ def run_import(*, cfg: dict, out_dir: str | Path) -> dict:
     inputs = resolve_inputs(cfg)
     name = _namer(inputs)
     videos = probe_videos(cfg.get("videos"))
+    staged = False
+    if not videos and cfg["copy_videos"] and hasattr(reader, "stage_videos"):  # a public set's videos beside its gaze
+        videos = reader.stage_videos(inputs=inputs, cfg=cfg, out_dir=out_dir)
+        staged = bool(videos)
     table_rows = load_sync_table(cfg["sync"]["table"]) if cfg["sync"]["method"] == "table" else None
     state: dict = {"rects": {}, "display": None, "unmatched": [], "name": name}
     skipped, pieces, n_recordings = [], [], 0
@@ -457,7 +466,7 @@ def run_import(*, cfg: dict, out_dir: str | Path) -> dict:
         corpus["splits"] = cfg["splits"]
     write_text(out_dir / "corpus.yaml", f"# written by `gazelib import` (format: {cfg['format']}); "
                "see docs/importing.md\n" + yaml.safe_dump(corpus, sort_keys=False, default_flow_style=None))
-    n_copied = _copy_videos(videos, out_dir) if videos and cfg["copy_videos"] else 0
+    n_copied = len(videos) if staged else (_copy_videos(videos, out_dir) if videos and cfg["copy_videos"] else 0)
 
     n = sum(r["samples"] for r in per_file)
     n_valid = sum(r["samples"] * (1 - r["share_missing"]) for r in per_file)
