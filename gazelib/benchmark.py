@@ -1,0 +1,317 @@
+r"""Benchmark-protocol saliency: one predicted map per frame against the fixations of *all* observers.
+
+This is the protocol of the video-saliency benchmarks (DHF1K, DIEM and the audio-visual sets of
+STAViS / DiffSal / CASP-Net, the MIT saliency benchmark for images), *beside* the per-viewer family
+of :mod:`gazelib.metrics` (one viewer's one fixation per sample). Every name here starts with
+``bench_`` so the two families are never mistaken for each other (docs/benchmark.md).
+
+Per frame (one evaluation step of ``align.fps``):
+
+- the **prediction** S [H, W]: the map a row predicts for that frame on the evaluation map
+  (``evaluate.saliency_width`` columns, rows from the frame's aspect; grid -> bilinear resize as
+  in the per-viewer family). For rows that predict per viewer (track variants, persistence) S is
+  the mean over the video's viewers of their maps at that step;
+- the **fixations** F: the set of distinct evaluation-map pixels hit by an in-frame valid gaze
+  sample of any viewer at that step (the MIT code's binary ``fixationMap``: two observers on one
+  pixel count once); pixel of a point: ``x_px = min(int(x W), W - 1)``, same for y;
+- the **fixation map** G = ``gaussian_filter(B, sigma)`` of the binary map B (1 at F), zero padding
+  (``mode="constant"``), truncated at 4 sigma (scipy.ndimage); sigma in pixels per axis, from
+  degrees of visual angle when the corpus geometry is known, else a fraction of the frame width.
+
+Metrics (S and G flattened over the P = H W pixels; ``EPS`` = 2.2204e-16, MATLAB's ``eps``):
+
+- ``bench_cc``  = Pearson r(S, G); 0.0 when S is constant (max == min), nan when G is constant.
+- ``bench_nss`` = mean_{f in F} (S_f - mean S) / std S  (population std); 0.0 for a constant S.
+- ``bench_sim`` = sum_p min(S'_p, G'_p), with X' = X / sum X (S shifted by -min S first if negative;
+  a zero map becomes uniform, pysaliency ``convert_saliency_map_to_density``).
+- ``bench_kl``  = sum_p G'_p log(EPS + G'_p / (S'_p + EPS))   (MIT ``KLdiv``; nats; lower is better).
+- ``bench_auc_judd`` (MIT ``AUC_Judd``): thresholds at the fixated values; for a threshold th,
+  TP(th) = #{f in F: S_f >= th} / |F|, FP(th) = (#{p: S_p >= th} - #{f: S_f >= th}) / (P - |F|);
+  the curve (0, 0), (FP, TP) for each distinct fixated value from the highest down, (1, 1);
+  area by the trapezoid rule. MIT breaks ties with a random jitter of 1e-7; here tied values share
+  one threshold (deterministic; identical when the fixated values are distinct).
+- ``bench_sauc`` (shuffled AUC, MIT ``AUC_shuffled``): positives S_f (f in F), negatives S at the
+  distinct pixels of the fixations of *other* videos (``other_xy``); the exact Mann-Whitney AUC
+  (#{neg < pos} + 0.5 #{neg == pos}) / (|pos| |neg|). MIT averages 100 random draws of |F|
+  negatives with thresholds in steps of 0.1; this is the value those draws estimate, without the
+  step quantisation and without randomness. nan without negatives.
+- ``bench_ig`` (MIT ``InfoGain``; Kümmerer et al. 2015): mean_{f in F} log2(EPS + S'_f) - log2(EPS + Q'_f)
+  in bits per fixation, Q the centre-bias prior fitted on train (the same prior as the per-viewer
+  ``ig``), both normalised to sum 1.
+
+Frames are averaged per video, then videos (each video weighs the same, as the benchmarks do);
+intervals over videos are :mod:`gazelib.intervals`'s (one "sample" per video and row: its frame mean).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+EPS = 2.2204e-16
+TRUNCATE = 4.0
+BENCH_KEYS = ("bench_cc", "bench_nss", "bench_sim", "bench_kl", "bench_auc_judd", "bench_sauc", "bench_ig")
+BENCH_LOWER_IS_BETTER = frozenset({"bench_kl"})
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _map(name: str, s) -> np.ndarray:
+    a = np.asarray(s, np.float64)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"{name} must be a non-empty [H, W] map, got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def _fix_idx(fix, size: int) -> np.ndarray:
+    f = np.unique(np.asarray(fix, np.int64).ravel())
+    if f.size == 0:
+        raise ValueError("at least one fixated pixel is needed")
+    if f.min() < 0 or f.max() >= size:
+        raise ValueError(f"fixated pixel indices must lie in [0, {size}), got [{f.min()}, {f.max()}]")
+    return f
+
+
+def density(s: np.ndarray) -> np.ndarray:
+    """pysaliency ``convert_saliency_map_to_density``: shift a negative map to min 0, divide by the sum
+    (a zero map becomes uniform)."""
+    d = np.asarray(s, np.float64).ravel()
+    if d.min() < 0:
+        d = d - d.min()
+    tot = d.sum()
+    return d / tot if tot > 0 else np.full(d.size, 1.0 / d.size)
+
+
+def fixation_pixels(*, xy, hw: tuple[int, int]) -> np.ndarray:
+    """Distinct row-major pixel indices of normalised points ``xy`` [N, 2] on an (H, W) map
+    (``x_px = min(int(x W), W - 1)``, clipped to >= 0; NaN rows are dropped)."""
+    h, w = hw
+    a = np.asarray(xy, np.float64).reshape(-1, 2)
+    a = a[np.isfinite(a).all(1)]
+    x = np.clip(a[:, 0] * w, 0, w - 1).astype(np.int64)
+    y = np.clip(a[:, 1] * h, 0, h - 1).astype(np.int64)
+    return np.unique(y * w + x)
+
+
+def fixation_map(*, fix, hw: tuple[int, int], sigma_px: tuple[float, float]) -> np.ndarray:
+    """G = gaussian_filter(B, (sigma_y, sigma_x), mode="constant", truncate=4) of the binary map B
+    with 1 at the row-major pixels ``fix``; [H, W]."""
+    h, w = hw
+    b = np.zeros(h * w)
+    b[_fix_idx(fix, h * w)] = 1.0
+    sy, sx = (float(v) for v in sigma_px)
+    if not (sy > 0 and sx > 0 and np.isfinite(sy) and np.isfinite(sx)):
+        raise ValueError(f"sigma_px must be positive, got {sigma_px!r}")
+    return gaussian_filter(b.reshape(h, w), (sy, sx), mode="constant", cval=0.0, truncate=TRUNCATE)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def bench_cc(*, s, g) -> float:
+    """Pearson correlation of the two maps: sum (S - mean S)(G - mean G) / sqrt(sum (S - mean S)^2 sum (G - mean G)^2);
+    0.0 when S is constant, nan when G is constant (MIT ``CC``, pysaliency ``CC``)."""
+    a, b = _map("s", s).ravel(), _map("g", g).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"s and g must have the same shape, got {np.shape(s)} and {np.shape(g)}")
+    if b.max() == b.min():
+        return float("nan")
+    if a.max() == a.min():
+        return 0.0
+    a, b = a - a.mean(), b - b.mean()
+    return float(np.clip((a @ b) / np.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
+
+
+def bench_nss(*, s, fix) -> float:
+    """mean over the fixated pixels of (S - mean S) / std S (population std); 0.0 for a constant S."""
+    a = _map("s", s).ravel()
+    f = _fix_idx(fix, a.size)
+    if a.max() == a.min():
+        return 0.0
+    return float(((a[f] - a.mean()) / a.std()).mean())
+
+
+def bench_sim(*, s, g) -> float:
+    """Histogram intersection sum_p min(S'_p, G'_p) of the two maps as densities (range [0, 1])."""
+    a, b = _map("s", s), _map("g", g)
+    if a.shape != b.shape:
+        raise ValueError(f"s and g must have the same shape, got {a.shape} and {b.shape}")
+    return float(np.minimum(density(a), density(b)).sum())
+
+
+def bench_kl(*, s, g) -> float:
+    """KL(G' || S') = sum_p G'_p log(EPS + G'_p / (S'_p + EPS)) in nats (MIT ``KLdiv``); >= about 0."""
+    a, b = _map("s", s), _map("g", g)
+    if a.shape != b.shape:
+        raise ValueError(f"s and g must have the same shape, got {a.shape} and {b.shape}")
+    p, q = density(a), density(b)
+    return float((q * np.log(EPS + q / (p + EPS))).sum())
+
+
+def bench_auc_judd(*, s, fix) -> float:
+    """MIT AUC-Judd: ROC over thresholds at the fixated values (module docstring), trapezoid area."""
+    a = _map("s", s).ravel()
+    f = _fix_idx(fix, a.size)
+    n_f, n_p = f.size, a.size
+    if n_p == n_f:
+        return float("nan")  # no unfixated pixel: FP undefined
+    pos = np.sort(a[f])[::-1]
+    th = np.unique(pos)[::-1]                              # distinct fixated values, high to low
+    sorted_all = np.sort(a)
+    above = n_p - np.searchsorted(sorted_all, th, side="left")   # #{p: S_p >= th}
+    tp_n = n_f - np.searchsorted(pos[::-1], th, side="left")     # #{f: S_f >= th}
+    tp = np.r_[0.0, tp_n / n_f, 1.0]
+    fp = np.r_[0.0, (above - tp_n) / (n_p - n_f), 1.0]
+    return float(np.sum((fp[1:] - fp[:-1]) * (tp[1:] + tp[:-1]) / 2.0))
+
+
+def mann_whitney_auc(*, pos, neg) -> float:
+    """(#{neg < pos} + 0.5 #{neg == pos}) / (|pos| |neg|) over all pairs; nan if either side is empty."""
+    p, n = np.asarray(pos, np.float64).ravel(), np.sort(np.asarray(neg, np.float64).ravel())
+    if p.size == 0 or n.size == 0:
+        return float("nan")
+    less = np.searchsorted(n, p, side="left")
+    leq = np.searchsorted(n, p, side="right")
+    return float((less + 0.5 * (leq - less)).sum() / (p.size * n.size))
+
+
+def bench_sauc(*, s, fix, other) -> float:
+    """Shuffled AUC: Mann-Whitney AUC of S at the fixated pixels against S at the distinct pixels
+    ``other`` fixated in other videos (nan when ``other`` is empty)."""
+    a = _map("s", s).ravel()
+    f = _fix_idx(fix, a.size)
+    o = np.unique(np.asarray(other, np.int64).ravel())
+    if o.size and (o.min() < 0 or o.max() >= a.size):
+        raise ValueError(f"other pixel indices must lie in [0, {a.size})")
+    return mann_whitney_auc(pos=a[f], neg=a[o])
+
+
+def bench_ig(*, s, fix, prior) -> float:
+    """mean_{f in F} log2(EPS + S'_f) - log2(EPS + Q'_f), bits per fixation over the prior Q."""
+    a, q = _map("s", s), _map("prior", prior)
+    if a.shape != q.shape:
+        raise ValueError(f"s and prior must have the same shape, got {a.shape} and {q.shape}")
+    f = _fix_idx(fix, a.size)
+    return float((np.log2(EPS + density(a)[f]) - np.log2(EPS + density(q)[f])).mean())
+
+
+# ----------------------------------------------------------------------------- per frame
+
+def frame_targets(*, gaze, ok, hw: tuple[int, int], sigma_px: tuple[float, float]) -> dict:
+    """Targets of every frame of one video: ``gaze`` [V, T, 2] normalised, ``ok`` [V, T] in-frame and valid.
+
+    Returns {"steps": [F] steps with at least one fixation, "fix": list of F pixel arrays,
+    "g": [F, H*W] fixation maps}."""
+    gaze, ok = np.asarray(gaze, np.float64), np.asarray(ok, bool)
+    steps = np.nonzero(ok.any(0))[0]
+    fix = [fixation_pixels(xy=gaze[ok[:, t], t], hw=hw) for t in steps]
+    g = np.stack([fixation_map(fix=f, hw=hw, sigma_px=sigma_px).ravel() for f in fix]) if fix else \
+        np.zeros((0, hw[0] * hw[1]))
+    return {"steps": steps, "fix": fix, "g": g}
+
+
+def score_frames(*, maps, targets: dict, prior, other) -> dict:
+    """Every ``bench_*`` metric per frame: ``maps`` [F, H, W] (one per target frame, same order),
+    ``targets`` from :func:`frame_targets`, ``prior`` [H, W], ``other`` distinct pixels of other
+    videos' fixations. Returns key -> [F]."""
+    m = np.asarray(maps, np.float64)
+    n = len(targets["fix"])
+    if m.ndim != 3 or m.shape[0] != n or m.shape[1] * m.shape[2] != targets["g"].shape[1]:
+        raise ValueError(f"maps must be [{n}, H, W] matching the targets, got {m.shape}")
+    hw = m.shape[1:]
+    out = {k: np.empty(n) for k in BENCH_KEYS}
+    for i in range(n):
+        s, f, g = m[i], targets["fix"][i], targets["g"][i].reshape(hw)
+        out["bench_cc"][i] = bench_cc(s=s, g=g)
+        out["bench_nss"][i] = bench_nss(s=s, fix=f)
+        out["bench_sim"][i] = bench_sim(s=s, g=g)
+        out["bench_kl"][i] = bench_kl(s=s, g=g)
+        out["bench_auc_judd"][i] = bench_auc_judd(s=s, fix=f)
+        out["bench_sauc"][i] = bench_sauc(s=s, fix=f, other=other)
+        out["bench_ig"][i] = bench_ig(s=s, fix=f, prior=prior)
+    return out
+
+
+def sigma_pixels(*, hw: tuple[int, int], sigma_deg: float, sigma_frame: float, geometry: dict | None,
+                 video_id: str) -> dict:
+    """The fixation-map sigma in evaluation-map pixels (rows, cols) and how it was chosen.
+
+    With the corpus geometry's ``deg_per_unit`` for this video (screen size and distance known):
+    sigma_x = sigma_deg / deg_per_unit[0] * W, sigma_y = sigma_deg / deg_per_unit[1] * H (the video's
+    visual angle through its centre, :func:`gazelib.geometry.visual_geometry`). Otherwise
+    sigma_x = sigma_y = sigma_frame * W (a fraction of the frame width)."""
+    h, w = hw
+    dpu = ((geometry or {}).get("deg_per_unit") or {}).get(video_id)
+    if dpu is not None and "distance_cm" in (geometry or {}):
+        return {"sigma_px": (sigma_deg / float(dpu[1]) * h, sigma_deg / float(dpu[0]) * w),
+                "from": f"{sigma_deg:g} deg of visual angle (corpus geometry)"}
+    return {"sigma_px": (sigma_frame * w, sigma_frame * w),
+            "from": f"{sigma_frame:g} of the frame width (no screen geometry in corpus.yaml)"}
+
+
+# ----------------------------------------------------------------------------- evaluate glue
+
+PROTOCOL = ("Benchmark protocol (bench_*; docs/benchmark.md), beside the per-viewer family: per evaluation step, "
+            "each row's map (rows that predict per viewer, i.e. track variants and persistence: the mean of the "
+            "video's viewers' maps) on the evaluation map against the fixations of all observers at that step "
+            "(distinct pixels) and their fixation map blurred with sigma {sigma}; CC, NSS, SIM, KL, AUC-Judd (MIT: "
+            "thresholds at the fixated values), shuffled AUC (negatives: other test videos' fixations) and IG "
+            "over the train centre prior (bits per fixation); frames averaged per video, then videos. The "
+            "inter_observer row is not scored here (its per-viewer maps, averaged, contain every target fixation); "
+            "the split-half ceiling takes its place.")
+
+
+def video_targets(*, lab: dict, video_id: str, hw: tuple[int, int], other_xy, cfg: dict, geometry: dict | None) -> dict:
+    """What every row of one video is scored against: sigma, frame targets and sAUC negative pixels."""
+    sig = sigma_pixels(hw=hw, sigma_deg=cfg["sigma_deg"], sigma_frame=cfg["sigma_frame"], geometry=geometry,
+                       video_id=video_id)
+    ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
+    return {**sig, "targets": frame_targets(gaze=lab["gaze"], ok=ok, hw=hw, sigma_px=sig["sigma_px"]),
+            "other_pixels": fixation_pixels(xy=other_xy, hw=hw)}
+
+
+def score_row(*, row: str, seed: int, probs: dict, per_video: dict, gh: int, gw: int):
+    """Per-frame table of one row: ``probs[vid]`` [V, T, cells] (or [T, cells]); columns row, seed,
+    video_id, step and every ``bench_*``."""
+    import pandas as pd
+
+    from gazelib.metrics import resize_bilinear
+
+    frames = []
+    for vid in sorted(probs):
+        pv = per_video[vid]
+        tg = pv["targets"]
+        if not len(tg["steps"]):
+            continue
+        p = np.asarray(probs[vid], np.float64)
+        p = p.mean(0) if p.ndim == 3 else p                    # the mean over the video's viewers
+        maps = resize_bilinear(maps=p[tg["steps"]].reshape(-1, gh, gw), out_hw=pv["eval_hw"])
+        res = score_frames(maps=maps, targets=tg, prior=pv["prior_eval"], other=pv["other_pixels"])
+        frames.append(pd.DataFrame({"row": row, "seed": int(seed), "video_id": vid,
+                                    "step": tg["steps"].astype(np.int32), **res}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["row", "seed", "video_id", "step", *BENCH_KEYS])
+
+
+def video_means(frames):
+    """Frames averaged per (row, seed, video): the unit the benchmark averages and intervals resample."""
+    return frames.groupby(["row", "seed", "video_id"], sort=True)[list(BENCH_KEYS)].mean().reset_index()
+
+
+def summary(frames) -> dict:
+    """Per row: the mean over videos of the frame means (model rows: then over seeds), and per seed."""
+    vm = video_means(frames)
+    per_seed = vm.groupby(["row", "seed"], sort=True)[list(BENCH_KEYS)].mean()
+    out = {}
+    for row in sorted(vm["row"].unique()):
+        ps = per_seed.loc[row]
+        out[row] = {k: _num(ps[k].mean()) for k in BENCH_KEYS}
+        out[row]["n_frames"] = int((frames["row"] == row).sum() // max(1, len(ps)))
+        if len(ps) > 1:
+            out[row]["per_seed"] = {f"seed{int(s)}": {k: _num(ps.loc[s, k]) for k in BENCH_KEYS} for s in ps.index}
+    return out
+
+
+def _num(x):
+    x = float(x)
+    return x if np.isfinite(x) else None
