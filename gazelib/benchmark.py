@@ -51,6 +51,9 @@ EPS = 2.2204e-16
 TRUNCATE = 4.0
 BENCH_KEYS = ("bench_cc", "bench_nss", "bench_sim", "bench_kl", "bench_auc_judd", "bench_sauc", "bench_ig")
 BENCH_LOWER_IS_BETTER = frozenset({"bench_kl"})
+# chance level of each metric with one that does not depend on the map (docs/benchmark.md): % of ceiling
+CHANCE = {"bench_cc": 0.0, "bench_nss": 0.0, "bench_ig": 0.0, "bench_auc_judd": 0.5, "bench_sauc": 0.5,
+          "auc_vat": 0.5, "nss": 0.0, "cc": 0.0, "ig": 0.0, "auc_judd": 0.5, "sauc": 0.5}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -293,25 +296,127 @@ def score_row(*, row: str, seed: int, probs: dict, per_video: dict, gh: int, gw:
         columns=["row", "seed", "video_id", "step", *BENCH_KEYS])
 
 
+def _exact_mean(x) -> float:
+    """Mean by exactly rounded summation (math.fsum): the same value whatever the table around it."""
+    import math
+
+    x = np.asarray(x, np.float64)
+    x = x[np.isfinite(x)]
+    return math.fsum(x.tolist()) / x.size if x.size else float("nan")
+
+
 def video_means(frames):
     """Frames averaged per (row, seed, video): the unit the benchmark averages and intervals resample."""
-    return frames.groupby(["row", "seed", "video_id"], sort=True)[list(BENCH_KEYS)].mean().reset_index()
+    import pandas as pd
+
+    out = [{"row": r, "seed": s, "video_id": v, **{k: _exact_mean(g[k]) for k in BENCH_KEYS}}
+           for (r, s, v), g in frames.groupby(["row", "seed", "video_id"], sort=True)]
+    return pd.DataFrame(out, columns=["row", "seed", "video_id", *BENCH_KEYS])
 
 
 def summary(frames) -> dict:
     """Per row: the mean over videos of the frame means (model rows: then over seeds), and per seed."""
     vm = video_means(frames)
-    per_seed = vm.groupby(["row", "seed"], sort=True)[list(BENCH_KEYS)].mean()
     out = {}
-    for row in sorted(vm["row"].unique()):
-        ps = per_seed.loc[row]
-        out[row] = {k: _num(ps[k].mean()) for k in BENCH_KEYS}
-        out[row]["n_frames"] = int((frames["row"] == row).sum() // max(1, len(ps)))
-        if len(ps) > 1:
-            out[row]["per_seed"] = {f"seed{int(s)}": {k: _num(ps.loc[s, k]) for k in BENCH_KEYS} for s in ps.index}
+    for row, g in vm.groupby("row", sort=True):
+        per_seed = {int(s): {k: _exact_mean(gs[k]) for k in BENCH_KEYS} for s, gs in g.groupby("seed", sort=True)}
+        out[row] = {k: _num(_exact_mean([v[k] for v in per_seed.values()])) for k in BENCH_KEYS}
+        out[row]["n_frames"] = int((frames["row"] == row).sum() // max(1, len(per_seed)))
+        if len(per_seed) > 1:
+            out[row]["per_seed"] = {f"seed{s}": {k: _num(v[k]) for k in BENCH_KEYS} for s, v in per_seed.items()}
     return out
 
 
 def _num(x):
     x = float(x)
     return x if np.isfinite(x) else None
+
+
+# ----------------------------------------------------------------------------- compare glue
+
+def percent_of_ceiling(*, value, ceiling, key: str):
+    """100 (value - chance) / (ceiling - chance); None without a chance level or a usable ceiling."""
+    z = CHANCE.get(key)
+    if z is None or value is None or ceiling is None or not np.isfinite(value) or ceiling == z:
+        return None
+    return float(100.0 * (value - z) / (ceiling - z))
+
+
+
+def compare_block(*, root, variants: list[str], baseline: str, per_viewer_rows: dict, ci: float = 0.95) -> dict:
+    """The benchmark family in ``metrics/compare.json``: every variant (its seeds), centre prior and
+    persistence with intervals over test videos and deltas vs the baseline and persistence
+    (:func:`gazelib.intervals.compare_rows` on per-video frame means), the infinite-observer ceiling
+    of both families (from ``metrics/eval/<baseline>.json``) and every row as % of it."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from gazelib.intervals import compare_rows
+    from gazelib.io import read_table
+
+    root = Path(root)
+    tables = []
+    for v in variants:
+        p = root / "reports" / "eval" / v / "benchmark_frames.parquet"
+        if not p.exists():
+            raise FileNotFoundError(f"{p} missing: run evaluate@{v} (benchmark protocol)")
+        df = read_table(p)[0]
+        tables.append(df if v == baseline else df[df["row"] == v])      # floors from the baseline's file
+    vm = video_means(pd.concat(tables, ignore_index=True))
+    rows = {v: "variant" for v in variants} | {"centre_prior": "floor", "persistence": "floor"}
+    out = compare_rows(samples=vm, rows=rows, references=[baseline, "persistence"], keys=BENCH_KEYS, ci=ci)
+    out["unit"] = "per video: the mean over its frames; rows: the mean over videos (model rows: over seeds)"
+    ev = json.loads((root / "metrics" / "eval" / f"{baseline}.json").read_text()).get("benchmark", {})
+    out["protocol"] = ev.get("protocol", "")
+    ceiling = ev.get("ceiling") if isinstance(ev.get("ceiling"), dict) else {}
+    pct = {"benchmark": {}, "per_viewer": {}}
+    fam = {"benchmark": (out["rows"], ceiling.get("benchmark", {}).get("metrics", {})),
+           "per_viewer": (per_viewer_rows, ceiling.get("per_viewer", {}).get("metrics", {}))}
+    for name, (rws, ceil) in fam.items():
+        for r, e in rws.items():
+            pct[name][r] = {k: percent_of_ceiling(value=e["metrics"].get(k), ceiling=ceil[k]["s_inf"], key=k)
+                            for k in ceil if k in CHANCE}
+    return {"benchmark": out, "ceiling": {**ceiling, "pct_of_ceiling": pct,
+                                          "pct_definition": "100 (value - chance) / (ceiling - chance); chance: "
+                                          + ", ".join(f"{k} {v:g}" for k, v in CHANCE.items())}}
+
+
+def render_markdown(block: dict) -> str:
+    """compare.md's benchmark section: rows, deltas and the ceiling with % of ceiling."""
+    b, c = block["benchmark"], block["ceiling"]
+    keys = list(BENCH_KEYS)
+    fmt = lambda x: "–" if x is None else f"{x:.3f}"  # noqa: E731
+    lines = ["## Rows under the benchmark protocol (all observers per frame; bench_*)", "",
+             "| row | kind | " + " | ".join(keys) + " |", "|---" * (len(keys) + 2) + "|"]
+    for r, e in b["rows"].items():
+        lines.append(f"| {r} | {e['kind']} | " + " | ".join(fmt(e["metrics"][k]) for k in keys) + " |")
+    for r, d in b["deltas"].items():
+        for ref, ent in d.items():
+            lines.append(f"| {r} {ref.replace('_', ' ')} | Δ | " + " | ".join(
+                "–" if ent[k]["delta"] is None else f"{ent[k]['delta']:+.3f}" + (
+                    "" if ent[k]["ci95"][0] is None else f" [{ent[k]['ci95'][0]:+.3f}, {ent[k]['ci95'][1]:+.3f}]")
+                for k in keys) + " |")
+    lines += ["", b.get("protocol", ""), ""]
+    for fam in ("benchmark", "per_viewer"):
+        cf = c.get(fam, {})
+        lines.append(f"### Ceiling at infinite observers: {fam.replace('_', '-')} family")
+        if "metrics" not in cf or not cf["metrics"]:
+            lines += ["", f"Not computed: {cf.get('why_not', 'no ceiling in the baseline evaluation')}.", ""]
+            continue
+        mk = list(cf["metrics"])
+        lines += ["", f"k = {cf['k']} observers; curve model: {c.get('model', '')}.", "",
+                  "| | " + " | ".join(mk) + " |", "|---" * (len(mk) + 1) + "|",
+                  "| curve (k = 1..K) | " + " | ".join(
+                      " / ".join(fmt(x) for x in cf["metrics"][k]["curve"]) for k in mk) + " |",
+                  "| ceiling (k → ∞) [95% CI] | " + " | ".join(
+                      fmt(cf["metrics"][k]["s_inf"]) + ("" if cf["metrics"][k]["ci95"][0] is None else
+                                                        f" [{cf['metrics'][k]['ci95'][0]:.3f}, "
+                                                        f"{cf['metrics'][k]['ci95'][1]:.3f}]") for k in mk) + " |"]
+        for r, p in c["pct_of_ceiling"][fam].items():
+            lines.append(f"| {r}: % of ceiling | " + " | ".join(
+                "–" if p.get(k) is None else f"{p[k]:.0f} %" for k in mk) + " |")
+        lines.append("")
+    lines.append(c.get("pct_definition", ""))
+    return "\n".join(lines) + "\n"

@@ -44,15 +44,13 @@ import zlib
 import numpy as np
 from scipy.optimize import curve_fit
 
-from gazelib.benchmark import BENCH_KEYS, fixation_map, fixation_pixels, score_frames
+from gazelib.benchmark import BENCH_KEYS, CHANCE, fixation_map, fixation_pixels, percent_of_ceiling, score_frames  # noqa: F401
 from gazelib.floors import gaussian_cells
 from gazelib.intervals import contrast_interval, leave_one_out_weights
 from gazelib.metrics import resize_bilinear
 
 log = logging.getLogger(__name__)
 
-CHANCE = {"bench_cc": 0.0, "bench_nss": 0.0, "bench_ig": 0.0, "bench_auc_judd": 0.5, "bench_sauc": 0.5,
-          "auc_vat": 0.5, "nss": 0.0, "cc": 0.0, "ig": 0.0, "auc_judd": 0.5, "sauc": 0.5}
 VIEWER_KEYS = ("auc_vat", "nss", "cc", "auc_judd", "sauc", "ig")
 MODEL = "s(k) = s_inf - b * k^(-c); c fitted (bounds [0.05, 5]) with >= 4 points, else c = 1 (1/k noise law)"
 
@@ -178,14 +176,6 @@ def extrapolate(*, per_video: list[dict], keys, ci: float = 0.95) -> dict:
                     "s_inf": iv["estimate"], "ci95": iv["ci"], "b": _f(fits[0]["b"]), "c": _f(fits[0]["c"]),
                     "c_fitted": fits[0]["c_fitted"]}
     return out
-
-
-def percent_of_ceiling(*, value, ceiling, key: str):
-    """100 (value - chance) / (ceiling - chance); None without a chance level or a usable ceiling."""
-    z = CHANCE.get(key)
-    if z is None or value is None or ceiling is None or not np.isfinite(value) or ceiling == z:
-        return None
-    return float(100.0 * (value - z) / (ceiling - z))
 
 
 def _f(x):

@@ -130,7 +130,12 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
                        primary=tuple(ccfg["primary"]))
     cmp["lookahead"] = params["features"]["lookahead"]
+    from gazelib.benchmark import compare_block, render_markdown
+
+    cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"]))
     write_json(root / "metrics" / "compare.json", cmp)
+    write_text(root / "reports" / "benchmark.md", "# Benchmark protocol and the infinite-observer ceiling (test split)"
+               "\n\n" + render_markdown(cmp))
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
     names = list(rows)
     key = "auc_vat"
