@@ -213,26 +213,96 @@ def frame_targets(*, gaze, ok, hw: tuple[int, int], sigma_px: tuple[float, float
     return {"steps": steps, "fix": fix, "g": g}
 
 
-def score_frames(*, maps, targets: dict, prior, other) -> dict:
-    """Every ``bench_*`` metric per frame: ``maps`` [F, H, W] (one per target frame, same order),
-    ``targets`` from :func:`frame_targets`, ``prior`` [H, W], ``other`` distinct pixels of other
-    videos' fixations. Returns key -> [F]."""
+def score_frames(*, maps, targets: dict, prior, other, chunk: int = 256) -> dict:
+    """Every ``bench_*`` metric per frame, vectorised over frames (equal to the single-map functions
+    above, which are the definitions; tests/test_benchmark.py checks it): ``maps`` [F, H, W] (one per
+    target frame, same order), ``targets`` from :func:`frame_targets` (its ``fix`` and ``g``),
+    ``prior`` [H, W], ``other`` distinct pixels of other videos' fixations. Returns key -> [F]."""
     m = np.asarray(maps, np.float64)
     n = len(targets["fix"])
-    if m.ndim != 3 or m.shape[0] != n or m.shape[1] * m.shape[2] != targets["g"].shape[1]:
+    g_all = np.asarray(targets["g"], np.float64)
+    if m.ndim != 3 or m.shape[0] != n or g_all.shape != (n, m.shape[1] * m.shape[2]):
         raise ValueError(f"maps must be [{n}, H, W] matching the targets, got {m.shape}")
-    hw = m.shape[1:]
+    if not np.isfinite(m).all():
+        raise ValueError("maps must be finite")
+    p_n = m.shape[1] * m.shape[2]
+    q = _map("prior", prior)
+    if q.size != p_n:
+        raise ValueError(f"prior must have {p_n} pixels, got shape {q.shape}")
+    log_q = np.log2(EPS + density(q))
+    o = np.unique(np.asarray(other, np.int64).ravel())
     out = {k: np.empty(n) for k in BENCH_KEYS}
-    for i in range(n):
-        s, f, g = m[i], targets["fix"][i], targets["g"][i].reshape(hw)
-        out["bench_cc"][i] = bench_cc(s=s, g=g)
-        out["bench_nss"][i] = bench_nss(s=s, fix=f)
-        out["bench_sim"][i] = bench_sim(s=s, g=g)
-        out["bench_kl"][i] = bench_kl(s=s, g=g)
-        out["bench_auc_judd"][i] = bench_auc_judd(s=s, fix=f)
-        out["bench_sauc"][i] = bench_sauc(s=s, fix=f, other=other)
-        out["bench_ig"][i] = bench_ig(s=s, fix=f, prior=prior)
+    for c0 in range(0, n, chunk):
+        sl = slice(c0, min(n, c0 + chunk))
+        _score_chunk(s=m[sl].reshape(-1, p_n), g=g_all[sl], fix=[_fix_idx(f, p_n) for f in targets["fix"][sl]],
+                     log_q=log_q, other=o, out={k: v[sl] for k, v in out.items()})
     return out
+
+
+def _densities(x: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`density` of [F, P]."""
+    mn = x.min(1, keepdims=True)
+    d = np.where(mn < 0, x - mn, x)
+    tot = d.sum(1, keepdims=True)
+    d = d / np.where(tot > 0, tot, 1.0)
+    d[(tot <= 0)[:, 0]] = 1.0 / x.shape[1]
+    return d
+
+
+def _score_chunk(*, s, g, fix, log_q, other, out) -> None:
+    f_n, p_n = s.shape
+    counts = np.array([f.size for f in fix])
+    fi = np.repeat(np.arange(f_n), counts)                     # frame of each fixation
+    px = np.concatenate(fix)
+    v = s[fi, px]                                              # S at each fixation
+    const = s.max(1) == s.min(1)
+    mean, std = s.mean(1), s.std(1)
+    # CC
+    a, b = s - mean[:, None], g - g.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.clip((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1)), -1.0, 1.0)
+    out["bench_cc"][:] = np.where(g.max(1) == g.min(1), np.nan, np.where(const, 0.0, r))
+    # NSS
+    z = (v - mean[fi]) / np.where(const, 1.0, std)[fi]
+    out["bench_nss"][:] = np.where(const, 0.0, np.bincount(fi, z, f_n) / counts)
+    # SIM, KL, IG
+    ds, dg = _densities(s), _densities(g)
+    out["bench_sim"][:] = np.minimum(ds, dg).sum(1)
+    out["bench_kl"][:] = (dg * np.log(EPS + dg / (ds + EPS))).sum(1)
+    out["bench_ig"][:] = np.bincount(fi, np.log2(EPS + ds[fi, px]) - log_q[px], f_n) / counts
+    # AUC-Judd: one curve point per fixation (tied fixated values give the same point: no area)
+    above = np.empty(v.size)
+    tp_n = np.empty(v.size)
+    starts = np.r_[0, np.cumsum(counts)]
+    for i in range(f_n):
+        lo, hi = starts[i], starts[i + 1]
+        vi = v[lo:hi]
+        srt = np.sort(s[i])
+        above[lo:hi] = p_n - np.searchsorted(srt, vi, side="left")
+        tp_n[lo:hi] = (vi[None, :] >= vi[:, None]).sum(1)
+    order = np.lexsort((-v, fi))
+    fi_o = fi[order]
+    tp = tp_n[order] / counts[fi_o]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fp = (above[order] - tp_n[order]) / (p_n - counts[fi_o])
+    first = np.r_[True, fi_o[1:] != fi_o[:-1]]
+    tp_prev = np.where(first, 0.0, np.r_[0.0, tp[:-1]])
+    fp_prev = np.where(first, 0.0, np.r_[0.0, fp[:-1]])
+    area = np.bincount(fi_o, (fp - fp_prev) * (tp + tp_prev) / 2.0, f_n)
+    last = np.r_[fi_o[1:] != fi_o[:-1], True]
+    area += np.bincount(fi_o[last], (1.0 - fp[last]) * (1.0 + tp[last]) / 2.0, f_n)
+    out["bench_auc_judd"][:] = np.where(counts == p_n, np.nan, area)
+    # shuffled AUC: Mann-Whitney against S at the other videos' fixated pixels
+    if other.size == 0:
+        out["bench_sauc"][:] = np.nan
+        return
+    neg = np.sort(s[:, other], axis=1)
+    mw = np.empty(v.size)
+    for i in range(f_n):
+        lo, hi = starts[i], starts[i + 1]
+        less = np.searchsorted(neg[i], v[lo:hi], side="left")
+        mw[lo:hi] = less + 0.5 * (np.searchsorted(neg[i], v[lo:hi], side="right") - less)
+    out["bench_sauc"][:] = np.bincount(fi, mw, f_n) / (counts * other.size)
 
 
 def sigma_pixels(*, hw: tuple[int, int], sigma_deg: float, sigma_frame: float, geometry: dict | None,
@@ -411,12 +481,14 @@ def render_markdown(block: dict) -> str:
                   "| curve (k = 1..K) | " + " | ".join(
                       " / ".join(fmt(x) for x in cf["metrics"][k]["curve"]) for k in mk) + " |",
                   "| ceiling (k → ∞) [95% CI] | " + " | ".join(
-                      fmt(cf["metrics"][k]["s_inf"]) + ("" if cf["metrics"][k]["ci95"][0] is None else
+                      fmt(cf["metrics"][k]["s_inf"]) + ("" if cf["metrics"][k].get("improves_with_k", True) else " †") + ("" if cf["metrics"][k]["ci95"][0] is None else
                                                         f" [{cf['metrics'][k]['ci95'][0]:.3f}, "
                                                         f"{cf['metrics'][k]['ci95'][1]:.3f}]") for k in mk) + " |"]
         for r, p in c["pct_of_ceiling"][fam].items():
             lines.append(f"| {r}: % of ceiling | " + " | ".join(
                 "–" if p.get(k) is None else f"{p[k]:.0f} %" for k in mk) + " |")
         lines.append("")
-    lines.append(c.get("pct_definition", ""))
+    lines.append("% of ceiling: " + c.get("pct_definition", "") + ". † the k-observer predictor does not improve "
+                 "with k on this metric (e.g. its centre-prior share costs shuffled AUC, which discounts centre bias): "
+                 "that value is not an upper bound, and a row can exceed 100 %.")
     return "\n".join(lines) + "\n"

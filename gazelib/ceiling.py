@@ -44,10 +44,10 @@ import zlib
 import numpy as np
 from scipy.optimize import curve_fit
 
-from gazelib.benchmark import BENCH_KEYS, CHANCE, fixation_map, fixation_pixels, percent_of_ceiling, score_frames  # noqa: F401
+from gazelib.benchmark import BENCH_KEYS, BENCH_LOWER_IS_BETTER, CHANCE, fixation_map, fixation_pixels, percent_of_ceiling, score_frames  # noqa: F401
 from gazelib.floors import gaussian_cells
 from gazelib.intervals import contrast_interval, leave_one_out_weights
-from gazelib.metrics import resize_bilinear
+from gazelib.metrics import LOWER_IS_BETTER, resize_bilinear
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +92,25 @@ def fit_saturating(*, k, y) -> dict:
 
 # ----------------------------------------------------------------------------- curves per video
 
+def nested_predictions(*, pts, prior, sigma: float, w: float, gh: int, gw: int) -> np.ndarray:
+    """[N, K, cells]: for each of N ordered point sets ``pts`` [N, K, 2], the predictor from its first
+    k points for k = 1..K (:func:`subset_prediction`, all at once: cumulative means of the Gaussians)."""
+    pts = np.asarray(pts, np.float64)
+    n, k_max = pts.shape[:2]
+    if n == 0:
+        return np.zeros((0, k_max, gh * gw))
+    gs = gaussian_cells(xy=pts.reshape(-1, 2), gh=gh, gw=gw, sigma=sigma).reshape(n, k_max, gh * gw)
+    mean_k = np.cumsum(gs, 1) / np.arange(1, k_max + 1)[None, :, None]
+    return (1 - w) * mean_k + w * np.asarray(prior, np.float64)[None, None]
+
+
 def bench_curve_video(*, lab: dict, video_id: str, prior_cells, prior_eval, io: dict, gh: int, gw: int,
                       hw: tuple[int, int], sigma_px, other, k_max: int, splits: int, seed: int) -> dict:
     """One video's benchmark-family curve: key -> [k_max] means over its frames and splits, and the
     number of (frame, split) pairs."""
     ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
     rng = _rng(seed, video_id)
-    preds, fixes, gs = [], [], []
+    pts, fixes, gs = [], [], []
     for t in np.nonzero(ok.sum(0) >= 2 * k_max)[0]:
         who = np.nonzero(ok[:, t])[0]
         for _ in range(splits):
@@ -106,15 +118,14 @@ def bench_curve_video(*, lab: dict, video_id: str, prior_cells, prior_eval, io: 
             a, b = perm[:k_max], perm[k_max:]
             f = fixation_pixels(xy=lab["gaze"][b, t], hw=hw)
             g = fixation_map(fix=f, hw=hw, sigma_px=sigma_px).ravel()
-            for k in range(1, k_max + 1):
-                preds.append(subset_prediction(pts=lab["gaze"][a[:k], t], prior=prior_cells, sigma=io["sigma"],
-                                               w=io["w"], gh=gh, gw=gw))
-                fixes.append(f)
-                gs.append(g)
-    n = len(preds) // k_max
+            pts.append(lab["gaze"][a, t])
+            fixes += [f] * k_max
+            gs += [g] * k_max
+    n = len(pts)
     if n == 0:
         return {"n": 0, **{key: np.full(k_max, np.nan) for key in BENCH_KEYS}}
-    maps = resize_bilinear(maps=np.asarray(preds).reshape(-1, gh, gw), out_hw=hw)
+    preds = nested_predictions(pts=np.asarray(pts), prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
+    maps = resize_bilinear(maps=preds.reshape(-1, gh, gw), out_hw=hw)
     res = score_frames(maps=maps, targets={"fix": fixes, "g": np.asarray(gs)}, prior=prior_eval, other=other)
     return {"n": n, **{key: res[key].reshape(n, k_max).mean(0) for key in BENCH_KEYS}}
 
@@ -123,7 +134,7 @@ def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: i
                        splits: int, seed: int, score) -> dict:
     """One video's per-viewer-family curve: key -> ([k_max] sums, [k_max] counts) over its samples.
 
-    ``score(prob, lab)`` scores a [V, T, cells] prediction the way every row is scored
+    ``score(prob, p_in, lab)`` scores a [V, T, cells] prediction the way every row is scored
     (:func:`gazelib.evaluate.score_rows` with this video's settings) and returns its table."""
     ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
     n_v, n_t = ok.shape
@@ -136,16 +147,16 @@ def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: i
         return {"sums": sums, "counts": counts}
     sub_lab = {**lab, "valid": use, "inout": np.where(use, lab["inout"], 0)}
     p_in = np.ones((n_v, n_t), np.float32)
+    vv, tt = np.nonzero(use)
     for _ in range(splits):
-        order = {}
-        for v, t in zip(*np.nonzero(use)):
+        pts = np.empty((vv.size, k_max, 2))
+        for j, (v, t) in enumerate(zip(vv, tt)):
             others = np.nonzero(ok[:, t])[0]
-            order[(v, t)] = rng.permutation(others[others != v])
+            pts[j] = lab["gaze"][rng.permutation(others[others != v])[:k_max], t]
+        preds = nested_predictions(pts=pts, prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
         for k in range(1, k_max + 1):
             prob = np.zeros((n_v, n_t, gh * gw), np.float32)
-            for (v, t), o in order.items():
-                prob[v, t] = subset_prediction(pts=lab["gaze"][o[:k], t], prior=prior_cells, sigma=io["sigma"],
-                                               w=io["w"], gh=gh, gw=gw)
+            prob[vv, tt] = preds[:, k - 1]
             df = score(prob, p_in, sub_lab)
             for key in VIEWER_KEYS:
                 x = df[key].to_numpy(np.float64)
@@ -172,7 +183,10 @@ def extrapolate(*, per_video: list[dict], keys, ci: float = 0.95) -> dict:
         fits = [fit_saturating(k=k, y=c) for c in curves]
         s_inf = np.array([f["s_inf"] for f in fits])[:, None]
         iv = contrast_interval(plus=[s_inf], ci=ci) if n >= 1 else {"estimate": None, "ci": [None, None]}
+        c0 = curves[0]
+        better = (c0[-1] < c0[0]) if key in BENCH_LOWER_IS_BETTER | LOWER_IS_BETTER else (c0[-1] > c0[0])
         out[key] = {"curve": [None if not np.isfinite(v) else float(v) for v in curves[0]],
+                    "improves_with_k": bool(better),
                     "s_inf": iv["estimate"], "ci95": iv["ci"], "b": _f(fits[0]["b"]), "c": _f(fits[0]["c"]),
                     "c_fitted": fits[0]["c_fitted"]}
     return out

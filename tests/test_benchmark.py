@@ -166,20 +166,42 @@ def test_distribution_metrics_ranges_and_identities(s, data):
     assert bm.bench_sauc(s=s, fix=fix, other=fix) == pytest.approx(0.5)
 
 
-def test_score_frames_matches_the_single_metric_functions():
+@pytest.mark.parametrize("kind", ["float", "ties", "constant"])
+def test_score_frames_matches_the_single_metric_functions(kind):
     rng = np.random.default_rng(3)
-    gaze = rng.uniform(0, 1, (4, 6, 2))
-    ok = rng.random((4, 6)) > 0.3
+    gaze = rng.uniform(0, 1, (5, 30, 2))
+    ok = rng.random((5, 30)) > 0.3
     ok[:, 2] = False                                       # a step with no fixation is not a frame
     tg = bm.frame_targets(gaze=gaze, ok=ok, hw=(9, 16), sigma_px=(1.0, 1.0))
     assert 2 not in tg["steps"].tolist()
     maps = rng.random((len(tg["steps"]), 9, 16))
+    if kind == "ties":
+        maps = np.round(maps * 4) - 1.0                    # few levels, some negative
+    if kind == "constant":
+        maps[::2] = 0.25
     prior = rng.random((9, 16)) + 0.1
-    other = np.array([1, 2, 3, 40, 80])
-    res = bm.score_frames(maps=maps, targets=tg, prior=prior, other=other)
-    i = 1
-    f = bm.fixation_pixels(xy=gaze[ok[:, tg["steps"][i]], tg["steps"][i]], hw=(9, 16))
-    g = bm.fixation_map(fix=f, hw=(9, 16), sigma_px=(1.0, 1.0))
-    assert res["bench_cc"][i] == bm.bench_cc(s=maps[i], g=g)
-    assert res["bench_auc_judd"][i] == bm.bench_auc_judd(s=maps[i], fix=f)
-    assert res["bench_ig"][i] == bm.bench_ig(s=maps[i], fix=f, prior=prior)
+    other = np.array([1, 2, 3, 40, 80, 81, 100])
+    res = bm.score_frames(maps=maps, targets=tg, prior=prior, other=other, chunk=7)
+    for i, t in enumerate(tg["steps"]):
+        f = bm.fixation_pixels(xy=gaze[ok[:, t], t], hw=(9, 16))
+        g = bm.fixation_map(fix=f, hw=(9, 16), sigma_px=(1.0, 1.0))
+        s = maps[i]
+        want = {"bench_cc": bm.bench_cc(s=s, g=g), "bench_nss": bm.bench_nss(s=s, fix=f),
+                "bench_sim": bm.bench_sim(s=s, g=g), "bench_kl": bm.bench_kl(s=s, g=g),
+                "bench_auc_judd": bm.bench_auc_judd(s=s, fix=f), "bench_sauc": bm.bench_sauc(s=s, fix=f, other=other),
+                "bench_ig": bm.bench_ig(s=s, fix=f, prior=prior)}
+        for k, w in want.items():
+            assert res[k][i] == pytest.approx(w, abs=1e-12, nan_ok=True), (k, i)
+
+
+def test_params_are_validated_by_name():
+    from gazelib.params import check_benchmark_params, load_params
+
+    ok = load_params("params.yaml")["evaluate"]["benchmark"]
+    assert check_benchmark_params(ok) == ok
+    for bad, msg in (({**ok, "sigma_deg": 0}, "sigma_deg must be a positive number"),
+                     ({**ok, "sigma_frame": 1.5}, "sigma_frame is a fraction"),
+                     ({**ok, "ceiling_splits": 0}, "ceiling_splits must be a positive integer"),
+                     ({"sigma_deg": 1.0}, "is missing"), (None, "must be a mapping")):
+        with pytest.raises(ValueError, match=msg):
+            check_benchmark_params(bad)

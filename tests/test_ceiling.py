@@ -116,3 +116,14 @@ def test_too_few_viewers_say_why():
     out = _ceiling({"a": _world(n_v=3, seed=1), "b": _world(n_v=3, seed=2)}, splits=1)
     assert "split halves need >= 4" in out["benchmark"]["why_not"]
     assert out["per_viewer"]["k"] == [1, 2]
+
+
+def test_nested_predictions_are_the_k_observer_predictor_for_every_k():
+    rng = np.random.default_rng(5)
+    pts = rng.uniform(0, 1, (6, 4, 2))
+    prior = np.full(GH * GW, 1.0 / (GH * GW))
+    got = cl.nested_predictions(pts=pts, prior=prior, sigma=0.07, w=0.2, gh=GH, gw=GW)
+    for n in range(6):
+        for k in range(1, 5):
+            np.testing.assert_allclose(got[n, k - 1], cl.subset_prediction(pts=pts[n, :k], prior=prior, sigma=0.07,
+                                                                           w=0.2, gh=GH, gw=GW), atol=1e-15)
