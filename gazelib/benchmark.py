@@ -413,11 +413,13 @@ def percent_of_ceiling(*, value, ceiling, key: str):
 
 
 
-def compare_block(*, root, variants: list[str], baseline: str, per_viewer_rows: dict, ci: float = 0.95) -> dict:
+def compare_block(*, root, variants: list[str], baseline: str, per_viewer_rows: dict, per_viewer_samples=None,
+                  ci: float = 0.95) -> dict:
     """The benchmark family in ``metrics/compare.json``: every variant (its seeds), centre prior and
     persistence with intervals over test videos and deltas vs the baseline and persistence
     (:func:`gazelib.intervals.compare_rows` on per-video frame means), the infinite-observer ceiling
-    of both families (from ``metrics/eval/<baseline>.json``) and every row as % of it."""
+    of both families (from ``metrics/eval/<baseline>.json``) and every row as % of it, with a 95 %
+    interval when ``per_viewer_samples`` (compare's per-sample table) is given for the per-viewer rows."""
     import json
     from pathlib import Path
 
@@ -441,16 +443,40 @@ def compare_block(*, root, variants: list[str], baseline: str, per_viewer_rows: 
     ev = json.loads((root / "metrics" / "eval" / f"{baseline}.json").read_text()).get("benchmark", {})
     out["protocol"] = ev.get("protocol", "")
     ceiling = ev.get("ceiling") if isinstance(ev.get("ceiling"), dict) else {}
-    pct = {"benchmark": {}, "per_viewer": {}}
-    fam = {"benchmark": (out["rows"], ceiling.get("benchmark", {}).get("metrics", {})),
-           "per_viewer": (per_viewer_rows, ceiling.get("per_viewer", {}).get("metrics", {}))}
-    for name, (rws, ceil) in fam.items():
+    pct, pct_ci = {"benchmark": {}, "per_viewer": {}}, {"benchmark": {}, "per_viewer": {}}
+    fam = {"benchmark": (out["rows"], ceiling.get("benchmark", {}).get("metrics", {}), vm),
+           "per_viewer": (per_viewer_rows, ceiling.get("per_viewer", {}).get("metrics", {}), per_viewer_samples)}
+    for name, (rws, ceil, table) in fam.items():
+        keys = tuple(k for k in ceil if k in CHANCE)
         for r, e in rws.items():
             pct[name][r] = {k: percent_of_ceiling(value=e["metrics"].get(k), ceiling=ceil[k]["s_inf"], key=k)
-                            for k in ceil if k in CHANCE}
-    return {"benchmark": out, "ceiling": {**ceiling, "pct_of_ceiling": pct,
+                            for k in keys}
+            if table is not None and keys and (table["row"] == r).any():
+                pct_ci[name][r] = _pct_intervals(df=table[table["row"] == r], ceil=ceil, keys=keys, ci=ci)
+    return {"benchmark": out, "ceiling": {**ceiling, "pct_of_ceiling": pct, "pct_of_ceiling_ci95": pct_ci,
                                           "pct_definition": "100 (value - chance) / (ceiling - chance); chance: "
-                                          + ", ".join(f"{k} {v:g}" for k, v in CHANCE.items())}}
+                                          + ", ".join(f"{k} {v:g}" for k, v in CHANCE.items())
+                                          + "; interval: the jackknife over test videos of the ratio (row and "
+                                            "ceiling refitted without each video) plus the row's seed variance"}}
+
+
+def _pct_intervals(*, df, ceil: dict, keys, ci: float) -> dict:
+    """95 % interval of each % of ceiling: per leave-one-video-out set and seed, the row's value over
+    the ceiling fitted without that video (:func:`gazelib.intervals.contrast_interval`)."""
+    from gazelib.intervals import contrast_interval, row_seed_values
+
+    videos = sorted(df["video_id"].unique())
+    vals = row_seed_values(df=df, videos=videos, seeds=sorted(df["seed"].unique()), keys=keys)
+    out = {}
+    for k in keys:
+        s_inf, z = ceil[k]["s_inf"], CHANCE[k]
+        without = ceil[k].get("s_inf_without") or {}
+        c = np.array([s_inf] + [without.get(v, s_inf) for v in videos], np.float64)   # absent: not in the fit
+        if s_inf is None or not np.isfinite(c).all() or (c == z).any():
+            out[k] = [None, None]
+            continue
+        out[k] = contrast_interval(plus=[100.0 * (vals[k] - z) / (c[:, None] - z)], ci=ci)["ci"]
+    return out
 
 
 def render_markdown(block: dict) -> str:
@@ -485,8 +511,11 @@ def render_markdown(block: dict) -> str:
                                                         f" [{cf['metrics'][k]['ci95'][0]:.3f}, "
                                                         f"{cf['metrics'][k]['ci95'][1]:.3f}]") for k in mk) + " |"]
         for r, p in c["pct_of_ceiling"][fam].items():
+            ci_r = c.get("pct_of_ceiling_ci95", {}).get(fam, {}).get(r, {})
             lines.append(f"| {r}: % of ceiling | " + " | ".join(
-                "–" if p.get(k) is None else f"{p[k]:.0f} %" for k in mk) + " |")
+                "–" if p.get(k) is None else f"{p[k]:.0f} %" + (
+                    f" [{ci_r[k][0]:.0f}, {ci_r[k][1]:.0f}]" if ci_r.get(k, [None])[0] is not None else "")
+                for k in mk) + " |")
         lines.append("")
     lines.append("% of ceiling: " + c.get("pct_definition", "") + ". † the k-observer predictor does not improve "
                  "with k on this metric (e.g. its centre-prior share costs shuffled AUC, which discounts centre bias): "

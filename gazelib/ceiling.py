@@ -167,10 +167,11 @@ def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: i
 
 # ----------------------------------------------------------------------------- extrapolation
 
-def extrapolate(*, per_video: list[dict], keys, ci: float = 0.95) -> dict:
+def extrapolate(*, per_video: list[dict], keys, videos: list[str], ci: float = 0.95) -> dict:
     """Fit the curve on all videos and on each leave-one-video-out set; ``per_video``: one dict per
-    video with key -> ([K] sums, [K] counts). Returns per key: curve, s_inf with its jackknife
-    t interval, b, c."""
+    video (named in ``videos``) with key -> ([K] sums, [K] counts). Returns per key: curve, s_inf
+    with its jackknife t interval, the fit without each video (``s_inf_without``: for the intervals
+    of % of ceiling, paired over videos with the rows), b, c."""
     n = len(per_video)
     w = leave_one_out_weights(n)
     out = {}
@@ -188,7 +189,8 @@ def extrapolate(*, per_video: list[dict], keys, ci: float = 0.95) -> dict:
         out[key] = {"curve": [None if not np.isfinite(v) else float(v) for v in curves[0]],
                     "improves_with_k": bool(better),
                     "s_inf": iv["estimate"], "ci95": iv["ci"], "b": _f(fits[0]["b"]), "c": _f(fits[0]["c"]),
-                    "c_fitted": fits[0]["c_fitted"]}
+                    "c_fitted": fits[0]["c_fitted"],
+                    "s_inf_without": {v: _f(x) for v, x in zip(videos, s_inf[1:, 0])}}
     return out
 
 
@@ -225,7 +227,8 @@ def ceiling_block(*, labels: dict, per_video: dict, floors: dict, gh: int, gw: i
         out["benchmark"] = {"k": list(range(1, k_b + 1)), "target": "the other half's fixations (>= K observers)",
                             "n_frame_splits": int(sum(c["n"] for c in curves)),
                             "videos_used": [v for v, c in zip(vids, curves) if c["n"] > 0],
-                            "metrics": extrapolate(per_video=pv, keys=BENCH_KEYS) if pv else {}}
+                            "metrics": extrapolate(per_video=pv, keys=BENCH_KEYS,
+                                                   videos=[v for v, c in zip(vids, curves) if c["n"] > 0]) if pv else {}}
         if not pv:
             out["benchmark"]["why_not"] = f"no frame has {2 * k_b} in-frame observers"
     else:
@@ -239,7 +242,7 @@ def ceiling_block(*, labels: dict, per_video: dict, floors: dict, gh: int, gw: i
                                    k_max=k_v, splits=int(cfg["splits"]), seed=seed, score=score_video(v))
             pv.append({key: (r["sums"][key], r["counts"][key]) for key in VIEWER_KEYS})
         out["per_viewer"] = {"k": list(range(1, k_v + 1)), "target": "one viewer's fixation, predicted from k others",
-                             "metrics": extrapolate(per_video=pv, keys=VIEWER_KEYS)}
+                             "metrics": extrapolate(per_video=pv, keys=VIEWER_KEYS, videos=vids)}
     else:
         out["per_viewer"] = {"why_not": f"a test video has {min(n_viewers.values())} viewers: need >= 3"}
     return out

@@ -132,7 +132,8 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     cmp["lookahead"] = params["features"]["lookahead"]
     from gazelib.benchmark import compare_block, render_markdown
 
-    cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"]))
+    cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"],
+                             per_viewer_samples=samples))
     write_json(root / "metrics" / "compare.json", cmp)
     write_text(root / "reports" / "benchmark.md", "# Benchmark protocol and the infinite-observer ceiling (test split)"
                "\n\n" + render_markdown(cmp))

@@ -127,3 +127,16 @@ def test_compare_json_and_report_hold_rows_deltas_ceiling_and_percent(run):
     page = (root / "reports" / "index.html").read_text()
     assert "id='benchmark'" in page and "Ceiling at infinite observers" in page and "% of ceiling" in page
     assert f"{b['rows']['content_only']['metrics']['bench_cc']:.3f}" in page
+
+
+def test_benchmark_outputs_are_byte_identical_on_a_rerun(run):
+    from gazelib.compare import run_compare
+    from gazelib.evaluate import run_evaluate
+
+    root, p = run
+    files = [root / "metrics" / "eval" / "baseline.json", root / "metrics" / "compare.json",
+             root / "reports" / "benchmark.md", root / "reports" / "eval" / "baseline" / "benchmark_frames.parquet"]
+    before = [f.read_bytes() for f in files]
+    run_evaluate(params=p, variant="baseline", root=root)
+    run_compare(params=p, root=root)
+    assert [f.read_bytes() for f in files] == before

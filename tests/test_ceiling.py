@@ -127,3 +127,22 @@ def test_nested_predictions_are_the_k_observer_predictor_for_every_k():
         for k in range(1, 5):
             np.testing.assert_allclose(got[n, k - 1], cl.subset_prediction(pts=pts[n, :k], prior=prior, sigma=0.07,
                                                                            w=0.2, gh=GH, gw=GW), atol=1e-15)
+
+
+def test_percent_of_ceiling_interval_is_the_jackknife_of_the_ratio():
+    import pandas as pd
+    from scipy import stats
+
+    from gazelib.benchmark import _pct_intervals
+
+    x = {"a": 1.0, "b": 1.6, "c": 1.3, "d": 0.7}                 # one value (frame mean) per video, one seed
+    df = pd.DataFrame({"row": "m", "seed": 0, "video_id": list(x), "bench_nss": list(x.values())})
+    ceil = {"bench_nss": {"s_inf": 2.5, "s_inf_without": {"a": 2.4, "b": 2.7, "c": 2.5, "d": 2.3}}}
+    lo, hi = _pct_intervals(df=df, ceil=ceil, keys=("bench_nss",), ci=0.95)["bench_nss"]
+    vids = sorted(x)
+    loo = np.array([np.mean([x[o] for o in vids if o != v]) / ceil["bench_nss"]["s_inf_without"][v] * 100
+                    for v in vids])
+    point = np.mean(list(x.values())) / 2.5 * 100
+    se = np.sqrt(3 / 4 * ((loo - loo.mean()) ** 2).sum())
+    half = stats.t.ppf(0.975, 3) * se
+    assert (lo, hi) == pytest.approx((point - half, point + half))
