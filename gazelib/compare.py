@@ -135,8 +135,12 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"],
                              per_viewer_samples=samples))
     write_json(root / "metrics" / "compare.json", cmp)
+    from gazelib.viz import ceiling_plot
+
+    ceiling_plot(path=root / "reports" / "ceiling.png", ceiling=cmp["ceiling"],
+                 fit=lambda k, s_inf, b, c: s_inf - b * k ** (-c))
     write_text(root / "reports" / "benchmark.md", "# Benchmark protocol and the infinite-observer ceiling (test split)"
-               "\n\n" + render_markdown(cmp))
+               "\n\n" + render_markdown(cmp) + "\n![ceiling curves](ceiling.png)\n")
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
     names = list(rows)
     key = "auc_vat"

@@ -126,6 +126,7 @@ def test_compare_json_and_report_hold_rows_deltas_ceiling_and_percent(run):
     assert "bench_sim" not in c["pct_of_ceiling"]["benchmark"]["baseline"]   # no chance level: no percentage
     page = (root / "reports" / "index.html").read_text()
     assert "id='benchmark'" in page and "Ceiling at infinite observers" in page and "% of ceiling" in page
+    assert "alt='ceiling curves' src='data:image/png;base64," in page          # the curve plot, inlined
     assert f"{b['rows']['content_only']['metrics']['bench_cc']:.3f}" in page
 
 
