@@ -29,7 +29,8 @@ Metrics (S and G flattened over the P = H W pixels; ``EPS`` = 2.2204e-16, MATLAB
   TP(th) = #{f in F: S_f >= th} / |F|, FP(th) = (#{p: S_p >= th} - #{f: S_f >= th}) / (P - |F|);
   the curve (0, 0), (FP, TP) for each distinct fixated value from the highest down, (1, 1);
   area by the trapezoid rule. MIT breaks ties with a random jitter of 1e-7; here tied values share
-  one threshold (deterministic; identical when the fixated values are distinct).
+  one threshold (deterministic; identical when the fixated values are distinct, and equal to
+  pysaliency ``roc.general_roc(S_F, S_rest, judd=1)`` with ties).
 - ``bench_sauc`` (shuffled AUC, MIT ``AUC_shuffled``): positives S_f (f in F), negatives S at the
   distinct pixels of the fixations of *other* videos (``other_xy``); the exact Mann-Whitney AUC
   (#{neg < pos} + 0.5 #{neg == pos}) / (|pos| |neg|). MIT averages 100 random draws of |F|
