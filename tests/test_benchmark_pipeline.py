@@ -141,3 +141,24 @@ def test_benchmark_outputs_are_byte_identical_on_a_rerun(run):
     run_evaluate(params=p, variant="baseline", root=root)
     run_compare(params=p, root=root)
     assert [f.read_bytes() for f in files] == before
+
+
+def test_ceiling_curve_at_all_others_is_the_inter_observer_row(run):
+    """With k = every other viewer the k-observer predictor is the inter_observer floor itself: the
+    per-viewer curve's last point equals that row's scores on the same samples (same scoring code)."""
+    from gazelib.io import read_table
+    from gazelib.layout import read_index, read_labels, split_files
+
+    root, p = run
+    index, _ = read_index(root)
+    (vid, lab), = read_labels(split_files(root, index, "test")).items()
+    ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
+    n_v = ok.shape[0]
+    full = ok & (ok.sum(0)[None, :] - ok >= n_v - 1)               # every other viewer in frame
+    s = read_table(root / "reports" / "eval" / "baseline" / "samples.parquet")[0]
+    s = s[(s["row"] == "inter_observer") & (s["video_id"] == vid)]
+    s = s[full[s["viewer"].to_numpy(), s["step"].to_numpy()]]
+    cur = json.loads((root / "metrics" / "eval" / "baseline.json").read_text())["benchmark"]["ceiling"]["per_viewer"]
+    assert cur["k"][-1] == n_v - 1
+    for key in ("auc_vat", "nss", "cc", "ig"):
+        assert cur["metrics"][key]["curve"][-1] == pytest.approx(s[key].mean(), abs=2e-4), key
