@@ -405,6 +405,11 @@ def _num(x):
 
 # ----------------------------------------------------------------------------- compare glue
 
+def saturating_curve(k, s_inf: float, b: float, c: float):
+    """The ceiling's curve model (gazelib.ceiling, docs/benchmark.md): s(k) = s_inf - b k^(-c)."""
+    return s_inf - b * np.asarray(k, np.float64) ** (-c)
+
+
 def percent_of_ceiling(*, value, ceiling, key: str):
     """100 (value - chance) / (ceiling - chance); None without a chance level or a usable ceiling."""
     z = CHANCE.get(key)

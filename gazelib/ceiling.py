@@ -44,7 +44,9 @@ import zlib
 import numpy as np
 from scipy.optimize import curve_fit
 
-from gazelib.benchmark import BENCH_KEYS, BENCH_LOWER_IS_BETTER, CHANCE, fixation_map, fixation_pixels, percent_of_ceiling, score_frames  # noqa: F401
+from gazelib.benchmark import (  # noqa: F401  (CHANCE, percent_of_ceiling: re-exported for the ceiling's users)
+    BENCH_KEYS, BENCH_LOWER_IS_BETTER, CHANCE, fixation_map, fixation_pixels, percent_of_ceiling, saturating_curve,
+    score_frames)
 from gazelib.floors import gaussian_cells
 from gazelib.intervals import contrast_interval, leave_one_out_weights
 from gazelib.metrics import LOWER_IS_BETTER, resize_bilinear
@@ -82,7 +84,7 @@ def fit_saturating(*, k, y) -> dict:
     out = {"s_inf": float(a1), "b": float(-b1), "c": 1.0, "c_fitted": False}
     if np.unique(k).size >= 4:
         try:
-            (a, b, c), _ = curve_fit(lambda kk, a, b, c: a - b * kk ** (-c), k, y, p0=(a1, -b1, 1.0),
+            (a, b, c), _ = curve_fit(saturating_curve, k, y, p0=(a1, -b1, 1.0),
                                      bounds=([-np.inf, -np.inf, 0.05], [np.inf, np.inf, 5.0]), maxfev=5000)
             out = {"s_inf": float(a), "b": float(b), "c": float(c), "c_fitted": True}
         except (RuntimeError, ValueError) as e:  # keep the c = 1 fit, say so

@@ -130,7 +130,7 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     cmp = compare_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"],
                        primary=tuple(ccfg["primary"]))
     cmp["lookahead"] = params["features"]["lookahead"]
-    from gazelib.benchmark import compare_block, render_markdown
+    from gazelib.benchmark import compare_block, render_markdown, saturating_curve
 
     cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"],
                              per_viewer_samples=samples))
@@ -138,7 +138,7 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
     from gazelib.viz import ceiling_plot
 
     ceiling_plot(path=root / "reports" / "ceiling.png", ceiling=cmp["ceiling"],
-                 fit=lambda k, s_inf, b, c: s_inf - b * k ** (-c))
+                 fit=saturating_curve)
     write_text(root / "reports" / "benchmark.md", "# Benchmark protocol and the infinite-observer ceiling (test split)"
                "\n\n" + render_markdown(cmp) + "\n![ceiling curves](ceiling.png)\n")
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
