@@ -70,6 +70,14 @@ def _rng(seed: int, video_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(video_id.encode())])
 
 
+def k_grid(*, k_max: int, n_points: int) -> list[int]:
+    """The numbers of observers scored: all of 1..k_max when k_max <= n_points, else n_points
+    values spaced geometrically from 1 to k_max (rounded, distinct), so large corpora stay cheap."""
+    if k_max <= n_points:
+        return list(range(1, k_max + 1))
+    return sorted({int(round(x)) for x in np.geomspace(1, k_max, n_points)})
+
+
 def fit_saturating(*, k, y) -> dict:
     """Fit ``y = s_inf - b k^(-c)`` (module docstring). Returns s_inf, b, c, c_fitted; nan if < 2 points."""
     k = np.asarray(k, np.float64)
@@ -107,9 +115,10 @@ def nested_predictions(*, pts, prior, sigma: float, w: float, gh: int, gw: int) 
 
 
 def bench_curve_video(*, lab: dict, video_id: str, prior_cells, prior_eval, io: dict, gh: int, gw: int,
-                      hw: tuple[int, int], sigma_px, other, k_max: int, splits: int, seed: int) -> dict:
-    """One video's benchmark-family curve: key -> [k_max] means over its frames and splits, and the
-    number of (frame, split) pairs."""
+                      hw: tuple[int, int], sigma_px, other, ks: list[int], splits: int, seed: int) -> dict:
+    """One video's benchmark-family curve: key -> [len(ks)] means over its frames and splits at k in
+    ``ks`` observers (half A = the first max(ks)), and the number of (frame, split) pairs."""
+    k_max, sel = max(ks), np.asarray(ks) - 1
     ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
     rng = _rng(seed, video_id)
     pts, fixes, gs = [], [], []
@@ -121,28 +130,30 @@ def bench_curve_video(*, lab: dict, video_id: str, prior_cells, prior_eval, io: 
             f = fixation_pixels(xy=lab["gaze"][b, t], hw=hw)
             g = fixation_map(fix=f, hw=hw, sigma_px=sigma_px).ravel()
             pts.append(lab["gaze"][a, t])
-            fixes += [f] * k_max
-            gs += [g] * k_max
+            fixes += [f] * len(ks)
+            gs += [g] * len(ks)
     n = len(pts)
     if n == 0:
-        return {"n": 0, **{key: np.full(k_max, np.nan) for key in BENCH_KEYS}}
-    preds = nested_predictions(pts=np.asarray(pts), prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
+        return {"n": 0, **{key: np.full(len(ks), np.nan) for key in BENCH_KEYS}}
+    preds = nested_predictions(pts=np.asarray(pts), prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh,
+                               gw=gw)[:, sel]
     maps = resize_bilinear(maps=preds.reshape(-1, gh, gw), out_hw=hw)
     res = score_frames(maps=maps, targets={"fix": fixes, "g": np.asarray(gs)}, prior=prior_eval, other=other)
-    return {"n": n, **{key: res[key].reshape(n, k_max).mean(0) for key in BENCH_KEYS}}
+    return {"n": n, **{key: res[key].reshape(n, len(ks)).mean(0) for key in BENCH_KEYS}}
 
 
-def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: int, gw: int, k_max: int,
+def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: int, gw: int, ks: list[int],
                        splits: int, seed: int, score) -> dict:
-    """One video's per-viewer-family curve: key -> ([k_max] sums, [k_max] counts) over its samples.
+    """One video's per-viewer-family curve at k in ``ks``: key -> ([len(ks)] sums, counts) over its samples.
 
     ``score(prob, p_in, lab)`` scores a [V, T, cells] prediction the way every row is scored
     (:func:`gazelib.evaluate.score_rows` with this video's settings) and returns its table."""
     ok = lab["valid"].astype(bool) & (lab["inout"] > 0)
     n_v, n_t = ok.shape
     rng = _rng(seed + 1, video_id)
-    sums = {key: np.zeros(k_max) for key in VIEWER_KEYS}
-    counts = {key: np.zeros(k_max) for key in VIEWER_KEYS}
+    k_max = max(ks)
+    sums = {key: np.zeros(len(ks)) for key in VIEWER_KEYS}
+    counts = {key: np.zeros(len(ks)) for key in VIEWER_KEYS}
     n_others = ok.sum(0)[None, :] - ok                      # in-frame others of each sample
     use = ok & (n_others >= k_max)
     if not use.any():
@@ -156,20 +167,20 @@ def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: i
             others = np.nonzero(ok[:, t])[0]
             pts[j] = lab["gaze"][rng.permutation(others[others != v])[:k_max], t]
         preds = nested_predictions(pts=pts, prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
-        for k in range(1, k_max + 1):
+        for i, k in enumerate(ks):
             prob = np.zeros((n_v, n_t, gh * gw), np.float32)
             prob[vv, tt] = preds[:, k - 1]
             df = score(prob, p_in, sub_lab)
             for key in VIEWER_KEYS:
                 x = df[key].to_numpy(np.float64)
-                sums[key][k - 1] += np.nansum(x)
-                counts[key][k - 1] += np.isfinite(x).sum()
+                sums[key][i] += np.nansum(x)
+                counts[key][i] += np.isfinite(x).sum()
     return {"sums": sums, "counts": counts}
 
 
 # ----------------------------------------------------------------------------- extrapolation
 
-def extrapolate(*, per_video: list[dict], keys, videos: list[str], ci: float = 0.95) -> dict:
+def extrapolate(*, per_video: list[dict], keys, videos: list[str], ks: list[int], ci: float = 0.95) -> dict:
     """Fit the curve on all videos and on each leave-one-video-out set; ``per_video``: one dict per
     video (named in ``videos``) with key -> ([K] sums, [K] counts). Returns per key: curve, s_inf
     with its jackknife t interval, the fit without each video (``s_inf_without``: for the intervals
@@ -182,7 +193,7 @@ def extrapolate(*, per_video: list[dict], keys, videos: list[str], ci: float = 0
         cnts = np.stack([pv[key][1] for pv in per_video])
         with np.errstate(invalid="ignore", divide="ignore"):
             curves = (w @ np.nan_to_num(sums)) / (w @ cnts)     # [n + 1, K]
-        k = np.arange(1, sums.shape[1] + 1)
+        k = np.asarray(ks, np.float64)
         fits = [fit_saturating(k=k, y=c) for c in curves]
         s_inf = np.array([f["s_inf"] for f in fits])[:, None]
         iv = contrast_interval(plus=[s_inf], ci=ci) if n >= 1 else {"estimate": None, "ci": [None, None]}
@@ -208,29 +219,30 @@ def ceiling_block(*, labels: dict, per_video: dict, floors: dict, gh: int, gw: i
 
     ``per_video[vid]``: eval_hw, prior_eval, sigma_px, other_pixels (as the benchmark uses them);
     ``score_video(vid)``: a function (prob, p_in, lab) -> per-sample table for that video;
-    ``cfg``: ``evaluate.ceiling`` (splits)."""
+    ``cfg``: splits (random observer orders per frame) and k_points (most numbers of observers scored)."""
     vids = sorted(labels)
     prior_cells = np.asarray(floors["prior"], np.float64)
     io = floors["inter_observer"]
+    splits = int(cfg["splits"])
     n_viewers = {v: labels[v]["valid"].shape[0] for v in vids}
-    out = {"model": MODEL, "splits": int(cfg["splits"]), "n_test_videos": len(vids),
+    out = {"model": MODEL, "splits": splits, "n_test_videos": len(vids),
            "viewers_per_video": n_viewers, "predictor": (
                f"inter-observer predictor from k observers: (1 - w) mean N(g, sigma) + w centre prior on the grid, "
                f"sigma {io['sigma']:g}, w {io['w']:g} (fitted on train, as the inter_observer row)")}
     k_b = min(n_viewers.values()) // 2
     if k_b >= 2:
+        ks = k_grid(k_max=k_b, n_points=int(cfg["k_points"]))
         curves = [bench_curve_video(lab=labels[v], video_id=v, prior_cells=prior_cells,
                                     prior_eval=per_video[v]["prior_eval"], io=io, gh=gh, gw=gw,
                                     hw=per_video[v]["eval_hw"], sigma_px=per_video[v]["sigma_px"],
-                                    other=per_video[v]["other_pixels"], k_max=k_b, splits=int(cfg["splits"]),
-                                    seed=seed) for v in vids]
-        have = [c for c in curves if c["n"] > 0]
-        pv = [{key: (np.nan_to_num(c[key]), np.isfinite(c[key]).astype(float)) for key in BENCH_KEYS} for c in have]
-        out["benchmark"] = {"k": list(range(1, k_b + 1)), "target": "the other half's fixations (>= K observers)",
-                            "n_frame_splits": int(sum(c["n"] for c in curves)),
-                            "videos_used": [v for v, c in zip(vids, curves) if c["n"] > 0],
-                            "metrics": extrapolate(per_video=pv, keys=BENCH_KEYS,
-                                                   videos=[v for v, c in zip(vids, curves) if c["n"] > 0]) if pv else {}}
+                                    other=per_video[v]["other_pixels"], ks=ks, splits=splits, seed=seed)
+                  for v in vids]
+        used = [v for v, c in zip(vids, curves) if c["n"] > 0]
+        pv = [{key: (np.nan_to_num(c[key]), np.isfinite(c[key]).astype(float)) for key in BENCH_KEYS}
+              for c in curves if c["n"] > 0]
+        out["benchmark"] = {"k": ks, "target": f"the other half's fixations (>= {k_b} observers)",
+                            "n_frame_splits": int(sum(c["n"] for c in curves)), "videos_used": used,
+                            "metrics": extrapolate(per_video=pv, keys=BENCH_KEYS, videos=used, ks=ks) if pv else {}}
         if not pv:
             out["benchmark"]["why_not"] = f"no frame has {2 * k_b} in-frame observers"
     else:
@@ -238,13 +250,14 @@ def ceiling_block(*, labels: dict, per_video: dict, floors: dict, gh: int, gw: i
                                        "(two points of the curve)"}
     k_v = min(n_viewers.values()) - 1
     if k_v >= 2:
+        ks = k_grid(k_max=k_v, n_points=int(cfg["k_points"]))
         pv = []
         for v in vids:
             r = viewer_curve_video(lab=labels[v], video_id=v, prior_cells=prior_cells, io=io, gh=gh, gw=gw,
-                                   k_max=k_v, splits=int(cfg["splits"]), seed=seed, score=score_video(v))
+                                   ks=ks, splits=splits, seed=seed, score=score_video(v))
             pv.append({key: (r["sums"][key], r["counts"][key]) for key in VIEWER_KEYS})
-        out["per_viewer"] = {"k": list(range(1, k_v + 1)), "target": "one viewer's fixation, predicted from k others",
-                             "metrics": extrapolate(per_video=pv, keys=VIEWER_KEYS, videos=vids)}
+        out["per_viewer"] = {"k": ks, "target": "one viewer's fixation, predicted from k others",
+                             "metrics": extrapolate(per_video=pv, keys=VIEWER_KEYS, videos=vids, ks=ks)}
     else:
         out["per_viewer"] = {"why_not": f"a test video has {min(n_viewers.values())} viewers: need >= 3"}
     return out

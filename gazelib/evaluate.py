@@ -533,7 +533,7 @@ def _benchmark(*, params: dict, variant: str, labels: dict, per_video: dict, gh:
                                                       fixation_sigma=params["evaluate"]["fixation_map_sigma"],
                                                       video_id=vid, **per_video[vid])
         block["ceiling"] = ceiling_block(labels=labels, per_video=pv, floors=floors, gh=gh, gw=gw,
-                                         cfg={"splits": cfg["ceiling_splits"]}, seed=params["seed"],
+                                         cfg={"splits": cfg["ceiling_splits"], "k_points": cfg["ceiling_k_points"]}, seed=params["seed"],
                                          score_video=score_video)
         log.info("%s: infinite-observer ceiling in %.2f s", variant, time.perf_counter() - t1)
     else:

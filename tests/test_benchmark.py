@@ -158,8 +158,11 @@ def test_distribution_metrics_ranges_and_identities(s, data):
     assert bm.bench_sim(s=g, g=g) == pytest.approx(1.0)
     assert bm.bench_kl(s=s, g=g) >= -1e-9
     assert bm.bench_kl(s=g, g=g) == pytest.approx(0.0, abs=1e-9)
-    # the map that is the blurred fixations ranks every fixated pixel at least as high as the unblurred rest
-    assert bm.bench_auc_judd(s=g, fix=fix) >= 0.5 or fix.size == n
+    # the binary fixation map itself ranks every fixated pixel first: AUC-Judd 1 (nan: no unfixated pixel)
+    b = np.zeros(n)
+    b[fix] = 1.0
+    auc = bm.bench_auc_judd(s=b.reshape(s.shape), fix=fix)
+    assert auc == pytest.approx(1.0) if fix.size < n else np.isnan(auc)
     # IG of the prior itself is zero; a map equal to the prior scaled is the same density
     assert bm.bench_ig(s=s + 1.0, fix=fix, prior=2 * (s + 1.0)) == pytest.approx(0.0, abs=1e-9)
     # shuffled AUC against the same pixels as negatives is exactly one half
@@ -201,7 +204,8 @@ def test_params_are_validated_by_name():
     assert check_benchmark_params(ok) == ok
     for bad, msg in (({**ok, "sigma_deg": 0}, "sigma_deg must be a positive number"),
                      ({**ok, "sigma_frame": 1.5}, "sigma_frame is a fraction"),
-                     ({**ok, "ceiling_splits": 0}, "ceiling_splits must be a positive integer"),
+                     ({**ok, "ceiling_splits": 0}, "ceiling_splits must be an integer >= 1"),
+                     ({**ok, "ceiling_k_points": 1}, "ceiling_k_points must be an integer >= 2"),
                      ({"sigma_deg": 1.0}, "is missing"), (None, "must be a mapping")):
         with pytest.raises(ValueError, match=msg):
             check_benchmark_params(bad)

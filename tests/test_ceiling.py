@@ -72,7 +72,7 @@ def test_k_observer_predictor_is_the_inter_observer_floor_with_all_others():
                                                        w=0.05, gh=GH, gw=GW), floors["prior"])
 
 
-def _ceiling(labels, splits=2):
+def _ceiling(labels, splits=2, k_points=8):
     from gazelib import benchmark as bm
     from gazelib.evaluate import score_rows
 
@@ -90,7 +90,8 @@ def _ceiling(labels, splits=2):
         return lambda prob, p_in, lab: score_rows(prob=prob, p_in=p_in, lab=lab, gh=GH, gw=GW, eval_hw=hw,
                                                   prior_eval=prior_eval, other_xy=np.array([[0.1, 0.1], [0.9, 0.9]]),
                                                   fixation_sigma=0.04)
-    return cl.ceiling_block(labels=labels, per_video=per_video, floors=floors, gh=GH, gw=GW, cfg={"splits": splits},
+    return cl.ceiling_block(labels=labels, per_video=per_video, floors=floors, gh=GH, gw=GW,
+                            cfg={"splits": splits, "k_points": k_points},
                             seed=0, score_video=score_video)
 
 
@@ -146,3 +147,19 @@ def test_percent_of_ceiling_interval_is_the_jackknife_of_the_ratio():
     se = np.sqrt(3 / 4 * ((loo - loo.mean()) ** 2).sum())
     half = stats.t.ppf(0.975, 3) * se
     assert (lo, hi) == pytest.approx((point - half, point + half))
+
+
+def test_k_grid_is_every_k_or_a_geometric_subset():
+    assert cl.k_grid(k_max=4, n_points=6) == [1, 2, 3, 4]
+    g = cl.k_grid(k_max=40, n_points=6)
+    assert g[0] == 1 and g[-1] == 40 and len(g) == 6 and g == sorted(set(g))
+
+
+def test_a_k_subset_gives_the_same_curve_points():
+    labels = {"a": _world(seed=1), "b": _world(seed=2)}
+    full, sub = _ceiling(labels, splits=1), _ceiling(labels, splits=1, k_points=3)
+    assert sub["per_viewer"]["k"] == [1, 3, 7] and sub["benchmark"]["k"] == [1, 2, 4]
+    for fam, keep in (("per_viewer", [0, 2, 6]), ("benchmark", [0, 1, 3])):
+        for key, m in sub[fam]["metrics"].items():
+            want = [full[fam]["metrics"][key]["curve"][i] for i in keep]
+            assert m["curve"] == pytest.approx(want, abs=1e-12, nan_ok=True), (fam, key)
