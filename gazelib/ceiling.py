@@ -54,6 +54,7 @@ from gazelib.metrics import LOWER_IS_BETTER, resize_bilinear
 log = logging.getLogger(__name__)
 
 VIEWER_KEYS = ("auc_vat", "nss", "cc", "auc_judd", "sauc", "ig")
+CHUNK = 1000   # samples whose k-observer predictions are built at once
 MODEL = "s(k) = s_inf - b * k^(-c); c fitted (bounds [0.05, 5]) with >= 4 points, else c = 1 (1/k noise law)"
 
 
@@ -166,11 +167,14 @@ def viewer_curve_video(*, lab: dict, video_id: str, prior_cells, io: dict, gh: i
         for j, (v, t) in enumerate(zip(vv, tt)):
             others = np.nonzero(ok[:, t])[0]
             pts[j] = lab["gaze"][rng.permutation(others[others != v])[:k_max], t]
-        preds = nested_predictions(pts=pts, prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
+        probs = np.zeros((len(ks), n_v, n_t, gh * gw), np.float32)
+        sel = np.asarray(ks) - 1
+        for c0 in range(0, vv.size, CHUNK):              # [chunk, k_max, cells] at a time: bounded memory
+            c = slice(c0, c0 + CHUNK)
+            preds = nested_predictions(pts=pts[c], prior=prior_cells, sigma=io["sigma"], w=io["w"], gh=gh, gw=gw)
+            probs[:, vv[c], tt[c]] = preds[:, sel].transpose(1, 0, 2)
         for i, k in enumerate(ks):
-            prob = np.zeros((n_v, n_t, gh * gw), np.float32)
-            prob[vv, tt] = preds[:, k - 1]
-            df = score(prob, p_in, sub_lab)
+            df = score(probs[i], p_in, sub_lab)
             for key in VIEWER_KEYS:
                 x = df[key].to_numpy(np.float64)
                 sums[key][i] += np.nansum(x)

@@ -163,3 +163,10 @@ def test_a_k_subset_gives_the_same_curve_points():
         for key, m in sub[fam]["metrics"].items():
             want = [full[fam]["metrics"][key]["curve"][i] for i in keep]
             assert m["curve"] == pytest.approx(want, abs=1e-12, nan_ok=True), (fam, key)
+
+
+def test_chunked_predictions_change_nothing(monkeypatch):
+    labels = {"a": _world(n_v=5, seed=4), "b": _world(n_v=5, seed=5)}
+    whole = _ceiling(labels, splits=1)
+    monkeypatch.setattr(cl, "CHUNK", 7)
+    assert _ceiling(labels, splits=1) == whole
