@@ -510,7 +510,7 @@ def render_markdown(block: dict) -> str:
         mk = list(cf["metrics"])
         lines += ["", f"k = {cf['k']} observers; curve model: {c.get('model', '')}.", "",
                   "| | " + " | ".join(mk) + " |", "|---" * (len(mk) + 1) + "|",
-                  "| curve (k = 1..K) | " + " | ".join(
+                  f"| curve at k = {', '.join(map(str, cf['k']))} | " + " | ".join(
                       " / ".join(fmt(x) for x in cf["metrics"][k]["curve"]) for k in mk) + " |",
                   "| ceiling (k → ∞) [95% CI] | " + " | ".join(
                       fmt(cf["metrics"][k]["s_inf"]) + ("" if cf["metrics"][k].get("improves_with_k", True) else " †") + ("" if cf["metrics"][k]["ci95"][0] is None else
@@ -519,8 +519,9 @@ def render_markdown(block: dict) -> str:
         for r, p in c["pct_of_ceiling"][fam].items():
             ci_r = c.get("pct_of_ceiling_ci95", {}).get(fam, {}).get(r, {})
             lines.append(f"| {r}: % of ceiling | " + " | ".join(
-                "–" if p.get(k) is None else f"{p[k]:.0f} %" + (
-                    f" [{ci_r[k][0]:.0f}, {ci_r[k][1]:.0f}]" if ci_r.get(k, [None])[0] is not None else "")
+                "–" if p.get(k) is None else f"{round(p[k]) + 0.0:.0f} %" + (
+                    f" [{round(ci_r[k][0]) + 0.0:.0f}, {round(ci_r[k][1]) + 0.0:.0f}]"
+                    if ci_r.get(k, [None])[0] is not None else "")
                 for k in mk) + " |")
         lines.append("")
     lines.append("% of ceiling: " + c.get("pct_definition", "") + ". † the k-observer predictor does not improve "
