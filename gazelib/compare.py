@@ -155,10 +155,18 @@ def run_compare(*, params: dict, root: Path = Path(".")) -> dict:
                        primary=tuple(ccfg["primary"]))
     cmp["lookahead"] = params["features"]["lookahead"]
     from gazelib.aoi.model_level import aoi_rows, render_aoi_rows
+    from gazelib.benchmark import compare_block, render_markdown, saturating_curve
+    from gazelib.viz import ceiling_plot
 
     cmp["aoi"] = aoi_rows(samples=samples, rows=rows, references=[ccfg["baseline"], "persistence"])
+    cmp.update(compare_block(root=root, variants=variants, baseline=ccfg["baseline"], per_viewer_rows=cmp["rows"],
+                             per_viewer_samples=samples))
     write_json(root / COMPARE, cmp)
     write_headline(root=root, cmp=cmp, params=params)
+    ceiling_plot(path=root / "reports" / "ceiling.png", ceiling=cmp["ceiling"],
+                 fit=saturating_curve)
+    write_text(root / "reports" / "benchmark.md", "# Benchmark protocol and the infinite-observer ceiling (test split)"
+               "\n\n" + render_markdown(cmp) + "\n![ceiling curves](ceiling.png)\n")
     md = render_report(cmp, protocol or "", lookahead=cmp["lookahead"])
     if cmp["aoi"]:
         md += "\n## At the AOI level (face identities + user AOIs; docs/aoi.md)\n\n" + render_aoi_rows(cmp["aoi"]) + "\n"

@@ -324,6 +324,9 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         longest_s=max(float(lab["t"][-1]) if lab["t"].size else 0.0 for lab in labels.values()))
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
+    metrics["benchmark"] = _benchmark(params=params, variant=variant, labels=labels, per_video=per_video, gh=gh, gw=gw,
+                                      geometry=geometry, floors=floors, test_probs=test_probs, floor_preds=floor_preds,
+                                      out=root / "reports" / "eval" / variant / "benchmark_frames.parquet")
     write_json(root / eval_metrics(variant), metrics)
     rep = root / "reports" / "eval" / variant
     write_table(rep / "samples.parquet", samples)
@@ -523,3 +526,45 @@ def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: di
             ok = lab["valid"][:, s] & (lab["inout"][:, s] > 0)
             overlay(path=out / f"viz_{vid}_{s:05d}.png", frame=frame, prob=preds[vid]["prob"][:, s].mean(0),
                     gh=gh, gw=gw, gaze=lab["gaze"][ok, s], title=f"{variant} {vid} t={t:.1f}s")
+
+
+def _benchmark(*, params: dict, variant: str, labels: dict, per_video: dict, gh: int, gw: int, geometry: dict,
+               floors: dict, test_probs: dict, floor_preds: dict, out: Path) -> dict:
+    """Benchmark-protocol block (gazelib.benchmark): the variant's seeds, centre prior and persistence per frame
+    (table at ``out``), and on the compare baseline's evaluation the infinite-observer ceiling (gazelib.ceiling)."""
+    import time
+
+    from gazelib import benchmark as bm
+    from gazelib.ceiling import ceiling_block
+    from gazelib.params import check_benchmark_params
+
+    cfg = check_benchmark_params(params["evaluate"].get("benchmark"))
+    t0 = time.perf_counter()
+    pv = {vid: {**per_video[vid], **bm.video_targets(lab=labels[vid], video_id=vid, hw=per_video[vid]["eval_hw"],
+                                                      other_xy=per_video[vid]["other_xy"], cfg=cfg, geometry=geometry)}
+          for vid in sorted(labels)}
+    frames = [bm.score_row(row=variant, seed=s, probs={v: p["prob"] for v, p in probs.items()}, per_video=pv, gh=gh,
+                           gw=gw) for s, probs in test_probs.items()]
+    frames += [bm.score_row(row=name, seed=-1, probs={v: p["prob"] for v, p in floor_preds[name].items()},
+                            per_video=pv, gh=gh, gw=gw) for name in ("centre_prior", "persistence") if name in floor_preds]
+    table = pd.concat(frames, ignore_index=True)
+    write_table(out, table)
+    sig = sorted({pv[v]["from"] for v in pv})
+    block = {"protocol": bm.PROTOCOL.format(sigma="; ".join(sig)),
+             "sigma_px": {v: [round(float(x), 4) for x in pv[v]["sigma_px"]] for v in pv},
+             "sigma_from": sig, "map_average": "rows that predict per viewer: mean over the video's viewers",
+             "rows": bm.summary(table), "frames_table": out.name}
+    t1 = time.perf_counter()
+    log.info("%s: benchmark protocol scored %d frame rows in %.2f s", variant, len(table), t1 - t0)
+    if variant == params["compare"]["baseline"]:
+        def score_video(vid):
+            return lambda prob, p_in, lab: score_rows(prob=prob, p_in=p_in, lab=lab, gh=gh, gw=gw, geometry=geometry,
+                                                      fixation_sigma=params["evaluate"]["fixation_map_sigma"],
+                                                      video_id=vid, **per_video[vid])
+        block["ceiling"] = ceiling_block(labels=labels, per_video=pv, floors=floors, gh=gh, gw=gw,
+                                         cfg={"splits": cfg["ceiling_splits"], "k_points": cfg["ceiling_k_points"]}, seed=params["seed"],
+                                         score_video=score_video)
+        log.info("%s: infinite-observer ceiling in %.2f s", variant, time.perf_counter() - t1)
+    else:
+        block["ceiling"] = f"computed once, in reports/metrics/eval/{params['compare']['baseline']}.json (compare.baseline)"
+    return block

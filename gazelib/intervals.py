@@ -125,7 +125,7 @@ def row_seed_values(*, df: pd.DataFrame, videos: list[str], seeds: list,
     for s in seeds:
         d = df[df["seed"] == s]
         vi = d["video_id"].map(vid_pos).to_numpy()
-        for k in (k for k in keys if k in MEAN_KEYS):
+        for k in (k for k in keys if k not in POOLED_KEYS):   # per-sample means (incl. bench_*)
             x = d[k].to_numpy(np.float64)
             ok = np.isfinite(x)
             sums = np.bincount(vi[ok], weights=x[ok], minlength=len(videos))

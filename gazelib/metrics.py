@@ -125,7 +125,7 @@ STEP_KEYS = ("auc_vat", "l2_vat", "l2_diag", "l2_vat_deg", "hit1_cell", "hit5_ce
 FRAME_KEYS = ("nss", "cc", "sim", "kl", "auc_judd", "sauc", "ig")
 MEAN_KEYS = STEP_KEYS + FRAME_KEYS
 POOLED_KEYS = ("inout_ap", "out_ap", "inout_acc")
-LOWER_IS_BETTER = frozenset({"l2_vat", "l2_diag", "l2_vat_deg", "kl"})
+LOWER_IS_BETTER = frozenset({"l2_vat", "l2_diag", "l2_vat_deg", "kl", "bench_kl"})
 
 
 def cell_centres(gh: int, gw: int) -> np.ndarray:

@@ -219,6 +219,15 @@ def _compare_notes(md: str, base_dir: Path) -> str:
     return md_to_html("\n\n".join(keep), base_dir=base_dir)
 
 
+def benchmark_html(*, root: Path) -> str:
+    """The benchmark-protocol rows, deltas, ceiling curves and % of ceiling (reports/benchmark.md, from compare)."""
+    md = root / "reports" / "benchmark.md"
+    if not md.exists():
+        return f"<p class='missing'>{_esc(md.relative_to(root))} not found (run compare)</p>"
+    text = re.sub(r"^# .*\n", "", md.read_text(), count=1)   # the section has its own title
+    return md_to_html(text, base_dir=md.parent, demote=1)
+
+
 def training_html(*, root: Path, variants: list[str]) -> str:
     parts = []
     for v in variants:
@@ -470,6 +479,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
         ("attribution", "The answer: what sound and speech add", attribution),
         ("comparison", "Comparison with intervals, floors and ceiling", comparison),
         ("horizons", "Forecasting across horizons", horizons),
+        ("benchmark", "Benchmark protocol and the infinite-observer ceiling", benchmark_html(root=root)),
         ("training", "Training curves", training_html(root=root, variants=variants)),
         ("validation", "Validation", validation_html(root=root, validation=validation)),
         ("per-video", "Per-video results", per_video_html(root=root, variants=variants)),

@@ -119,3 +119,34 @@ def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def ceiling_plot(*, path: Path, ceiling: dict, fit) -> None:
+    """Inter-observer agreement against the number of observers k, the fitted curve
+    ``fit(k, s_inf, b, c)`` and its limit s_inf with the 95 % interval, per family and metric."""
+    plt = _plt()
+    panels = [(fam, key, m) for fam in ("benchmark", "per_viewer")
+              for key, m in sorted((ceiling.get(fam) or {}).get("metrics", {}).items())
+              if m.get("s_inf") is not None]
+    cols = 4
+    rows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), dpi=100, squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, (fam, key, m) in zip(axes.ravel(), panels):
+        k = np.arange(1, len(m["curve"]) + 1)
+        ax.plot(k, [np.nan if v is None else v for v in m["curve"]], "o", c="#4c72b0", label="measured")
+        kk = np.geomspace(1, 64, 60)
+        ax.plot(kk, fit(kk, m["s_inf"], m["b"], m["c"]), "-", c="#4c72b0", lw=1, label="fit")
+        ax.axhline(m["s_inf"], ls=":", c="green", label="k → ∞")
+        lo, hi = m["ci95"]
+        if lo is not None:
+            ax.axhspan(lo, hi, color="green", alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_title(f"{key} ({fam.replace('_', '-')}){'' if m.get('improves_with_k', True) else ' †'}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    if panels:
+        axes.ravel()[0].legend(fontsize=6)
+        for ax in axes[-1]:
+            ax.set_xlabel("observers k", fontsize=7)
+    _save(fig, path)

@@ -166,7 +166,7 @@ def test_horizon_rows_match_evaluate_at_the_trained_horizon(horizon_run):
     """Same protocol: at train.horizon_s, persistence and the model equal evaluate's own rows."""
     root, p, m = horizon_run
     ev_path = root / "reports" / "metrics" / "eval" / "baseline.json"     # where evaluate writes it since issue 25
-    ev = json.loads((ev_path if ev_path.exists() else root / "metrics" / "eval" / "baseline.json").read_text())
+    ev = json.loads((ev_path if ev_path.exists() else root / "reports" / "metrics" / "eval" / "baseline.json").read_text())
     h = p["train"]["horizon_s"]
     for k in ("auc_vat", "l2_vat", "nss"):
         assert m["rows"][f"persistence@{h:g}s"]["metrics"][k] == pytest.approx(ev["persistence"][k], abs=1e-9)

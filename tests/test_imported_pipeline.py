@@ -114,6 +114,11 @@ def test_pipeline_on_the_imported_corpus_reports_degrees(imported):
     assert ratio.between(0.8 * lo, 1.05 * hi).all()
     eval_json = json.loads((root / "reports/metrics/eval/baseline.json").read_text())
     assert "l2_vat_deg is the same error as a visual angle" in eval_json["protocol"]
+    # the benchmark protocol's fixation-map sigma comes from degrees here (docs/benchmark.md)
+    bench, w = eval_json["benchmark"], params["evaluate"]["saliency_width"]
+    assert bench["sigma_from"] == [f"{params['evaluate']['benchmark']['sigma_deg']:g} deg of visual angle (corpus geometry)"]
+    for vid, (sy, sx) in bench["sigma_px"].items():
+        assert sx == pytest.approx(params["evaluate"]["benchmark"]["sigma_deg"] / geo["deg_per_unit"][vid][0] * w, abs=1e-4)
     # the video spans the screen's width: edge to edge is 2 atan(w / 2d), computed independently
     assert angular_distance_deg(x0=0.0, y0=0.5, x1=1.0, y1=0.5, geometry=geo, video_id="demo000") == \
         pytest.approx(2 * np.degrees(np.arctan(51.8 / 2 / 65.0)), rel=1e-6)

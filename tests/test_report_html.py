@@ -128,7 +128,7 @@ def test_report_is_self_contained_and_deterministic(pipeline_run):
     n_stills = len(list((root / "reports" / "viz").glob("*/*.png")))
     n_viewers_bias = len(list((root / "reports" / "calibration").glob("*.png"))) + \
         len(list((root / "reports" / "bias").glob("*.png")))
-    assert n_png == n_curves + n_stills + n_viewers_bias + 1  # + compare.png
+    assert n_png == n_curves + n_stills + n_viewers_bias + 2  # + compare.png, ceiling.png (docs/benchmark.md)
     assert res["clips"] == cmp["intervals"]["test_videos"] and len(res["clips"]) == 1
     # the report stage runs after train: the model folders it wrote travel (bundle + norm stats)
     assert load_bundle(root / "models" / "content_only").modalities == ["audio", "text", "visual"]
