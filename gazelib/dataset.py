@@ -27,6 +27,7 @@ import torch
 from gazelib.io import NpzRows, read_npz
 from gazelib.metrics import cell_centres
 from gazelib.normalize import normalise, normalise_grid
+from gazelib.params import check_horizon  # noqa: F401  (re-exported: the check lives with the params schema)
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ INPUT_KEYS = ("audio", "text", "visual", "grid", "mask", "track", "track_map")
 ROW_KEYS = ("audio", "text", "visual", "grid")   # as gazelib.align.ROW_KEYS: read window by window
 HELD_KEYS = ("t", "mask", "gaze", "inout", "valid", "gaze_t", "viewers")   # small, held per video
 WINDOW_KEYS = ("audio", "text", "visual", "grid", "mask", "track", "track_map", "gaze", "inout", "valid")
-
-
-def check_horizon(*, horizon_s: float, fps: float) -> int:
-    """The horizon in steps; refuses a horizon under one step (the track would show the target)."""
-    lag = horizon_s * fps
-    if not math.isfinite(lag) or lag < 1 - 1e-9:
-        raise ValueError(f"train.horizon_s={horizon_s} is less than one step at align.fps={fps} "
-                         f"(lag {lag:.2f} steps): the track input would show the target; use horizon_s >= {1 / fps:g}")
-    return int(math.ceil(lag - 1e-9))
 
 
 def track_history(*, gaze: np.ndarray, inout: np.ndarray, valid: np.ndarray, sample_t: np.ndarray,

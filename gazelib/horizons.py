@@ -36,6 +36,7 @@ from gazelib.layout import (
     FLOORS, corpus_geometry, index_grid, index_maps, load_manifest, read_index, read_labels, split_files,
 )
 from gazelib.metrics import LOWER_IS_BETTER, POOLED_KEYS
+from gazelib.params import check_horizons  # noqa: F401  (re-exported: the check lives with the params schema)
 
 log = logging.getLogger(__name__)
 
@@ -45,23 +46,6 @@ PLOT_KEYS = ("auc_vat", "nss")
 # per row group (persistence, each variant, each horizon-free row repeated at every horizon) for `dvc plots`
 METRICS = DETAILS / "horizons.json"
 CURVES_DIR = CURVES / "horizons"
-
-
-def check_horizons(*, horizons, fps: float) -> list[float]:
-    """``evaluate.horizons`` as sorted unique floats, each at least one align step (else an error)."""
-    if not isinstance(horizons, (list, tuple)) or not horizons:
-        raise ValueError(f"params.yaml evaluate.horizons must be a non-empty list of seconds, got {horizons!r}")
-    out = []
-    for h in horizons:
-        try:
-            h = float(h)
-        except (TypeError, ValueError):
-            raise ValueError(f"params.yaml evaluate.horizons: {h!r} is not a number of seconds") from None
-        if not h * fps >= 1 - 1e-9:
-            raise ValueError(f"params.yaml evaluate.horizons: {h:g} s is less than one step at align.fps={fps:g} "
-                             f"(the track would show the target); use >= {1 / fps:g} s")
-        out.append(h)
-    return sorted(set(out))
 
 
 def row_name(name: str, h: float) -> str:

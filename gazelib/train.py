@@ -89,10 +89,16 @@ def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kin
     return torch.softmax(-d2 / (2 * sigma ** 2), dim=-1)
 
 
+def warmup_steps(*, steps: int, frac: float) -> int:
+    """Optimiser steps of the linear learning-rate warm-up: ``train.warmup_frac`` of ``steps``, at
+    least one (``frac`` 0.05 gives ``steps // 20`` exactly; the 1e-9 absorbs float error)."""
+    return max(1, math.floor(steps * frac + 1e-9))
+
+
 def compute_loss(out: dict, batch: dict, centres: torch.Tensor, cfg: dict) -> tuple[torch.Tensor, dict]:
     keep = (~batch["pad"]) & batch["valid"]
     inframe = keep & (batch["inout"] > 0.5)
-    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"], cfg.get("heatmap_target", "gaussian"))
+    target = heatmap_targets(batch["gaze"], centres, cfg["heatmap_sigma"], cfg["heatmap_target"])
     ce = -(target * F.log_softmax(out["heatmap_logits"], -1)).sum(-1)
     hm = ce[inframe].mean() if inframe.any() else ce.sum() * 0
     bce = F.binary_cross_entropy_with_logits(out["inout_logits"], batch["inout"], reduction="none")
@@ -180,7 +186,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     from tqdm import tqdm
 
     d = dist or current()
-    if cfg.get("heatmap_target", "gaussian") not in HEATMAP_TARGETS:
+    if cfg["heatmap_target"] not in HEATMAP_TARGETS:
         raise ValueError(f"{variant}: train.heatmap_target {cfg['heatmap_target']!r} unknown; "
                          f"choose one of {HEATMAP_TARGETS}")
     seed_everything(seed)
@@ -209,7 +215,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     local_bs = d.local_batch(cfg["batch_size"])  # windows per rank and step; batch_size in one process
     n_batches = math.ceil(math.ceil(len(train_ds) / d.world) / local_bs)  # steps per epoch, on every rank
     steps = max(1, epochs * n_batches)
-    warm = max(1, steps // 20)
+    warm = warmup_steps(steps=steps, frac=cfg["warmup_frac"])
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
     centres = torch.tensor(cell_centres(gh, gw), dtype=torch.float32, device=device)
@@ -284,7 +290,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["grad_clip"])
             scaler.step(opt)
             scaler.update()
             sched.step()

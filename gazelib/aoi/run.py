@@ -21,35 +21,9 @@ from gazelib.aoi.tracks import track_aois, track_faces
 from gazelib.aoi.user_aoi import read_user_aois
 from gazelib.io import atomic_path, read_table, write_json, write_table
 from gazelib.layout import AOI_METRICS
+from gazelib.params import check_aoi_cfg  # noqa: F401  (re-exported: the aoi block's schema is gazelib.params_schema.AoiCfg)
 
 log = logging.getLogger(__name__)
-
-CFG_KEYS = {"basis": str, "track_iou_min": float, "track_max_gap_s": float, "track_min_s": float,
-            "track_velocity_window_s": float, "speaker_window_s": float,
-            "speaker_min_frames": int, "speaker_min_motion": float, "speaker_smooth_s": float, "scarf_videos": int}
-
-
-def check_aoi_cfg(cfg: dict, where: str = "params.yaml aoi") -> dict:
-    """The ``aoi`` params block, validated (every key present, of its type and range)."""
-    missing = sorted(set(CFG_KEYS) - set(cfg))
-    unknown = sorted(set(cfg) - set(CFG_KEYS))
-    if missing or unknown:
-        raise ValueError(f"{where}: missing keys {missing}, unknown keys {unknown}")
-    for k, typ in CFG_KEYS.items():
-        if typ is float and isinstance(cfg[k], int) and not isinstance(cfg[k], bool):
-            continue
-        if not isinstance(cfg[k], typ) or isinstance(cfg[k], bool):
-            raise ValueError(f"{where}.{k}: expected {typ.__name__}, got {cfg[k]!r}")
-    if cfg["basis"] not in ("fixations", "samples"):
-        raise ValueError(f"{where}.basis: fixations or samples, got {cfg['basis']!r}")
-    if not 0 < cfg["track_iou_min"] <= 1:
-        raise ValueError(f"{where}.track_iou_min must be in (0, 1], got {cfg['track_iou_min']}")
-    for k in ("track_max_gap_s", "track_min_s", "track_velocity_window_s", "speaker_window_s", "speaker_smooth_s",
-              "speaker_min_motion", "scarf_videos", "speaker_min_frames"):
-        if cfg[k] < 0:
-            raise ValueError(f"{where}.{k} must be >= 0, got {cfg[k]}")
-    return cfg
-
 
 # ---------------------------------------------------------------- per video
 def build_aois(*, faces: pd.DataFrame, frame_times: np.ndarray, audio: pd.DataFrame | None, cfg: dict,

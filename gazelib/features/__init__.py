@@ -1,12 +1,16 @@
 """Per-video feature extractors (audio, text, visual) writing typed Parquet/NPZ artifacts."""
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
+
+from gazelib.params_schema import FeaturesCfg
 
 # features.lookahead: what media a feature at step t may see (docs/causality.md).
 # none: media up to t only (viewer-causal, the default); offline: the pre-causal features, which
 # look ahead (centred windows, interpolation toward later samples), for non-causal saliency analysis.
-LOOKAHEAD_MODES = ("none", "offline")
+LOOKAHEAD_MODES = get_args(FeaturesCfg.model_fields["lookahead"].annotation)   # ("none", "offline")
 
 
 def check_lookahead(mode: str, *, where: str = "features.lookahead") -> str:

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
+from gazelib.params import check_speech_model  # noqa: F401  (re-exported; audio.speech_model vs features.lookahead)
 from gazelib.io import feature_meta, write_npz, write_table
 from gazelib.media import iter_audio
 from gazelib.cache import VideoCache, run_per_video
@@ -272,14 +273,6 @@ def _overlapped(chunks: Iterator[tuple[float, np.ndarray]], pad: int):
     if pending is not None:
         pt0, px, ptail = pending
         yield pt0, px, np.concatenate([ptail, px, np.zeros(pad, np.float32)])
-
-
-def check_speech_model(*, cfg: dict, lookahead: str) -> None:
-    """A speech encoder attends to its whole input chunk (future audio included): offline only."""
-    if check_lookahead(lookahead) == "none" and cfg.get("speech_model", "none") != "none":
-        raise ValueError(f"audio.speech_model {cfg['speech_model']!r} attends to the whole audio chunk, future "
-                         "included, so it cannot give viewer-causal features: set audio.speech_model: none, or "
-                         "features.lookahead: offline (docs/causality.md)")
 
 
 def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s: float, cfg: dict,

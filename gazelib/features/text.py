@@ -277,6 +277,7 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
     ``lookahead``, default ``none``, picks causal words and features). Returns the written ``paths``,
     the ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
     from gazelib.features.transcript import (
+        UTTERANCE_GAP_S,
         empty_words,
         read_cues,
         transcribe_causal,
@@ -290,7 +291,8 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
 
     def subtitles() -> pd.DataFrame:
         if "words" not in subs_cache:
-            subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles")
+            subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles",
+                                                  utterance_gap_s=cfg.get("utterance_gap_s", UTTERANCE_GAP_S))
         return subs_cache["words"]
 
     lookahead = check_lookahead(cfg.get("lookahead", "none"))

@@ -14,11 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gazelib.params import default
+
 log = logging.getLogger(__name__)
 
 WORD_COLUMNS = ["start", "end", "word", "probability", "source", "utterance_id", "interpolated"]
 _TAG_RE = re.compile(r"<[^>]*>|\{[^}]*\}")
 _MAX_WORD_S = 3.0  # a single word longer than this is treated as a timing error
+# text.utterance_gap_s; its schema default for callers without text params (a bundle made before the key)
+UTTERANCE_GAP_S = default("text.utterance_gap_s")
 
 
 def empty_words() -> pd.DataFrame:
@@ -77,7 +81,8 @@ def check_cue_timings(*, path: Path, tag: str) -> None:
         raise ValueError(f"{tag}: no cue timing line ('start --> end') in {len(lines)} lines")
 
 
-def words_from_cues(cues: list[tuple[float, float, str]], source: str) -> pd.DataFrame:
+def words_from_cues(cues: list[tuple[float, float, str]], source: str, *,
+                    utterance_gap_s: float = UTTERANCE_GAP_S) -> pd.DataFrame:
     """Split cues into words; a multi-word cue shares its span by character count.
 
     A cue with end <= start keeps its words but their times are marked bad and repaired
@@ -97,7 +102,7 @@ def words_from_cues(cues: list[tuple[float, float, str]], source: str) -> pd.Dat
                          "interpolated": bool(ok and len(tokens) > 1)})
     if not rows:
         return empty_words()
-    return finish_words(pd.DataFrame(rows))
+    return finish_words(pd.DataFrame(rows), utterance_gap_s=utterance_gap_s)
 
 
 def repair_word_times(words: pd.DataFrame) -> pd.DataFrame:
@@ -154,7 +159,7 @@ def repair_word_times(words: pd.DataFrame) -> pd.DataFrame:
     return w
 
 
-def finish_words(words: pd.DataFrame, utterance_gap_s: float = 0.6) -> pd.DataFrame:
+def finish_words(words: pd.DataFrame, utterance_gap_s: float = UTTERANCE_GAP_S) -> pd.DataFrame:
     """Repair times, sort, and number utterances (a new one after a pause > gap)."""
     w = repair_word_times(words)
     w = w.sort_values("start", kind="stable").reset_index(drop=True)
@@ -163,7 +168,7 @@ def finish_words(words: pd.DataFrame, utterance_gap_s: float = 0.6) -> pd.DataFr
     return w[WORD_COLUMNS]
 
 
-def number_utterances(words: pd.DataFrame, *, utterance_gap_s: float = 0.6) -> np.ndarray:
+def number_utterances(words: pd.DataFrame, *, utterance_gap_s: float = UTTERANCE_GAP_S) -> np.ndarray:
     """Utterance id per word (sorted by start): a new utterance after a pause > gap. Causal: a
     word's id depends only on it and the words before it."""
     gaps = np.diff(words["start"].to_numpy(), prepend=-np.inf)
@@ -249,7 +254,7 @@ def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_ra
     if not parts:
         return with_availability(empty_words(), avail=np.zeros(0))
     words = pd.concat(parts, ignore_index=True)
-    words["utterance_id"] = number_utterances(words)
+    words["utterance_id"] = number_utterances(words, utterance_gap_s=cfg.get("utterance_gap_s", UTTERANCE_GAP_S))
     return words
 
 
@@ -278,7 +283,7 @@ class WhisperASR:
 
     def __init__(self, *, model: str, language: str | None, compute_type: str = "int8",
                  cpu_threads: int = 2, beam_size: int = 1, vad_filter: bool = True,
-                 temperatures: tuple[float, ...] = (0.0,)):
+                 temperatures: tuple[float, ...] = (0.0,), utterance_gap_s: float = UTTERANCE_GAP_S):
         from faster_whisper import WhisperModel
 
         self.model_dir = resolve_whisper_model(model)
@@ -286,6 +291,7 @@ class WhisperASR:
                                   cpu_threads=cpu_threads, local_files_only=True)
         self.language, self.beam_size, self.vad_filter = language, beam_size, vad_filter
         self.temperatures = tuple(float(x) for x in temperatures)
+        self.utterance_gap_s = utterance_gap_s
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
 
     def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
@@ -309,7 +315,7 @@ class WhisperASR:
                                  "interpolated": False, "segment": seg_id})
         if not rows:
             return empty_words()
-        return finish_words(pd.DataFrame(rows).drop(columns="segment"))
+        return finish_words(pd.DataFrame(rows).drop(columns="segment"), utterance_gap_s=self.utterance_gap_s)
 
 
 class WhisperXASR:
@@ -321,7 +327,9 @@ class WhisperXASR:
     (``text.whisperx_align_model``): nothing is downloaded.
     """
 
-    def __init__(self, *, model: str, language: str | None, align_model: str, compute_type: str = "int8"):
+    def __init__(self, *, model: str, language: str | None, align_model: str, compute_type: str = "int8",
+                 utterance_gap_s: float = UTTERANCE_GAP_S):
+        self.utterance_gap_s = utterance_gap_s
         try:
             import whisperx
         except ImportError as exc:
@@ -345,17 +353,18 @@ class WhisperXASR:
         rows = [{"start": t0 + w["start"] if "start" in w else np.nan, "end": t0 + w["end"] if "end" in w else np.nan,
                  "word": w["word"].strip(), "probability": float(w.get("score", np.nan)), "source": "asr-whisperx",
                  "interpolated": False} for w in aligned.get("word_segments", []) if w.get("word", "").strip()]
-        return finish_words(pd.DataFrame(rows)) if rows else empty_words()
+        return finish_words(pd.DataFrame(rows), utterance_gap_s=self.utterance_gap_s) if rows else empty_words()
 
 
 def make_asr(cfg: dict):
     """The ASR backend named by ``text.asr_backend`` (faster-whisper by default)."""
+    gap = cfg.get("utterance_gap_s", UTTERANCE_GAP_S)
     if cfg.get("asr_backend", "faster-whisper") == "whisperx":
         return WhisperXASR(model=cfg["asr_model"], language=cfg["language"], align_model=cfg["whisperx_align_model"],
-                           compute_type=cfg["asr_compute_type"])
+                           compute_type=cfg["asr_compute_type"], utterance_gap_s=gap)
     return WhisperASR(model=cfg["asr_model"], language=cfg["language"], compute_type=cfg["asr_compute_type"],
                       cpu_threads=cfg["asr_threads"], beam_size=cfg["asr_beam_size"], vad_filter=cfg["asr_vad_filter"],
-                      temperatures=tuple(cfg["asr_temperatures"]))
+                      temperatures=tuple(cfg["asr_temperatures"]), utterance_gap_s=gap)
 
 
 def resolve_whisper_model(model: str) -> Path:

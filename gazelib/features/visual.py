@@ -40,6 +40,7 @@ from gazelib.cache import VideoCache, run_per_video
 from gazelib.closure import stage_code
 from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
 from gazelib.layout import FEATURES, load_manifest, manifest_items
+from gazelib.params import default
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class FaceDetector:
             return CenterFaceDetector(input_width=cfg["face_input_width"], threshold=cfg["face_threshold"],
                                       nms_iou=cfg["face_nms_iou"])
         if cfg["face_detector"] == "mediapipe":
-            return MediaPipeFaceDetector(min_confidence=cfg.get("face_min_confidence", 0.5))
+            return MediaPipeFaceDetector(min_confidence=cfg.get("face_min_confidence", default("visual.face_min_confidence")))
         return cls(kind=cfg["face_detector"], min_size=cfg["face_min_size"], scale_factor=cfg["face_scale_factor"],
                    min_neighbors=cfg["face_min_neighbors"], equalize=cfg["face_equalize"])
 
@@ -290,10 +291,11 @@ def make_image_encoder(cfg: dict):
         return None
     from gazelib.features.image_models import ImageEncoder
 
-    # embed_threads is absent from bundles made before it (they ran 2; 1 and 2 gave identical outputs here)
+    # embed_threads is absent from bundles made before it (they ran 2; 1 and 2 gave identical outputs here):
+    # those get the schema default
     return ImageEncoder(model=cfg["image_model"], grid_hw=(cfg["grid_h"], cfg["grid_w"]),
                         feature_block=cfg["cnn_grid_block"], batch_size=cfg["embed_batch"],
-                        threads=cfg.get("embed_threads", 1))
+                        threads=cfg.get("embed_threads", default("visual.embed_threads")))
 
 
 def interp_clamped(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.ndarray | None = None,
@@ -575,7 +577,7 @@ def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
     out = root / FEATURES / "visual"
     # torch threads in every worker: the image encoder's (its sums depend on the thread count)
     spec = WorkerSpec(visual_worker, {"cfg": cfg, "out": out, "lookahead": lookahead},
-                      threads=int(cfg.get("embed_threads", 2)))
+                      threads=int(cfg["embed_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
                         params={**cfg, "lookahead": lookahead}, code=stage_code(stage="extract_visual", cfg=cfg),
                         compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
