@@ -73,8 +73,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
             ann = get_args(model)[1]
         if ann is None:
             return None
-        sub = _model_of(ann)
-        model = sub if sub is not None else (ann if get_origin(ann) is dict else None)
+        model = ann if get_origin(ann) is dict else _model_of(ann)
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
