@@ -46,3 +46,35 @@ def test_seed_workers_refuses_a_bad_value(value):
 def test_seed_workers_caps_at_the_seeds_and_under_torchrun():
     assert seed_workers(4, n_seeds=3, distributed=False) == 3
     assert seed_workers(2, n_seeds=3, distributed=True) == 1
+
+
+# ------------------------------------------------------------------ evaluation resizes
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from gazelib import metrics as M  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(1, 20), w=st.integers(1, 20), oh=st.integers(1, 70),
+       ow=st.integers(1, 70), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31),
+       const=st.booleans())
+def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, const):
+    """The buffer-wrapping resizes give exactly what ``Image.fromarray(m).resize`` gave (uint8 'L'
+    after scipy's bytescale, and float32 'F'), bit for bit, on any size change."""
+    rng = np.random.default_rng(seed)
+    maps = (rng.normal(size=(n, h, w)) * rng.uniform(0.01, 100)).astype(dtype)
+    if const:
+        maps[0] = dtype(0.3)
+    u8 = M.imresize_uint8(maps=maps, out_hw=(oh, ow))
+    fl = M.resize_bilinear(maps=maps, out_hw=(oh, ow))
+    for i in range(n):
+        ref_u8 = np.asarray(Image.fromarray(np.ascontiguousarray(M._bytescale(maps[i]))).resize(
+            (ow, oh), resample=Image.Resampling.BILINEAR))
+        ref_f = np.asarray(Image.fromarray(np.ascontiguousarray(maps[i], dtype=np.float32)).resize(
+            (ow, oh), resample=Image.Resampling.BILINEAR)).astype(np.float64)
+        assert np.array_equal(u8[i], ref_u8)
+        assert np.array_equal(fl[i].view(np.int64), ref_f.view(np.int64))
