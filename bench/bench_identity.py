@@ -7,7 +7,8 @@ byte as it was (issue 24), so the check fails on any differing file.
    demo generator and copied into two run folders.
 2. Each run folder gets its own tree's ``params.yaml`` with the same overrides (the corpus size,
    ``train.epochs``, ``train.seeds``), so a param the reference does not know is not passed to it;
-   the parallel paths of this tree (``compute.workers``, ``train.seed_workers``) are on by default.
+   ``--workers N`` / ``--seed-workers N`` run this tree's parallel paths (``compute.workers``,
+   ``train.seed_workers``), which must not change a byte either.
 3. The stages run in order, reference first then this tree, stage by stage (so both see the same
    machine load): ingest, extract_audio, extract_text, extract_visual, align, bias_inputs, validate,
    floors, train and evaluate of ``--variants``.
@@ -89,6 +90,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--variants", nargs="+", default=["baseline", "multimodal"])
+    ap.add_argument("--workers", type=int, default=None, help="compute.workers for this tree's run")
+    ap.add_argument("--seed-workers", type=int, default=None, help="train.seed_workers for this tree's run")
     ap.add_argument("--keep", type=Path, default=None, help="keep the run folders here")
     args = ap.parse_args()
 
@@ -108,6 +111,10 @@ def main() -> None:
         root = roots[name] = work / f"run_{name}"
         shutil.copytree(corpus, root / "data" / "raw" / "demo")
         params = run_params(tree, videos=args.videos, seconds=args.seconds, seeds=args.seeds, epochs=args.epochs)
+        if name == "after" and args.workers is not None:
+            params["compute"]["workers"] = args.workers
+        if name == "after" and args.seed_workers is not None:
+            params["train"]["seed_workers"] = args.seed_workers
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     steps = [(s, None) for s in STAGES] + [("train", v) for v in args.variants] + \
             [("evaluate", v) for v in args.variants]
@@ -121,6 +128,7 @@ def main() -> None:
                     if hashes["before"].get(k) != hashes["after"].get(k))
     total = {name: round(sum(t[name] for t in times.values()), 2) for name in trees}
     report = {"ref": f"{args.ref} ({rev})", "corpus": {"videos": args.videos, "seconds": args.seconds},
+              "after_workers": args.workers, "after_seed_workers": args.seed_workers,
               "seeds": args.seeds, "epochs": args.epochs, "variants": args.variants,
               "stage_wall_s": times, "total_wall_s": total,
               "speedup": {k: round(t["before"] / t["after"], 2) for k, t in times.items() if t["after"] > 0}

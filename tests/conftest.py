@@ -14,11 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def base_params() -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    # per-video stages in this process: tests monkeypatch and read logs in-process; the worker pool the
-    # demo runs (compute.workers) writes the same bytes (tests/test_compute.py, bench/bench_identity.py)
-    params["compute"] = {**params["compute"], "workers": 1}
-    return params
+    return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 def tiny_params(base: dict, **demo) -> dict:
