@@ -1,18 +1,34 @@
-"""Training time per variant and seed, windows per second, read from what the train stage
-wrote (`reports/metrics/train/<v>.json`, `reports/timing/train_<v>.json`; run `dvc repro` first), plus
-the sum against the 10-minute demo budget.
+"""Training speed.
 
-    python -m bench.bench_train
+Default: time per variant and seed, windows per second, read from what the train stage wrote
+(`reports/metrics/train/<v>.json`, `reports/timing/train_<v>.json`; run `dvc repro` first), plus the sum
+against the 10-minute demo budget.
+
+``--live``: train one variant now on the aligned data in ``data/aligned`` (`dvc repro align floors`
+first) for ``--epochs`` epochs of ``--seeds``, in a scratch folder, once per configuration in the
+same run (so the ratios hold on a busy machine): the seeds one after another with
+``train.num_threads`` threads (the default), side by side in processes with the same threads
+(``train.seed_workers``: must give the same bytes), and side by side with 1 thread each (other
+float sums: other bytes). Prints wall time, windows/s, the ratio to the default, whether the
+checkpoints equal the default's byte for byte, and the best validation losses. ``--repeat N`` rounds
+in alternating order; the fastest round of each configuration counts.
+
+    python -m bench.bench_train [--live [--variant multimodal] [--epochs 1] [--seeds 0 1] [--repeat 2]]
 """
 from __future__ import annotations
 
+import argparse
+import hashlib
 import json
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 
-def main() -> None:
+def from_stage_outputs() -> dict:
     variants = yaml.safe_load(Path("params.yaml").read_text())["variants"]
     rows = {}
     for v in variants:
@@ -25,7 +41,63 @@ def main() -> None:
                    "n_params": next(iter(m["seeds"].values()))["n_params"],
                    "device": next(iter(m["seeds"].values()))["device"]}
     total = sum(r["wall_s"] for r in rows.values())
-    print(json.dumps({"variants": rows, "total_train_s": round(total, 1), "target_s": 600}, indent=2))
+    return {"variants": rows, "total_train_s": round(total, 1), "target_s": 600}
+
+
+def live(*, variant: str, epochs: int, seeds: list[int], repeat: int = 1) -> dict:
+    import gazelib  # noqa: F401  (pins the CPU path first)
+    from gazelib.params import load_params, setup_logging
+    from gazelib.train import run_train
+
+    setup_logging("WARNING")
+    base = load_params()
+    threads = int(base["train"]["num_threads"])
+    configs = {"serial": (1, threads), "seed_workers": (len(seeds), threads), "seed_workers_1_thread": (len(seeds), 1)}
+    work = Path(tempfile.mkdtemp(prefix="gazelib_bench_train_"))
+    (work / "data").symlink_to(Path("data").resolve())
+    if Path("models/floors").is_dir():
+        shutil.copytree("models/floors", work / "models" / "floors")
+    rows: dict = {}
+    # rounds in alternating order (A B C, C B A, ...): a load that changes during the run does not
+    # favour the configuration that happens to run last; the fastest round of each is kept
+    order = [list(configs) if r % 2 == 0 else list(configs)[::-1] for r in range(repeat)]
+    try:
+        for name in (n for round_ in order for n in round_):
+            workers, n_threads = configs[name]
+            params = load_params()
+            params["train"].update({"seeds": seeds, "seed_workers": workers, "num_threads": n_threads})
+            shutil.rmtree(work / "models" / variant, ignore_errors=True)
+            t0 = time.perf_counter()
+            summary = run_train(params=params, variant=variant, root=work, max_epochs=epochs)
+            wall = time.perf_counter() - t0
+            windows = sum(s["train_windows"] * s["epochs_run"] for s in summary["seeds"].values())
+            rounds = rows.get(name, {}).get("rounds_s", []) + [round(wall, 1)]
+            wall = min(wall, *(rows[name]["rounds_s"] if name in rows else [wall]))
+            rows[name] = {"seed_workers": workers, "num_threads": n_threads, "wall_s": round(wall, 1),
+                          "rounds_s": rounds, "windows_per_s": round(windows / wall, 1),
+                          "best_val_loss": {k: s["best_val_loss"] for k, s in summary["seeds"].items()},
+                          "checkpoints": {f"seed{s}": hashlib.sha256((work / "models" / variant / f"seed{s}" / "best.pt")
+                                                                     .read_bytes()).hexdigest()[:16] for s in seeds}}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ref = rows["serial"]
+    for row in rows.values():
+        row["speedup_vs_serial"] = round(ref["wall_s"] / row["wall_s"], 2)
+        row["same_bytes_as_serial"] = row["checkpoints"] == ref["checkpoints"]
+    return {"variant": variant, "epochs": epochs, "seeds": seeds, "rounds": order, "configs": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--live", action="store_true")
+    ap.add_argument("--variant", default="multimodal")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--repeat", type=int, default=2, help="rounds of the configurations, order alternating")
+    args = ap.parse_args()
+    report = (live(variant=args.variant, epochs=args.epochs, seeds=args.seeds, repeat=args.repeat) if args.live
+              else from_stage_outputs())
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

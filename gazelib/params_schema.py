@@ -263,8 +263,9 @@ class TrainCfg(Group):
     heatmap_sigma: PosFloat = 0.06
     lambda_heatmap: NonNegFloat = 1.0
     lambda_inout: NonNegFloat = 0.5
-    num_threads: PosInt = 2
+    num_threads: PosInt = 1
     nproc: PosInt = 1
+    seed_workers: PosInt = 3
     cache_videos: PosInt = 64
     cache_mb: NonNegFloat = 512
     lambda_entropy: NonNegFloat = 0.0

@@ -34,6 +34,7 @@ from gazelib import __version__
 from gazelib.dataset import GazeWindows, block_order, feature_dims
 from gazelib.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.io import atomic_path, write_json, write_text
+from gazelib.params import default
 from gazelib.metrics import cell_centres
 from gazelib.model import ModelConfig, build_model
 from gazelib.layout import (
@@ -190,7 +191,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         raise ValueError(f"{variant}: train.heatmap_target {cfg['heatmap_target']!r} unknown; "
                          f"choose one of {HEATMAP_TARGETS}")
     seed_everything(seed)
-    torch.set_num_threads(cfg.get("num_threads", 2))
+    torch.set_num_threads(cfg.get("num_threads", default("train.num_threads")))
     device = d.device
     gh, gw = grid_shape[1:]
     ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
@@ -417,9 +418,11 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     index, meta = read_index(root)
     check_modalities_have_data(variant=variant, modalities=params["variants"][variant]["modalities"], index=index)
     stats = read_norm_stats(root)
-    # nproc is how many processes train, not what they learn: a checkpoint records world_size instead
-    cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc")}
+    # nproc and seed_workers are how many processes train, not what they learn (a checkpoint records
+    # world_size instead; seed_workers leaves every byte as one process would write it)
+    cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc", "seed_workers")}
     d = init_from_env()  # under torchrun: join the process group; else one process
+    workers = seed_workers(params["train"].get("seed_workers", 1), n_seeds=len(seeds), distributed=d.active)
     floors = None
     if params["model"].get("persistence") and "track" in params["variants"][variant]["modalities"]:
         if (root / FLOORS).exists():
@@ -428,20 +431,24 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
             log.warning("%s: %s missing (stage floors): the persistence path starts at model.persistence_sigma / "
                         "persistence_prior_weight and a uniform prior instead of the train floor", variant, FLOORS)
     results = []
+    common = dict(variant=variant, modalities=params["variants"][variant]["modalities"],
+                  train_files=split_files(root, index, "train"), val_files=split_files(root, index, "val"),
+                  index=index_maps(index), stats=stats, grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
+                  model_cfg=params["model"], max_epochs=max_epochs,
+                  bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None,
+                  persistence_init=floors)
+    for seed in seeds:
+        (root / "models" / variant / f"seed{seed}").mkdir(parents=True, exist_ok=True)
+    by_seed = _train_seeds_parallel(common=common, root=root, seeds=seeds, workers=workers) if workers > 1 else {}
     for seed in seeds:
         out_dir = root / "models" / variant / f"seed{seed}"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        live = _live(root / "reports" / "train" / variant / f"seed{seed}") if d.main else None
-        result = train_variant(variant=variant, modalities=params["variants"][variant]["modalities"],
-                               train_files=split_files(root, index, "train"),
-                               val_files=split_files(root, index, "val"), index=index_maps(index), stats=stats,
-                               grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
-                               model_cfg=params["model"], out_dir=out_dir, seed=seed, live=live,
-                               max_epochs=max_epochs, dist=d,
-                               bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None,
-                               persistence_init=floors)
-        if live is not None:
-            live.end()
+        if seed in by_seed:
+            result = by_seed[seed]
+        else:
+            live = _live(root / "reports" / "train" / variant / f"seed{seed}") if d.main else None
+            result = train_variant(**common, out_dir=out_dir, seed=seed, live=live, dist=d)
+            if live is not None:
+                live.end()
         if not d.main:  # rank 0 writes every file
             continue
         curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
@@ -480,6 +487,44 @@ def write_curve_table(*, path: Path, history: list[dict]) -> None:
     lines = [",".join(["step", *cols])]
     lines += [",".join([str(row["epoch"]), *(repr(float(row[c])) if c in row else "" for c in cols)]) for row in history]
     write_text(path, "\n".join(lines) + "\n")
+
+
+def seed_workers(value, *, n_seeds: int, distributed: bool) -> int:
+    """Processes that train a variant's seeds side by side (``train.seed_workers``): at most one per
+    seed, and 1 under torchrun (the ranks already share every seed's work)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"train.seed_workers must be a positive integer, got {value!r} (params.yaml)")
+    return 1 if distributed else min(value, n_seeds)
+
+
+def _train_one_seed(args: dict) -> dict:
+    """One seed in a worker process (:func:`_train_seeds_parallel`): the same call as the serial loop."""
+    from gazelib.params import setup_logging
+
+    setup_logging(args.pop("log_level"))
+    root, seed = args.pop("root"), args["seed"]
+    live = _live(root / "reports" / "train" / args["variant"] / f"seed{seed}")
+    try:
+        return train_variant(**args, out_dir=root / "models" / args["variant"] / f"seed{seed}", live=live)
+    finally:
+        if live is not None:
+            live.end()
+
+
+def _train_seeds_parallel(*, common: dict, root: Path, seeds: list, workers: int) -> dict:
+    """Train the seeds in ``workers`` fresh processes (spawned: each imports gazelib, which pins the
+    CPU path, and seeds itself in :func:`train_variant`), each with ``train.num_threads`` torch
+    threads as the serial loop has, so every checkpoint and metric is the same bytes as training the
+    seeds one after another in this process (tests/test_speed.py). Results come back by seed."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    log.info("%s: training seeds %s in %d processes (train.seed_workers)", common["variant"], seeds, workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        futures = {seed: pool.submit(_train_one_seed, {**common, "seed": seed, "root": root, "log_level": level})
+                   for seed in seeds}
+        return {seed: fut.result() for seed, fut in futures.items()}
 
 
 def _live(path: Path):

@@ -1,0 +1,80 @@
+"""Speed changes keep every byte (issue 24): a faster path must write what the plain path writes.
+
+- ``train.seed_workers``: a variant's seeds trained in parallel processes give the same checkpoints
+  and metrics, byte for byte, as the seeds trained one after another in one process.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from gazelib.train import run_train, seed_workers
+from tests.test_ddp import VARIANT, _make_repo
+
+
+def _hashes(root: Path) -> dict[str, str]:
+    files = sorted((root / "models" / VARIANT).rglob("*.pt")) + [root / "reports" / "metrics" / "train" / f"{VARIANT}.json"]
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_seed_workers_give_the_bytes_of_serial_training(tmp_path, base_params):
+    import yaml
+
+    digests = {}
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        _make_repo(root, base_params)
+        params = yaml.safe_load((root / "params.yaml").read_text())
+        # the demo's torch thread count (float sums depend on it); nproc 1: no torchrun here
+        params["train"].update({"seeds": [0, 1], "nproc": 1, "num_threads": 2, "epochs": 2,
+                                "seed_workers": workers})
+        summary = run_train(params=params, variant=VARIANT, root=root)
+        assert set(summary["seeds"]) == {"seed0", "seed1"}
+        digests[workers] = _hashes(root)
+    assert len(digests[1]) == 5   # best.pt, latest.pt of both seeds, and the metrics
+    assert digests[1] == digests[2]
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
+def test_seed_workers_refuses_a_bad_value(value):
+    with pytest.raises(ValueError, match="train.seed_workers"):
+        seed_workers(value, n_seeds=3, distributed=False)
+
+
+def test_seed_workers_caps_at_the_seeds_and_under_torchrun():
+    assert seed_workers(4, n_seeds=3, distributed=False) == 3
+    assert seed_workers(2, n_seeds=3, distributed=True) == 1
+
+
+# ------------------------------------------------------------------ evaluation resizes
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from gazelib import metrics as M  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 4), h=st.integers(1, 20), w=st.integers(1, 20), oh=st.integers(1, 70),
+       ow=st.integers(1, 70), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31),
+       const=st.booleans())
+def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, const):
+    """The buffer-wrapping resizes give exactly what ``Image.fromarray(m).resize`` gave (uint8 'L'
+    after scipy's bytescale, and float32 'F'), bit for bit, on any size change."""
+    rng = np.random.default_rng(seed)
+    maps = (rng.normal(size=(n, h, w)) * rng.uniform(0.01, 100)).astype(dtype)
+    if const:
+        maps[0] = dtype(0.3)
+    u8 = M.imresize_uint8(maps=maps, out_hw=(oh, ow))
+    fl = M.resize_bilinear(maps=maps, out_hw=(oh, ow))
+    for i in range(n):
+        ref_u8 = np.asarray(Image.fromarray(np.ascontiguousarray(M._bytescale(maps[i]))).resize(
+            (ow, oh), resample=Image.Resampling.BILINEAR))
+        ref_f = np.asarray(Image.fromarray(np.ascontiguousarray(maps[i], dtype=np.float32)).resize(
+            (ow, oh), resample=Image.Resampling.BILINEAR)).astype(np.float64)
+        assert np.array_equal(u8[i], ref_u8)
+        assert np.array_equal(fl[i].view(np.int64), ref_f.view(np.int64))
