@@ -68,6 +68,8 @@ def _make_repo(root: Path, base_params: dict) -> None:
     params["train"].update({**TRAIN_CFG, "epochs": EPOCHS, "seeds": [0], "nproc": 2})
     params["model"].update(MODEL_CFG)
     params["variants"] = {VARIANT: {"modalities": ["track", "audio", "visual"]}}
+    # the rows that name variants name the only one (params validation: docs/params.md)
+    params["compare"]["baseline"] = params["attribution"]["full"] = params["report"]["variant"] = VARIANT
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
