@@ -4,49 +4,19 @@ eval JSON, compare.json and the HTML report hold them, and the numbers are recom
 independently (sklearn's ROC AUC, numpy's corrcoef) from the labels and the centre prior."""
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
 import pytest
 
-from test_report_html import MODEL, TRAIN, _synthetic_bias_inputs, _synthetic_features
+from tests.tiny_pipeline import tiny_pipeline
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_corpus):
-    from gazelib.align import run_align
-    from gazelib.compare import run_compare
-    from gazelib.evaluate import run_evaluate
-    from gazelib.floors import run_fit_floors
-    from gazelib.ingest import run_ingest
-    from gazelib.layout import load_manifest
-    from gazelib.report import run_report
-    from gazelib.train import run_train
-    from gazelib.validate import run_validate
-
     corpus, base = tiny_corpus
     root = tmp_path_factory.mktemp("bench_run")
-    p = copy.deepcopy(base)
-    p["data"]["corpus"] = str(corpus)
-    p["visual"]["image_model"] = "none"
-    p["train"].update(TRAIN)
-    p["model"].update(MODEL)
-    p["evaluate"].update(viz_frames=1)
-    p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
-    p["report"] = {"clip_s": 1.0, "clip_width": 160}
-    run_ingest(params=p, root=root)
-    _synthetic_features(root, load_manifest(root))
-    run_align(params=p, root=root)
-    _synthetic_bias_inputs(root)
-    run_validate(params=p, root=root)
-    for v in p["variants"]:
-        run_train(params=p, variant=v, root=root)
-    run_fit_floors(params=p, root=root)
-    for v in p["variants"]:
-        run_evaluate(params=p, variant=v, root=root)
-    run_compare(params=p, root=root)
-    run_report(params=p, root=root)
+    p, _ = tiny_pipeline(root=root, corpus=corpus, base=base, report={"clip_s": 1.0, "clip_width": 160})
     return root, p
 
 

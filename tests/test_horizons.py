@@ -2,7 +2,6 @@
 their track cut at each horizon, one protocol with evaluate, causal at every horizon."""
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -102,37 +101,13 @@ def test_crossover_is_the_first_horizon_where_content_is_better():
 # ---------------------------------------------------------------- the stage on a tiny pipeline run
 @pytest.fixture(scope="module")
 def horizon_run(tmp_path_factory, tiny_corpus):
-    from gazelib.align import run_align
-    from gazelib.evaluate import run_evaluate
-    from gazelib.floors import run_fit_floors
-    from gazelib.horizons import run_horizons
-    from gazelib.ingest import run_ingest
-    from gazelib.layout import load_manifest
-    from gazelib.train import run_train
-    from gazelib.validate import run_validate
-    from tests.test_report_html import MODEL, TRAIN, _synthetic_bias_inputs, _synthetic_features
+    from tests.tiny_pipeline import tiny_pipeline
 
     corpus, base = tiny_corpus
     root = tmp_path_factory.mktemp("horizon_run")
-    p = copy.deepcopy(base)
-    p["data"]["corpus"] = str(corpus)
-    p["visual"]["image_model"] = "none"
-    p["train"].update(TRAIN)
-    p["model"].update(MODEL)
-    p["evaluate"].update(viz_frames=1, horizons=HORIZONS, horizon_models=True)
-    p["train"]["horizons_sampled"] = HORIZONS       # one horizon-conditioned model per variant
-    p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
-    run_ingest(params=p, root=root)
-    _synthetic_features(root, load_manifest(root))
-    run_align(params=p, root=root)
-    _synthetic_bias_inputs(root)
-    run_validate(params=p, root=root)
-    for v in p["variants"]:
-        run_train(params=p, variant=v, root=root)
-    run_fit_floors(params=p, root=root)
-    for v in p["variants"]:
-        run_evaluate(params=p, variant=v, root=root)
-    out = run_horizons(params=p, root=root)
+    # one horizon-conditioned model per variant (train.horizons_sampled)
+    p, out = tiny_pipeline(root=root, corpus=corpus, base=base, evaluate={"horizons": HORIZONS, "horizon_models": True},
+                           train={"horizons_sampled": HORIZONS}, compare=False, run_report=False, horizons=True)
     return root, p, out
 
 
