@@ -115,8 +115,8 @@ def replace_block(text: str, block: str, start: str = README_START, end: str = R
 def write_headline(*, root: Path, cmp: dict, params: dict) -> None:
     """The numbers dvc.yaml declares as metrics (gazelib.headline): each row's primary metrics, and
     the answer (attribution's gains and controls, the full model vs the baseline, health)."""
-    write_json(root / ROWS, rows_headline(cmp=cmp, primary=list(params["compare"]["primary"])), sort_keys=False)
     primary = list(params["compare"]["primary"])
+    write_json(root / ROWS, rows_headline(cmp=cmp, primary=primary), sort_keys=False)
     path = root / ATTRIBUTION
     att = json.loads(path.read_text()) if path.exists() else None
     if att is None:  # the DVC graph always runs attribution first; a library run may not
