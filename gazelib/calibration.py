@@ -139,11 +139,21 @@ def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: floa
     l2_vat, l2_diag of the map calibrated on that recording's first K seconds, with the step's time ``t``,
     and ``fit_failed`` (the optimiser did not converge: logged with its message).
     ``preds``: video -> {"prob": [V,T,cells]}; ``labels``: video -> aligned labels (t, gaze, valid, inout)."""
+    return calibration_samples_by_lambda(preds=preds, labels=labels, ks=ks, lambdas=[lam], sigma=sigma, gh=gh, gw=gw,
+                                         frame_wh=frame_wh, horizon_s=horizon_s)[float(lam)]
+
+
+def calibration_samples_by_lambda(*, preds: dict, labels: dict, ks: list[float], lambdas: list[float], sigma: float,
+                                  gh: int, gw: int, frame_wh: dict[str, tuple[int, int]],
+                                  horizon_s: float) -> dict[float, pd.DataFrame]:
+    """:func:`calibration_samples` for each penalty of ``lambdas`` (lambda -> table, the same rows in the
+    same order as one call per lambda). K = 0 fits nothing, so its rows are scored once and shared."""
     from gazelib.metrics import l2_diag, vat_metrics
 
     if not ks or min(ks) < 0:
         raise ValueError(f"evaluate.calibration_s must list seconds >= 0, got {ks}")
-    frames = []
+    lambdas = [float(x) for x in lambdas]
+    frames: dict[float, list] = {lam: [] for lam in lambdas}
     for vid in sorted(preds):
         lab = labels[vid]
         for v in range(preds[vid]["prob"].shape[0]):
@@ -155,20 +165,28 @@ def calibration_samples(*, preds: dict, labels: dict, ks: list[float], lam: floa
                 if not scored.any():
                     continue
                 gaze = lab["gaze"][v][scored].astype(np.float64)
-                r = calibrate_recording(prob=preds[vid]["prob"][v], t=lab["t"], gaze=lab["gaze"][v],
-                                        is_inframe=inframe, k_s=float(k), lam=lam, sigma=sigma, gh=gh, gw=gw)
-                if r["fit_failed"]:
-                    log.warning("%s viewer %d, K = %g s (lambda %g): calibration fit failed: %s", vid, v, k, lam,
-                                r["fit_message"])
-                m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, gh, gw).astype(np.float64), gaze=gaze)
-                frames.append(pd.DataFrame({
-                    "video_id": vid, "viewer": v, "step": np.nonzero(scored)[0].astype(np.int32),
-                    "t": np.asarray(lab["t"], np.float64)[scored], "k_s": float(k),
-                    "n_calibration": r["n_calibration"], "auc_vat": m["auc_vat"], "l2_vat": m["l2_vat"],
-                    "l2_diag": l2_diag(pred_xy=m["pred_xy"], gaze=gaze, width=frame_wh[vid][0],
-                                       height=frame_wh[vid][1]), "fit_failed": r["fit_failed"]}))
+                shared = None
+                for lam in lambdas:
+                    if shared is not None:   # nothing fitted (K = 0 or no calibration sample): the same rows
+                        frames[lam].append(shared)
+                        continue
+                    r = calibrate_recording(prob=preds[vid]["prob"][v], t=lab["t"], gaze=lab["gaze"][v],
+                                            is_inframe=inframe, k_s=float(k), lam=lam, sigma=sigma, gh=gh, gw=gw)
+                    if r["fit_failed"]:
+                        log.warning("%s viewer %d, K = %g s (lambda %g): calibration fit failed: %s", vid, v, k, lam,
+                                    r["fit_message"])
+                    m = vat_metrics(heatmaps=r["prob"][scored].reshape(-1, gh, gw).astype(np.float64), gaze=gaze)
+                    df = pd.DataFrame({
+                        "video_id": vid, "viewer": v, "step": np.nonzero(scored)[0].astype(np.int32),
+                        "t": np.asarray(lab["t"], np.float64)[scored], "k_s": float(k),
+                        "n_calibration": r["n_calibration"], "auc_vat": m["auc_vat"], "l2_vat": m["l2_vat"],
+                        "l2_diag": l2_diag(pred_xy=m["pred_xy"], gaze=gaze, width=frame_wh[vid][0],
+                                           height=frame_wh[vid][1]), "fit_failed": r["fit_failed"]})
+                    frames[lam].append(df)
+                    if float(k) <= 0 or r["n_calibration"] == 0:   # calibrate_recording left the map as it was
+                        shared = df
     cols = ["video_id", "viewer", "step", "t", "k_s", "n_calibration", "auc_vat", "l2_vat", "l2_diag", "fit_failed"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return {lam: pd.concat(f, ignore_index=True) if f else pd.DataFrame(columns=cols) for lam, f in frames.items()}
 
 
 def unscorable_ks(*, samples: pd.DataFrame, ks: list[float], horizon_s: float, longest_s: float) -> dict[str, str]:

@@ -370,3 +370,90 @@ def worker_summary(outcomes: list[Outcome]) -> list[dict[str, Any]]:
         w["seconds"] += o.seconds
         w["peak_rss_mb"] = max(w["peak_rss_mb"], o.peak_rss_mb)
     return [by_pid[p] for p in sorted(by_pid)]
+
+
+# ------------------------------------------------------------------ ordered jobs (scoring stages)
+_JOB_STATE: dict = {}
+
+
+def _jobs_init(fn: Callable, context: Any, threads: int, blas_threads: int | None, log_level: int, cwd: str) -> None:
+    collect = _Collect()
+    root = logging.getLogger()
+    root.addHandler(collect)
+    root.setLevel(log_level)
+    os.chdir(cwd)
+    WorkerSpec(factory=fn, threads=threads, blas_threads=blas_threads).set_threads()
+    _JOB_STATE.update(fn=fn, context=context, collect=collect)
+
+
+def _jobs_run(job: dict) -> tuple[Any, list]:
+    st = _JOB_STATE
+    try:
+        return st["fn"](st["context"], **job), st["collect"].take()
+    except Exception as exc:
+        # the driver re-raises it: its records go with its traceback, which pickling would lose
+        if hasattr(exc, "add_note"):
+            exc.add_note(f"raised in job worker pid {os.getpid()}:\n{traceback.format_exc()}")
+        raise
+
+
+class JobPool:
+    """Runs ``fn(context, **job)`` for lists of jobs, in job order: in this process (``workers`` 1) or in
+    ``workers`` spawned processes kept for the pool's life. ``fn`` must be a module-level function;
+    ``context`` (what every job reads: labels, per-video tables) goes to each worker once. Every worker
+    sets ``threads`` torch threads (default: this process's count) and this process's BLAS thread count,
+    so each job computes the same bytes as in this process; its log records come back with its result
+    and are re-emitted here in job order; a job's exception is raised here. Used by the scoring stages
+    (evaluate, horizons), whose jobs are independent: any ``workers`` gives the same outputs
+    (tests/test_speed.py)."""
+
+    def __init__(self, *, fn: Callable, workers: int, context: Any = None, threads: int | None = None,
+                 what: str = "jobs"):
+        import torch
+
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"{what}: workers must be a positive integer, got {workers!r}")
+        self.fn, self.workers, self.context, self.what = fn, workers, context, what
+        self.threads = int(threads or torch.get_num_threads())
+        self._ex = None
+
+    def __enter__(self) -> "JobPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)
+            self._ex = None
+
+    def map(self, jobs: list[dict]) -> list:
+        if self.workers <= 1 or len(jobs) <= 1 and self._ex is None:
+            import torch
+
+            before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+            try:
+                return [self.fn(self.context, **job) for job in jobs]
+            finally:
+                torch.set_num_threads(before)
+        if self._ex is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            log.info("%s: %d processes", self.what, self.workers)
+            self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                           initializer=_jobs_init,
+                                           initargs=(self.fn, self.context, self.threads, _blas_threads(),
+                                                     _root_level(), os.getcwd()))
+        out = []
+        for result, records in self._ex.map(_jobs_run, jobs):
+            emit_records(records)
+            out.append(result)
+        return out
+
+
+def map_jobs(*, fn: Callable, jobs: list[dict], workers: int, context: Any = None, threads: int | None = None,
+             what: str = "jobs") -> list:
+    """``[fn(context, **job) for job in jobs]`` through a :class:`JobPool` used once."""
+    with JobPool(fn=fn, workers=min(workers, max(1, len(jobs))) if isinstance(workers, int) else workers,
+                 context=context, threads=threads, what=what) as pool:
+        return pool.map(jobs)

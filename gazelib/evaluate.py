@@ -119,6 +119,27 @@ def score_rows(*, prob: np.ndarray, p_in: np.ndarray, lab: dict, gh: int, gw: in
     return df.assign(**cols)
 
 
+def _evaluate_job(ctx: dict, *, kind: str, seed: int, preds: dict, row: str = "", lambdas: list | None = None,
+                  on: str = "labels"):
+    """One independent piece of evaluate's scoring (run by :class:`gazelib.compute.JobPool`): ``score``, every
+    sample of one row (a model seed, a control, a floor) on the test videos; ``calibration``, the few-shot
+    calibration samples of one seed's predictions for each penalty of ``lambdas`` (on the ``on`` labels)."""
+    from gazelib.aoi.model_level import sample_columns
+    from gazelib.calibration import calibration_samples_by_lambda
+
+    if kind == "calibration":
+        by_lam = calibration_samples_by_lambda(preds=preds, labels=ctx[on], lambdas=lambdas, **ctx["calib"])
+        return {lam: df.assign(seed=seed) for lam, df in by_lam.items()}
+    frames = []
+    for vid in sorted(preds):
+        df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=ctx["labels"][vid], gh=ctx["gh"],
+                        gw=ctx["gw"], fixation_sigma=ctx["fixation_sigma"], geometry=ctx["geometry"], video_id=vid,
+                        **ctx["per_video"][vid])
+        df = sample_columns(df=df, prob=preds[vid]["prob"], video=ctx["aoi_videos"].get(vid))
+        frames.append(df.assign(row=row, seed=seed, video_id=vid))
+    return pd.concat(frames, ignore_index=True)
+
+
 def summarise(df: pd.DataFrame) -> dict:
     """Pooled means over in-frame samples and pooled APs over valid samples (one seed or row)."""
     out = {k: float(df[k].mean()) if df[k].notna().any() else float("nan") for k in MEAN_KEYS}
@@ -222,23 +243,13 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
 
-    from gazelib.aoi.model_level import load_video_aois, prepare_video, sample_columns
+    from gazelib.aoi.model_level import load_video_aois, prepare_video
+    from gazelib.compute import JobPool
 
     # AOI hit rate / mass per sample (stage aoi's data/aoi; NaN columns for a video without AOIs)
     aoi_videos = {vid: prepare_video(aois=load_video_aois(root, vid), lab=labels[vid], gh=gh, gw=gw) for vid in labels}
 
-    def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
-        frames = []
-        for vid in sorted(preds):
-            df = score_rows(prob=preds[vid]["prob"], p_in=preds[vid]["p_in"], lab=labels[vid], gh=gh, gw=gw,
-                            fixation_sigma=ecfg["fixation_map_sigma"], geometry=geometry, video_id=vid,
-                            **per_video[vid])
-            df = sample_columns(df=df, prob=preds[vid]["prob"], video=aoi_videos.get(vid))
-            frames.append(df.assign(row=row, seed=seed, video_id=vid))
-        return pd.concat(frames, ignore_index=True)
-
     from gazelib.bias import bias_diagnostic, bias_files, content_free_batch
-    from gazelib.calibration import calibration_samples
 
     val_files = split_files(root, index, "val")
     val_ds = GazeWindows(files=val_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
@@ -265,25 +276,29 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
             controls[c] = write_control_files(files=test_files, control=c, move=list(acfg["move"]), fps=fps,
                                               min_shift_s=acfg["min_shift_s"], out_dir=Path(control_dir.name) / c)
 
-    tables, first_model, first_preds = [], None, None
+    # the models run here; the scoring (every row's metrics, the calibration fits) runs as independent jobs,
+    # in evaluate.workers processes (the same bytes for any count: gazelib.compute.JobPool)
+    calib = {"ks": list(ecfg["calibration_s"]), "sigma": cfg["heatmap_sigma"], "gh": gh, "gw": gw,
+             "frame_wh": frame_wh, "horizon_s": cfg["horizon_s"]}
+    context = {"labels": labels, "val_labels": val_labels, "per_video": per_video, "aoi_videos": aoi_videos,
+               "gh": gh, "gw": gw, "fixation_sigma": ecfg["fixation_map_sigma"], "geometry": geometry, "calib": calib}
+    score_jobs, val_jobs, first_model, first_preds = [], [], None, None
     for seed in cfg["seeds"]:
         model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
             "variant": variant, "modalities": list(modalities), "norm_stats_hash": stats_hash(stats), "seed": seed})
         preds = predict(model=model, ds=ds)
         if first_model is None:  # the leak check and the overlays use the first seed
             first_model, first_preds = model, preds
-        tables.append(score(variant, seed, preds))
+        score_jobs.append({"kind": "score", "row": variant, "seed": seed, "preds": preds})
         for c, made in controls.items():
             if made["files"]:
                 cds = GazeWindows(files=made["files"], stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
                                   lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
-                tables.append(score(control_row(variant, c), seed, predict(model=model, ds=cds)))
-        val_preds = predict(model=model, ds=val_ds)
-        for lam in lambdas:  # every penalty on val, to choose one
-            calib_val[lam].append(calibration_samples(
-                preds=val_preds, labels=val_labels, ks=list(ecfg["calibration_s"]), lam=lam,
-                sigma=cfg["heatmap_sigma"], gh=gh, gw=gw, frame_wh=frame_wh,
-                horizon_s=cfg["horizon_s"]).assign(seed=seed))
+                score_jobs.append({"kind": "score", "row": control_row(variant, c), "seed": seed,
+                                   "preds": predict(model=model, ds=cds)})
+        # every penalty on val, to choose one
+        val_jobs.append({"kind": "calibration", "seed": seed, "preds": predict(model=model, ds=val_ds),
+                         "lambdas": lambdas, "on": "val_labels"})
         test_probs[int(seed)] = {vid: {"prob": p["prob"]} for vid, p in preds.items()}
         bias_per_seed[int(seed)] = bias_diagnostic(model=model, batch=b_batch, gh=gh, gw=gw,
                                                    names=[f.stem for f in b_files])
@@ -291,8 +306,11 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     for vid in sorted(labels):
         for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
             floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
-    for name, preds in floor_preds.items():
-        tables.append(score(name, -1, preds))
+    score_jobs += [{"kind": "score", "row": name, "seed": -1, "preds": preds} for name, preds in floor_preds.items()]
+    pool = JobPool(fn=_evaluate_job, workers=int(ecfg["workers"]), context=context, what=f"evaluate@{variant}")
+    done = pool.map(score_jobs + val_jobs)
+    tables = done[:len(score_jobs)]
+    calib_val = {lam: [by_lam[lam] for by_lam in done[len(score_jobs):]] for lam in lambdas}
     samples = pd.concat(tables, ignore_index=True)
     if control_dir is not None:
         control_dir.cleanup()
@@ -313,15 +331,15 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         metrics["controls"] = {c: {"moved": list(acfg["move"]), "applied": made["applied"], "skipped": made["skipped"],
                                    **({"why": "; ".join(sorted(set(made["skipped"].values())))} if not made["files"]
                                       else {})} for c, made in controls.items()}
-    metrics["calibration"] = calibration_summary(
-        test=lambda lam: pd.concat([calibration_samples(
-            preds=p, labels=labels, ks=list(ecfg["calibration_s"]), lam=lam, sigma=cfg["heatmap_sigma"], gh=gh,
-            gw=gw, frame_wh=frame_wh, horizon_s=cfg["horizon_s"]).assign(seed=s) for s, p in test_probs.items()],
-            ignore_index=True),
-        val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
-        model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
-        out=root / "reports" / "calibration", curve=root / CURVES / "calibration" / f"{variant}.csv", variant=variant,
-        longest_s=max(float(lab["t"][-1]) if lab["t"].size else 0.0 for lab in labels.values()))
+    with pool:  # the test calibration, with the penalty chosen on val, reuses the workers
+        metrics["calibration"] = calibration_summary(
+            test=lambda lam: pd.concat([by_lam[float(lam)] for by_lam in pool.map(
+                [{"kind": "calibration", "seed": s, "preds": p, "lambdas": [lam], "on": "labels"}
+                 for s, p in test_probs.items()])], ignore_index=True),
+            val={lam: pd.concat(v, ignore_index=True) for lam, v in calib_val.items()},
+            model_samples=samples[samples["row"] == variant], ks=list(ecfg["calibration_s"]), horizon_s=cfg["horizon_s"],
+            out=root / "reports" / "calibration", curve=root / CURVES / "calibration" / f"{variant}.csv", variant=variant,
+            longest_s=max(float(lab["t"][-1]) if lab["t"].size else 0.0 for lab in labels.values()))
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
     metrics["benchmark"] = _benchmark(params=params, variant=variant, labels=labels, per_video=per_video, gh=gh, gw=gw,

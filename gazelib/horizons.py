@@ -33,6 +33,7 @@ from gazelib.io import read_table, write_json, write_text
 from gazelib.layout import (
     CURVES,
     DETAILS,
+    eval_metrics,
     FLOORS, corpus_geometry, index_grid, index_maps, load_manifest, read_index, read_labels, split_files,
 )
 from gazelib.metrics import LOWER_IS_BETTER, POOLED_KEYS
@@ -72,8 +73,8 @@ def crossover(*, rows: dict, persistence: dict[float, str], content: str, keys=K
 def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
     """Score persistence and the track variants at every horizon; write reports/metrics/horizons.json, the
     report's section (reports/horizons.md, .png) and the curves' data (reports/curves/horizons/)."""
-    from gazelib.evaluate import eval_map_shape, sauc_negatives, score_rows
-    from gazelib.floors import fit_persistence, persistence_prediction
+    from gazelib.compute import map_jobs
+    from gazelib.evaluate import eval_map_shape, sauc_negatives
     from gazelib.intervals import compare_rows
     from gazelib.metrics import resize_bilinear
 
@@ -101,41 +102,48 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
 
-    def score(row: str, seed: int, preds: dict) -> pd.DataFrame:
-        return pd.concat([score_rows(prob=preds[v]["prob"], p_in=preds[v]["p_in"], lab=labels[v], gh=gh, gw=gw,
-                                     fixation_sigma=ecfg["fixation_map_sigma"], geometry=geometry, video_id=v,
-                                     **per_video[v]).assign(row=row, seed=seed, video_id=v) for v in sorted(preds)],
-                         ignore_index=True)
-
-    tables, kinds, fitted = [], {}, {}
-    persistence_rows: dict[float, str] = {}
-    for h in horizons:
-        pf = fit_persistence(train=train, gh=gh, gw=gw, horizon_s=h, prior=prior, sigmas=ecfg["floor_sigmas"],
-                             weights=ecfg["floor_weights"], max_samples=20000,
-                             rng=np.random.default_rng(params["seed"]))
-        fitted[f"{h:g}"] = pf
-        preds = {}
-        for vid in sorted(labels):
-            prob, p_in = persistence_prediction(persistence=pf, prior=prior, lab=labels[vid], horizon_s=h, gh=gh, gw=gw)
-            preds[vid] = {"prob": prob, "p_in": p_in}
-        name = row_name("persistence", h)
-        tables.append(score(name, -1, preds))
-        kinds[name] = "floor"
-        persistence_rows[h] = name
-        log.info("horizons: persistence at %g s fitted (sigma %g, w %g) and scored", h, pf["sigma"], pf["w"])
-
     variants = params["variants"]
     track_variants = [v for v in variants if "track" in variants[v]["modalities"]]
     content_variants = [v for v in variants if "track" not in variants[v]["modalities"]]
+    model_variants = track_variants if ecfg.get("horizon_models", True) else []
+    # independent jobs (persistence refitted at each horizon; each track variant's seeds at each horizon), in
+    # evaluate.workers processes: the same bytes for any count (gazelib.compute.JobPool)
+    context = {"root": root, "params": params, "labels": labels, "train": train, "prior": prior,
+               "per_video": per_video, "geometry": geometry, "grid_hw": (gh, gw), "fps": fps,
+               "test_files": test_files}
+    jobs = [{"kind": "persistence", "h": h} for h in horizons]
+    jobs += [{"kind": "model", "h": h, "variant": v} for v in model_variants for h in horizons]
+    # at train.horizon_s a track variant's row is its evaluate row (the same models, windows, cut and code):
+    # taken from the evaluate stage's samples and leak check instead of computed again
+    evaluated = {i: _evaluated_row(root=root, variant=j["variant"], h=j["h"]) for i, j in enumerate(jobs)
+                 if j["kind"] == "model" and j["h"] == trained_h}
+    todo = [j for i, j in enumerate(jobs) if evaluated.get(i) is None]
+    # one torch thread per job: the models' outputs were the same bytes with 1, 2 and 3 threads (docs/speed.md)
+    computed = iter(map_jobs(fn=_horizon_job, jobs=todo, workers=ecfg["workers"], context=context, threads=1,
+                             what="horizons"))
+    done = [evaluated[i] if evaluated.get(i) is not None else next(computed) for i in range(len(jobs))]
+    columns = list(done[0]["table"].columns)   # a persistence row's: score_rows' columns, row, seed, video_id
+    for i, res in evaluated.items():
+        if res is not None:
+            res["table"] = res["table"][columns]
+    tables, kinds, fitted = [], {}, {}
+    persistence_rows: dict[float, str] = {}
     leaks, model_rows = {}, {}
-    if ecfg.get("horizon_models", True) and track_variants:
-        leaks, model_tables = _track_models_at_horizons(
-            root=root, params=params, variants=track_variants, horizons=horizons, test_files=test_files,
-            fps=fps, grid_hw=(gh, gw), score=score)
-        for name, df in model_tables.items():
-            tables.append(df)
+    for job, res in zip(jobs, done):
+        name = res["row"]
+        tables.append(res["table"])
+        if job["kind"] == "persistence":
+            pf = res["fitted"]
+            fitted[f"{job['h']:g}"] = pf
+            kinds[name] = "floor"
+            persistence_rows[job["h"]] = name
+            log.info("horizons: persistence at %g s fitted (sigma %g, w %g) and scored", job["h"], pf["sigma"], pf["w"])
+        else:
+            leaks[name] = res["leak"]
             kinds[name] = "variant"
             model_rows[name] = name
+            log.info("horizons: %s scored (%d seeds); leak check max |dlogit| %.3g", name,
+                     len(params["train"]["seeds"]), res["leak"]["max_abs_dlogit"])
     # horizon-free rows, from the evaluate stage's per-sample tables (the same samples, scored by the same code)
     free = {}
     for v in sorted(variants):
@@ -220,40 +228,71 @@ def _horizon_of(row: str) -> float | None:
     return None
 
 
-def _track_models_at_horizons(*, root: Path, params: dict, variants: list[str], horizons: list[float],
-                              test_files: list[Path], fps: float, grid_hw: tuple[int, int], score) -> tuple[dict, dict]:
-    """Every seed of each track variant with its track cut at t - h, per horizon: per-sample tables and leak checks."""
+def _score(ctx: dict, row: str, seed: int, preds: dict) -> pd.DataFrame:
+    from gazelib.evaluate import score_rows
+
+    gh, gw = ctx["grid_hw"]
+    ecfg = ctx["params"]["evaluate"]
+    return pd.concat([score_rows(prob=preds[v]["prob"], p_in=preds[v]["p_in"], lab=ctx["labels"][v], gh=gh, gw=gw,
+                                 fixation_sigma=ecfg["fixation_map_sigma"], geometry=ctx["geometry"], video_id=v,
+                                 **ctx["per_video"][v]).assign(row=row, seed=seed, video_id=v) for v in sorted(preds)],
+                     ignore_index=True)
+
+
+def _evaluated_row(*, root: Path, variant: str, h: float) -> dict | None:
+    """``variant``'s evaluate samples as the row ``variant@h`` and its evaluate leak check, or None when the
+    evaluate stage's outputs for it are missing."""
+    samples, metrics = root / "reports" / "eval" / variant / "samples.parquet", root / eval_metrics(variant)
+    if not (samples.is_file() and metrics.is_file()):
+        return None
+    df, _ = read_table(samples)
+    name = row_name(variant, h)
+    return {"row": name, "table": df[df["row"] == variant].assign(row=name),
+            "leak": json.loads(metrics.read_text())["leak_check"]}
+
+
+def _horizon_job(ctx: dict, *, kind: str, h: float, variant: str = "") -> dict:
+    """One row of the horizon curve (run by :class:`gazelib.compute.JobPool`): ``persistence`` refitted on
+    train at horizon ``h`` and scored; ``model``: every seed of track ``variant`` with its track cut at t - h,
+    scored, and the leak check at that horizon."""
     from gazelib.dataset import GazeWindows, read_aligned
     from gazelib.evaluate import leak_check, predict
+    from gazelib.floors import fit_persistence, persistence_prediction
     from gazelib.layout import read_norm_stats
     from gazelib.train import model_from_checkpoint, stats_hash
 
+    params, root, labels = ctx["params"], ctx["root"], ctx["labels"]
+    gh, gw = ctx["grid_hw"]
+    ecfg = params["evaluate"]
+    if kind == "persistence":
+        pf = fit_persistence(train=ctx["train"], gh=gh, gw=gw, horizon_s=h, prior=ctx["prior"],
+                             sigmas=ecfg["floor_sigmas"], weights=ecfg["floor_weights"], max_samples=20000,
+                             rng=np.random.default_rng(params["seed"]))
+        preds = {}
+        for vid in sorted(labels):
+            prob, p_in = persistence_prediction(persistence=pf, prior=ctx["prior"], lab=labels[vid], horizon_s=h,
+                                                gh=gh, gw=gw)
+            preds[vid] = {"prob": prob, "p_in": p_in}
+        name = row_name("persistence", h)
+        return {"row": name, "table": _score(ctx, name, -1, preds), "fitted": pf}
     index, _ = read_index(root)
     maps = index_maps(index)
     stats = read_norm_stats(root)
-    cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
-    tables, leaks = {}, {}
-    first = sorted(test_files, key=lambda p: p.stem)[0]
-    for v in variants:
-        mods = params["variants"][v]["modalities"]
-        models = []
-        for seed in params["train"]["seeds"]:
-            model, _ = model_from_checkpoint(root / "models" / v / f"seed{seed}" / "best.pt", expect={
-                "variant": v, "modalities": list(mods), "norm_stats_hash": stats_hash(stats), "seed": seed})
-            models.append((int(seed), model))
-        for h in horizons:
-            hcfg = {**cfg, "horizon_s": h}
-            ds = GazeWindows(files=test_files, stats=stats, cfg=hcfg, grid_hw=grid_hw, fps=fps,
-                             lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
-            name = row_name(v, h)
-            tables[name] = pd.concat([score(name, seed, predict(model=model, ds=ds)) for seed, model in models],
-                                     ignore_index=True)
-            leak = leak_check(model=models[0][1], arrays=read_aligned(path=first, stop=ds.window), video_id=first.stem,
-                              stats=stats, cfg=hcfg, fps=fps, grid_hw=grid_hw, seed=params["seed"])
-            leaks[name] = leak
-            log.info("horizons: %s scored (%d seeds); leak check max |dlogit| %.3g", name, len(models),
-                     leak["max_abs_dlogit"])
-    return leaks, tables
+    hcfg = {**{k: v for k, v in params["train"].items() if k != "seeds"}, "horizon_s": h}
+    mods = params["variants"][variant]["modalities"]
+    ds = GazeWindows(files=ctx["test_files"], stats=stats, cfg=hcfg, grid_hw=(gh, gw), fps=ctx["fps"],
+                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=hcfg["window_s"])
+    name = row_name(variant, h)
+    tables, first_model = [], None
+    for seed in params["train"]["seeds"]:
+        model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
+            "variant": variant, "modalities": list(mods), "norm_stats_hash": stats_hash(stats), "seed": seed})
+        first_model = model if first_model is None else first_model
+        tables.append(_score(ctx, name, int(seed), predict(model=model, ds=ds)))
+    first = sorted(ctx["test_files"], key=lambda p: p.stem)[0]
+    leak = leak_check(model=first_model, arrays=read_aligned(path=first, stop=ds.window), video_id=first.stem,
+                      stats=stats, cfg=hcfg, fps=ctx["fps"], grid_hw=(gh, gw), seed=params["seed"])
+    return {"row": name, "table": pd.concat(tables, ignore_index=True), "leak": leak}
 
 
 def _fmt(v, ci) -> str:

@@ -294,6 +294,7 @@ class EvaluateCfg(Group):
     horizons: list[float] = [0.1, 0.25, 0.5, 1.0, 2.0]       # each >= one align step: check_horizons
     horizon_models: bool = True
     benchmark: BenchmarkCfg = BenchmarkCfg()
+    workers: PosInt = 2
 
 
 class ReportCfg(Group):

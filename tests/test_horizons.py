@@ -193,3 +193,33 @@ def test_sampled_horizons_cut_each_window_at_its_own_horizon(horizon_run):
                                  t=vt.t[s:s + n], horizon_s=hs[i])
         np.testing.assert_array_equal(moved, want)
     assert "horizon-conditioned" in horizon_run[2]["models_scored_at"]
+
+
+def test_scoring_workers_give_the_same_bytes(horizon_run, tmp_path):
+    """evaluate.workers (the scoring jobs of evaluate and horizons in parallel processes) changes no byte:
+    the fixture ran with the default 2 workers; rerun evaluate and horizons with 1 on a copy."""
+    import copy
+    import hashlib
+    import shutil
+
+    from gazelib.evaluate import run_evaluate
+    from gazelib.horizons import run_horizons
+
+    root, p, _ = horizon_run
+    assert p["evaluate"]["workers"] == 2
+    copy_root = tmp_path / "serial"
+    shutil.copytree(root, copy_root, symlinks=True)
+    q = copy.deepcopy(p)
+    q["evaluate"]["workers"] = 1
+    for v in q["variants"]:
+        run_evaluate(params=q, variant=v, root=copy_root)
+    run_horizons(params=q, root=copy_root)
+
+    def digests(r):
+        files = [f for d in ("reports/eval", "reports/metrics", "reports/calibration", "reports/curves")
+                 for f in sorted((r / d).rglob("*")) if f.is_file() and f.suffix != ".png"]
+        return {str(f.relative_to(r)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+    parallel, serial = digests(root), digests(copy_root)
+    assert any("samples.parquet" in f for f in serial) and any("horizons.json" in f for f in serial)
+    assert parallel == serial
