@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from gazelib.aoi.measures import gaze_events, video_summary, viewer_measures
 from gazelib.aoi.model_level import aoi_mass, cell_shares, prepare_video, sample_columns
-from gazelib.aoi.shapes import Aoi, aois_from_table, aois_to_table, box_verts
+from gazelib.aoi.shapes import Aoi, aois_from_table, aois_to_table, box_verts, exclusive_labels
 from gazelib.aoi.speaker import active_speaker
 from gazelib.aoi.tracks import track_faces
 from gazelib.aoi.user_aoi import AoiFileError, read_user_aois
@@ -262,3 +262,84 @@ def test_aoi_rows_pool_hit_rates_with_intervals():
     assert d["delta"] == pytest.approx(0.2, abs=0.06) and d["ci95"][0] > 0
     assert "AOI hit rate" in render_aoi_rows(res)
     assert aoi_rows(samples=pd.concat(frames).drop(columns=["aoi_hit"]), rows={"m": "variant"}) == {}
+
+
+# ---------------------------------------------------------------- the vectorised hit tests = the reference
+@st.composite
+def random_aoi(draw, name: str = "a"):
+    """A box or polygon AOI with 1-6 keyframes (times on a 0.05 s lattice, so sample times hit them
+    exactly), random visibility, interpolation and segments; coordinates on a coarse lattice too, so
+    points fall on edges and two AOIs can have exactly the same area."""
+    k = draw(st.integers(1, 6))
+    is_box = draw(st.booleans())
+    p = 4 if is_box else draw(st.integers(3, 12))
+    ticks = sorted(draw(st.sets(st.integers(0, 60), min_size=k, max_size=k)))
+    coord = st.integers(0, 20).map(lambda v: v / 20)
+    if is_box:
+        boxes = []
+        for _ in range(k):
+            x0, x1 = sorted(draw(st.lists(coord, min_size=2, max_size=2)))
+            y0, y1 = sorted(draw(st.lists(coord, min_size=2, max_size=2)))
+            boxes.append([x0, y0, x1, y1])
+        verts = box_verts(boxes)
+    else:
+        verts = np.array(draw(st.lists(st.lists(st.tuples(coord, coord), min_size=p, max_size=p), min_size=k,
+                                       max_size=k)), np.float64)
+    return Aoi(name=name, kind=draw(st.sampled_from(["face", "user"])), t=np.array(ticks) * 0.05, verts=verts,
+               visible=draw(st.lists(st.booleans(), min_size=k, max_size=k)), is_box=is_box,
+               interpolate=draw(st.booleans()), segment=draw(st.lists(st.integers(0, 2), min_size=k, max_size=k)))
+
+
+def _times_and_points(draw, n: int):
+    t = np.array(draw(st.lists(st.integers(-5, 70), min_size=n, max_size=n))) * 0.05 + \
+        np.array(draw(st.lists(st.sampled_from([0.0, 0.013, 0.025]), min_size=n, max_size=n)))
+    coord = st.one_of(st.integers(-2, 22).map(lambda v: v / 20), st.floats(-0.1, 1.1), st.just(float("nan")))
+    x = np.array(draw(st.lists(coord, min_size=n, max_size=n)), np.float64)
+    y = np.array(draw(st.lists(coord, min_size=n, max_size=n)), np.float64)
+    return t, x, y
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_hit_tests_match_the_reference_bit_for_bit(data):
+    """Aoi.contains / area / exclusive_labels (point-wise and M points per time) give exactly what
+    the pre-vectorised code (tests/aoi_reference.py) gives, on random boxes and polygons."""
+    from tests.aoi_reference import ref_area, ref_at, ref_contains, ref_exclusive_labels
+
+    aois = [data.draw(random_aoi(f"a{i}")) for i in range(data.draw(st.integers(1, 4)))]
+    t, x, y = _times_and_points(data.draw, data.draw(st.integers(1, 40)))
+    for a in aois:
+        for got, want in zip(a.at(t), ref_at(a, t)):
+            assert got.tobytes() == want.tobytes()
+        assert a.contains(t, x, y).tolist() == ref_contains(a, t, x, y).tolist()
+        assert a.area(t).tobytes() == ref_area(a, t).tobytes()
+    assert exclusive_labels(aois, t, x, y).tolist() == ref_exclusive_labels(aois, t, x, y).tolist()
+    # M points at each time: the same as the reference on the repeated times
+    m = data.draw(st.integers(1, 5))
+    _, px, py = _times_and_points(data.draw, m)
+    grid = exclusive_labels(aois, t, px[None, :], py[None, :])
+    flat = ref_exclusive_labels(aois, np.repeat(t, m), np.tile(px, len(t)), np.tile(py, len(t)))
+    assert grid.shape == (len(t), m) and grid.ravel().tolist() == flat.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_cell_shares_and_prepare_video_match_the_reference_bit_for_bit(data):
+    from tests.aoi_reference import ref_cell_shares, ref_prepare_video
+
+    aois = [data.draw(random_aoi(f"a{i}")) for i in range(data.draw(st.integers(0, 3)))]
+    gh, gw, sub = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
+    n_t, n_v = data.draw(st.integers(1, 80)), data.draw(st.integers(1, 3))
+    t = np.sort(np.array(data.draw(st.lists(st.integers(-5, 70), min_size=n_t, max_size=n_t)))) * 0.05
+    assert cell_shares(aois=aois, times=t, gh=gh, gw=gw, sub=sub).tobytes() == \
+        ref_cell_shares(aois=aois, times=t, gh=gh, gw=gw, sub=sub).tobytes()
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    gaze = rng.random((n_v, n_t, 2)).astype(np.float32)
+    gaze[rng.random((n_v, n_t)) < 0.1] = np.nan
+    lab = {"t": t, "valid": rng.random((n_v, n_t)) > 0.2, "inout": (rng.random((n_v, n_t)) > 0.2).astype(np.int8),
+           "gaze": gaze}
+    got, want = prepare_video(aois=aois, lab=lab, gh=gh, gw=gw, sub=sub), ref_prepare_video(aois=aois, lab=lab, gh=gh,
+                                                                                           gw=gw, sub=sub)
+    assert got["names"] == want["names"]
+    for k in ("shares", "looked", "inframe", "viewer_share"):
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and got[k].tobytes() == want[k].tobytes(), k
