@@ -343,3 +343,154 @@ def test_cell_shares_and_prepare_video_match_the_reference_bit_for_bit(data):
     assert got["names"] == want["names"]
     for k in ("shares", "looked", "inframe", "viewer_share"):
         assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and got[k].tobytes() == want[k].tobytes(), k
+
+
+# ---------------------------------------------------------------- the stage's per-video cache
+def _outputs(root: Path) -> dict[str, str]:
+    """sha256 of what the stage writes for downstream stages and readers (its cache records aside)."""
+    import hashlib
+
+    files = [*(root / "data" / "aoi").rglob("*"), *(root / "reports" / "aoi").glob("*"),
+             root / "reports" / "metrics" / "aoi.json"]
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)
+            if f.is_file() and "_cache" not in f.parts}
+
+
+@pytest.fixture(scope="module")
+def aoi_stage_root(tiny_corpus, tmp_path_factory):
+    """The tiny demo corpus ingested and through the real extract_visual / extract_audio (faces,
+    mouth motion, VAD), ready for the aoi stage; tests copy it."""
+    import copy
+
+    from gazelib.features.audio import run_extract_audio
+    from gazelib.features.visual import run_extract_visual
+    from gazelib.ingest import run_ingest
+
+    corpus, params = tiny_corpus
+    p = copy.deepcopy(params)
+    p["data"]["corpus"] = str(corpus)
+    p["visual"]["image_model"] = "none"
+    root = tmp_path_factory.mktemp("aoi_stage")
+    run_ingest(params=p, root=root)
+    run_extract_visual(params=p, root=root)
+    run_extract_audio(params=p, root=root)
+    return root, p
+
+
+def _stage_copy(src: Path, dst: Path, params: dict, corpus: Path) -> tuple[Path, dict]:
+    """A copy of the stage root with its own copy of the corpus (tests edit user AOI files there)."""
+    import copy
+    import shutil
+
+    shutil.copytree(src, dst)
+    shutil.copytree(corpus, dst / "corpus")
+    p = copy.deepcopy(params)
+    p["data"]["corpus"] = str(dst / "corpus")
+    return dst, p
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The video ids process_video runs on in the aoi stage."""
+    import gazelib.aoi.run as run_mod
+
+    calls: list[str] = []
+    real = run_mod.process_video
+
+    def wrapper(**kw):
+        calls.append(kw["video_id"])
+        return real(**kw)
+
+    monkeypatch.setattr(run_mod, "process_video", wrapper)
+    return calls
+
+
+USER_AOI = "aoi,t,x0,y0,x1,y1,polygon,visible\nlogo,0.0,0.05,0.05,0.20,0.15,,1\nlogo,4.0,0.30,0.05,0.45,0.15,,1\n" \
+           "logo,6.0,,,,,,0\ncar,1.0,,,,,0.1 0.5;0.3 0.5;0.3 0.7,1\n"
+
+
+def test_aoi_stage_reuses_unchanged_videos_and_recomputes_changed_ones(aoi_stage_root, tiny_corpus, tmp_path, counted):
+    """A rerun computes nothing and writes the same bytes; a changed input recomputes that video only
+    (a new user AOI file, removed gaze); a changed aoi param recomputes all; after each step the
+    outputs are those of a fresh run on the same inputs (nothing stale is reused)."""
+    import copy
+    import shutil
+
+    from gazelib.aoi.run import run_aoi
+
+    src, params = aoi_stage_root
+    root, p = _stage_copy(src, tmp_path / "inc", params, tiny_corpus[0])
+    vids = ["demo000", "demo001", "demo002"]
+
+    def fresh(p_now: dict) -> dict[str, str]:
+        d = tmp_path / f"fresh{len(list(tmp_path.glob('fresh*')))}"
+        shutil.copytree(root, d)
+        for out in ("data/aoi", "reports"):
+            shutil.rmtree(d / out)
+        q = copy.deepcopy(p_now)
+        q["data"]["corpus"] = str(d / "corpus")
+        run_aoi(params=q, root=d)
+        return _outputs(d)
+
+    m = run_aoi(params=p, root=root)
+    assert sorted(counted) == vids and m["n_videos"] == 3 and m["skipped"] == {}
+    first = _outputs(root)
+    assert {f"data/aoi/{v}.parquet" for v in vids} <= set(first) and "reports/aoi/measures.csv" in first
+
+    counted.clear()
+    run_aoi(params=p, root=root)
+    assert counted == [] and _outputs(root) == first
+    from gazelib.cache import read_stage_report
+    assert read_stage_report(root / "data" / "aoi", last_run=True)["reused"] == vids
+
+    (root / "corpus" / "aoi").mkdir(exist_ok=True)
+    (root / "corpus" / "aoi" / "demo001.csv").write_text(USER_AOI)
+    counted.clear()
+    m = run_aoi(params=p, root=root)
+    assert counted == ["demo001"] and "user" in m["by_kind"]
+    now = _outputs(root)
+    assert now["data/aoi/demo001.parquet"] != first["data/aoi/demo001.parquet"]
+    assert now["data/aoi/demo000.parquet"] == first["data/aoi/demo000.parquet"]
+    assert now == fresh(p)
+
+    (root / "data" / "interim" / "gaze" / "demo002.parquet").unlink()
+    counted.clear()
+    run_aoi(params=p, root=root)
+    assert counted == ["demo002"]
+    now = _outputs(root)
+    assert "data/aoi/measures/demo002.parquet" not in now and "data/aoi/scarf/demo002.npz" not in now
+    assert now == fresh(p)
+
+    p2 = copy.deepcopy(p)
+    p2["aoi"]["track_min_s"] = 0.4
+    counted.clear()
+    run_aoi(params=p2, root=root)
+    assert sorted(counted) == vids
+    assert _outputs(root) == fresh(p2)
+
+
+def test_aoi_stage_resumes_after_an_interruption(aoi_stage_root, tiny_corpus, tmp_path, monkeypatch):
+    """Stopped during its second video, the stage's rerun reuses the first and ends as a full run."""
+    import gazelib.aoi.run as run_mod
+
+    src, params = aoi_stage_root
+    root, p = _stage_copy(src, tmp_path / "stop", params, tiny_corpus[0])
+    full, pf = _stage_copy(src, tmp_path / "full", params, tiny_corpus[0])
+    run_mod.run_aoi(params=pf, root=full)
+    real, calls = run_mod.process_video, []
+
+    def stop_second(**kw):
+        calls.append(kw["video_id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(**kw)
+
+    monkeypatch.setattr(run_mod, "process_video", stop_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_mod.run_aoi(params=p, root=root)
+    assert not (root / "reports" / "metrics" / "aoi.json").exists()
+    calls.clear()
+    monkeypatch.setattr(run_mod, "process_video", lambda **kw: (calls.append(kw["video_id"]), real(**kw))[1])
+    run_mod.run_aoi(params=p, root=root)
+    assert calls == ["demo001", "demo002"]
+    assert _outputs(root) == _outputs(full)

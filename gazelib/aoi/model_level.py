@@ -113,8 +113,9 @@ def load_video_aois(root, video_id: str) -> list[Aoi] | None:
 
     from gazelib.aoi.shapes import aois_from_table
     from gazelib.io import read_table
+    from gazelib.layout import AOI
 
-    p = Path(root) / "data" / "aoi" / f"{video_id}.parquet"
+    p = Path(root) / AOI / f"{video_id}.parquet"
     if not p.exists():
         return None
     return aois_from_table(read_table(p)[0])
