@@ -494,3 +494,70 @@ def test_aoi_stage_resumes_after_an_interruption(aoi_stage_root, tiny_corpus, tm
     run_mod.run_aoi(params=p, root=root)
     assert calls == ["demo001", "demo002"]
     assert _outputs(root) == _outputs(full)
+
+
+# ---------------------------------------------------------------- gazelib aoi on a predict folder
+def _predict_folder(trained: dict, out: Path, model: str, videos: list[Path], gaze: Path | None = None) -> Path:
+    """``gazelib predict`` with a tiny trained model into ``out``, reusing the features the fixture extracted."""
+    import shutil
+
+    from gazelib.predict import predict_videos
+
+    shutil.copytree(trained["out"] / "_features", out / "_features", ignore=shutil.ignore_patterns("aligned", "onnx"))
+    res = predict_videos(inputs=videos, model_dir=trained["models"][model], out_dir=out, gaze=gaze, overlay=False,
+                         progress=False)
+    assert res.ok, res.failed
+    return out
+
+
+def _aoi_cli(*args) -> "object":
+    from click.testing import CliRunner
+
+    from gazelib.aoi.cli import aoi_cmd
+
+    return CliRunner().invoke(aoi_cmd, [str(a) for a in args] + ["--params", str(REPO / "params.yaml")])
+
+
+def test_gazelib_aoi_reads_a_predict_folder(trained, tmp_path):
+    """A real `gazelib predict` output: without a recording, tracks and speaker of every video (the same
+    as from the video with those features) and "no gaze" instead of measures; with the recording
+    predict aligned (--gaze, a track model), measures for that viewer."""
+    import json
+
+    corpus = trained["corpus"]
+    videos = [corpus / "videos" / "demo000.mp4", corpus / "videos" / "demo001.mp4"]
+    plain = _predict_folder(trained, tmp_path / "pred_plain", "content_only", videos)
+    res = _aoi_cli(plain, "--out", tmp_path / "a_plain")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "no gaze for demo000, demo001" in res.output
+    m = json.loads((tmp_path / "a_plain" / "aoi.json").read_text())
+    assert m["no_gaze"] == ["demo000", "demo001"] and m["by_kind"] == {} and m["n_videos"] == 2
+    assert all(n > 0 for n in m["n_tracks"].values()), m["n_tracks"]
+    tracks = pd.read_csv(tmp_path / "a_plain" / "tracks.csv")
+    assert sorted(tracks["video_id"].unique()) == ["demo000", "demo001"]
+    assert sorted(pd.read_csv(tmp_path / "a_plain" / "speaker.csv")["video_id"].unique()) == ["demo000", "demo001"]
+    assert (tmp_path / "a_plain" / "aoi" / "demo001.parquet").exists()
+
+    res = _aoi_cli(videos[0], "--features", plain / "_features", "--out", tmp_path / "a_video")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a_video" / "tracks.csv"),
+                                  tracks[tracks["video_id"] == "demo000"].reset_index(drop=True))
+
+    rec = _predict_folder(trained, tmp_path / "pred_gaze", "multimodal", videos[:1],
+                          gaze=corpus / "gaze" / "demo000" / "viewer00.csv")
+    res = _aoi_cli(rec, "--out", tmp_path / "a_gaze")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    measures = pd.read_csv(tmp_path / "a_gaze" / "measures.csv")
+    assert set(measures["viewer_id"]) == {"viewer00"} and set(measures["video_id"]) == {"demo000"}
+    assert measures.loc[measures["kind"] == "face", "dwell_s"].sum() > 0
+    assert json.loads((tmp_path / "a_gaze" / "aoi.json").read_text())["no_gaze"] == []
+
+
+def test_gazelib_aoi_names_a_folder_it_cannot_read(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a corpus")
+    res = _aoi_cli(tmp_path / "notes", "--out", tmp_path / "o")
+    assert res.exit_code == 2
+    out = " ".join(res.output.split())      # click wraps long lines
+    assert str(tmp_path / "notes") in out and "summary.json" in out and "videos/" in out
+    assert not (tmp_path / "o").exists()
