@@ -58,7 +58,6 @@ def _gaze_folder(*, folder: Path, video_id: str, media, ingest_cfg: dict, coords
     return pd.concat(tables, ignore_index=True)
 
 
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 PREDICT_SUMMARY = "summary.json"   # what `gazelib predict` writes beside <video_id>/ and _features/
 
 
@@ -184,7 +183,7 @@ def _predicted_gaze(path: Path, rec: dict) -> pd.DataFrame | None:
 
 
 def _jobs(*, inputs: Path, gaze: Path | None, aoi_file: Path | None, features: Path | None) -> list[Job]:
-    from gazelib.ingest import load_corpus_config
+    from gazelib.ingest import VIDEO_EXTS, load_corpus_config   # a corpus' videos as ingest finds them
 
     kind = input_kind(inputs)
     if kind == "predict":
