@@ -277,6 +277,7 @@ STAGES: dict[str, Stage] = {
     "extract_text": Stage(("features/text.py",), weights=_text_weights),
     "extract_visual": Stage(("features/visual.py",), weights=_visual_weights),
     "align": Stage(("align.py",)),
+    "aoi": Stage(("aoi/run.py",)),
     "predict_audio": Stage(("features/audio.py",), ("predict.py",), _audio_weights),
     "predict_text": Stage(("features/text.py",), ("predict.py",), _predict_text_weights),
     "predict_visual": Stage(("features/visual.py",), ("predict.py",), _visual_weights),

@@ -12,6 +12,7 @@ RAW_DEMO = Path("data/raw/demo")
 INTERIM = Path("data/interim")
 FEATURES = Path("data/features")
 ALIGNED = Path("data/aligned")
+AOI = Path("data/aoi")   # stage aoi: <video_id>.parquet (AOI keyframes) and its per-video parts
 FLOORS = Path("models/floors/floors.json")
 SPLITS = ("train", "val", "test")
 RESERVED_ROWS = ("floors", "centre_prior", "persistence", "inter_observer")  # not usable as variant names

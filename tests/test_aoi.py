@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 
 from gazelib.aoi.measures import gaze_events, video_summary, viewer_measures
 from gazelib.aoi.model_level import aoi_mass, cell_shares, prepare_video, sample_columns
-from gazelib.aoi.shapes import Aoi, aois_from_table, aois_to_table, box_verts
+from gazelib.aoi.shapes import Aoi, aois_from_table, aois_to_table, box_verts, exclusive_labels
 from gazelib.aoi.speaker import active_speaker
 from gazelib.aoi.tracks import track_faces
 from gazelib.aoi.user_aoi import AoiFileError, read_user_aois
@@ -262,3 +262,302 @@ def test_aoi_rows_pool_hit_rates_with_intervals():
     assert d["delta"] == pytest.approx(0.2, abs=0.06) and d["ci95"][0] > 0
     assert "AOI hit rate" in render_aoi_rows(res)
     assert aoi_rows(samples=pd.concat(frames).drop(columns=["aoi_hit"]), rows={"m": "variant"}) == {}
+
+
+# ---------------------------------------------------------------- the vectorised hit tests = the reference
+@st.composite
+def random_aoi(draw, name: str = "a"):
+    """A box or polygon AOI with 1-6 keyframes (times on a 0.05 s lattice, so sample times hit them
+    exactly), random visibility, interpolation and segments; coordinates on a coarse lattice too, so
+    points fall on edges and two AOIs can have exactly the same area."""
+    k = draw(st.integers(1, 6))
+    is_box = draw(st.booleans())
+    p = 4 if is_box else draw(st.integers(3, 12))
+    ticks = sorted(draw(st.sets(st.integers(0, 60), min_size=k, max_size=k)))
+    coord = st.integers(0, 20).map(lambda v: v / 20)
+    if is_box:
+        boxes = []
+        for _ in range(k):
+            x0, x1 = sorted(draw(st.lists(coord, min_size=2, max_size=2)))
+            y0, y1 = sorted(draw(st.lists(coord, min_size=2, max_size=2)))
+            boxes.append([x0, y0, x1, y1])
+        verts = box_verts(boxes)
+    else:
+        verts = np.array(draw(st.lists(st.lists(st.tuples(coord, coord), min_size=p, max_size=p), min_size=k,
+                                       max_size=k)), np.float64)
+    return Aoi(name=name, kind=draw(st.sampled_from(["face", "user"])), t=np.array(ticks) * 0.05, verts=verts,
+               visible=draw(st.lists(st.booleans(), min_size=k, max_size=k)), is_box=is_box,
+               interpolate=draw(st.booleans()), segment=draw(st.lists(st.integers(0, 2), min_size=k, max_size=k)))
+
+
+def _times_and_points(draw, n: int):
+    t = np.array(draw(st.lists(st.integers(-5, 70), min_size=n, max_size=n))) * 0.05 + \
+        np.array(draw(st.lists(st.sampled_from([0.0, 0.013, 0.025]), min_size=n, max_size=n)))
+    coord = st.one_of(st.integers(-2, 22).map(lambda v: v / 20), st.floats(-0.1, 1.1), st.just(float("nan")))
+    x = np.array(draw(st.lists(coord, min_size=n, max_size=n)), np.float64)
+    y = np.array(draw(st.lists(coord, min_size=n, max_size=n)), np.float64)
+    return t, x, y
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_hit_tests_match_the_reference_bit_for_bit(data):
+    """Aoi.contains / area / exclusive_labels (point-wise and M points per time) give exactly what
+    the pre-vectorised code (tests/aoi_reference.py) gives, on random boxes and polygons."""
+    from tests.aoi_reference import ref_area, ref_at, ref_contains, ref_exclusive_labels
+
+    aois = [data.draw(random_aoi(f"a{i}")) for i in range(data.draw(st.integers(1, 4)))]
+    t, x, y = _times_and_points(data.draw, data.draw(st.integers(1, 40)))
+    for a in aois:
+        for got, want in zip(a.at(t), ref_at(a, t)):
+            assert got.tobytes() == want.tobytes()
+        assert a.contains(t, x, y).tolist() == ref_contains(a, t, x, y).tolist()
+        assert a.area(t).tobytes() == ref_area(a, t).tobytes()
+    assert exclusive_labels(aois, t, x, y).tolist() == ref_exclusive_labels(aois, t, x, y).tolist()
+    # M points at each time: the same as the reference on the repeated times
+    m = data.draw(st.integers(1, 5))
+    _, px, py = _times_and_points(data.draw, m)
+    grid = exclusive_labels(aois, t, px[None, :], py[None, :])
+    flat = ref_exclusive_labels(aois, np.repeat(t, m), np.tile(px, len(t)), np.tile(py, len(t)))
+    assert grid.shape == (len(t), m) and grid.ravel().tolist() == flat.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_cell_shares_and_prepare_video_match_the_reference_bit_for_bit(data):
+    from tests.aoi_reference import ref_cell_shares, ref_prepare_video
+
+    aois = [data.draw(random_aoi(f"a{i}")) for i in range(data.draw(st.integers(0, 3)))]
+    gh, gw, sub = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
+    n_t, n_v = data.draw(st.integers(1, 80)), data.draw(st.integers(1, 3))
+    t = np.sort(np.array(data.draw(st.lists(st.integers(-5, 70), min_size=n_t, max_size=n_t)))) * 0.05
+    assert cell_shares(aois=aois, times=t, gh=gh, gw=gw, sub=sub).tobytes() == \
+        ref_cell_shares(aois=aois, times=t, gh=gh, gw=gw, sub=sub).tobytes()
+    rng = np.random.default_rng(data.draw(st.integers(0, 1000)))
+    gaze = rng.random((n_v, n_t, 2)).astype(np.float32)
+    gaze[rng.random((n_v, n_t)) < 0.1] = np.nan
+    lab = {"t": t, "valid": rng.random((n_v, n_t)) > 0.2, "inout": (rng.random((n_v, n_t)) > 0.2).astype(np.int8),
+           "gaze": gaze}
+    got, want = prepare_video(aois=aois, lab=lab, gh=gh, gw=gw, sub=sub), ref_prepare_video(aois=aois, lab=lab, gh=gh,
+                                                                                           gw=gw, sub=sub)
+    assert got["names"] == want["names"]
+    for k in ("shares", "looked", "inframe", "viewer_share"):
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape and got[k].tobytes() == want[k].tobytes(), k
+
+
+# ---------------------------------------------------------------- the stage's per-video cache
+def _outputs(root: Path) -> dict[str, str]:
+    """sha256 of what the stage writes for downstream stages and readers (its cache records aside)."""
+    import hashlib
+
+    files = [*(root / "data" / "aoi").rglob("*"), *(root / "reports" / "aoi").glob("*"),
+             root / "reports" / "metrics" / "aoi.json"]
+    return {str(f.relative_to(root)): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(files)
+            if f.is_file() and "_cache" not in f.parts}
+
+
+@pytest.fixture(scope="module")
+def aoi_stage_root(tiny_corpus, tmp_path_factory):
+    """The tiny demo corpus ingested and through the real extract_visual / extract_audio (faces,
+    mouth motion, VAD), ready for the aoi stage; tests copy it."""
+    import copy
+
+    from gazelib.features.audio import run_extract_audio
+    from gazelib.features.visual import run_extract_visual
+    from gazelib.ingest import run_ingest
+
+    corpus, params = tiny_corpus
+    p = copy.deepcopy(params)
+    p["data"]["corpus"] = str(corpus)
+    p["visual"]["image_model"] = "none"
+    root = tmp_path_factory.mktemp("aoi_stage")
+    run_ingest(params=p, root=root)
+    run_extract_visual(params=p, root=root)
+    run_extract_audio(params=p, root=root)
+    return root, p
+
+
+def _stage_copy(src: Path, dst: Path, params: dict, corpus: Path) -> tuple[Path, dict]:
+    """A copy of the stage root with its own copy of the corpus (tests edit user AOI files there)."""
+    import copy
+    import shutil
+
+    shutil.copytree(src, dst)
+    shutil.copytree(corpus, dst / "corpus")
+    p = copy.deepcopy(params)
+    p["data"]["corpus"] = str(dst / "corpus")
+    return dst, p
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The video ids process_video runs on in the aoi stage."""
+    import gazelib.aoi.run as run_mod
+
+    calls: list[str] = []
+    real = run_mod.process_video
+
+    def wrapper(**kw):
+        calls.append(kw["video_id"])
+        return real(**kw)
+
+    monkeypatch.setattr(run_mod, "process_video", wrapper)
+    return calls
+
+
+USER_AOI = "aoi,t,x0,y0,x1,y1,polygon,visible\nlogo,0.0,0.05,0.05,0.20,0.15,,1\nlogo,4.0,0.30,0.05,0.45,0.15,,1\n" \
+           "logo,6.0,,,,,,0\ncar,1.0,,,,,0.1 0.5;0.3 0.5;0.3 0.7,1\n"
+
+
+def test_aoi_stage_reuses_unchanged_videos_and_recomputes_changed_ones(aoi_stage_root, tiny_corpus, tmp_path, counted):
+    """A rerun computes nothing and writes the same bytes; a changed input recomputes that video only
+    (a new user AOI file, removed gaze); a changed aoi param recomputes all; after each step the
+    outputs are those of a fresh run on the same inputs (nothing stale is reused)."""
+    import copy
+    import shutil
+
+    from gazelib.aoi.run import run_aoi
+
+    src, params = aoi_stage_root
+    root, p = _stage_copy(src, tmp_path / "inc", params, tiny_corpus[0])
+    vids = ["demo000", "demo001", "demo002"]
+
+    def fresh(p_now: dict) -> dict[str, str]:
+        d = tmp_path / f"fresh{len(list(tmp_path.glob('fresh*')))}"
+        shutil.copytree(root, d)
+        for out in ("data/aoi", "reports"):
+            shutil.rmtree(d / out)
+        q = copy.deepcopy(p_now)
+        q["data"]["corpus"] = str(d / "corpus")
+        run_aoi(params=q, root=d)
+        return _outputs(d)
+
+    m = run_aoi(params=p, root=root)
+    assert sorted(counted) == vids and m["n_videos"] == 3 and m["skipped"] == {}
+    first = _outputs(root)
+    assert {f"data/aoi/{v}.parquet" for v in vids} <= set(first) and "reports/aoi/measures.csv" in first
+
+    counted.clear()
+    run_aoi(params=p, root=root)
+    assert counted == [] and _outputs(root) == first
+    from gazelib.cache import read_stage_report
+    assert read_stage_report(root / "data" / "aoi", last_run=True)["reused"] == vids
+
+    (root / "corpus" / "aoi").mkdir(exist_ok=True)
+    (root / "corpus" / "aoi" / "demo001.csv").write_text(USER_AOI)
+    counted.clear()
+    m = run_aoi(params=p, root=root)
+    assert counted == ["demo001"] and "user" in m["by_kind"]
+    now = _outputs(root)
+    assert now["data/aoi/demo001.parquet"] != first["data/aoi/demo001.parquet"]
+    assert now["data/aoi/demo000.parquet"] == first["data/aoi/demo000.parquet"]
+    assert now == fresh(p)
+
+    (root / "data" / "interim" / "gaze" / "demo002.parquet").unlink()
+    counted.clear()
+    run_aoi(params=p, root=root)
+    assert counted == ["demo002"]
+    now = _outputs(root)
+    assert "data/aoi/measures/demo002.parquet" not in now and "data/aoi/scarf/demo002.npz" not in now
+    assert now == fresh(p)
+
+    p2 = copy.deepcopy(p)
+    p2["aoi"]["track_min_s"] = 0.4
+    counted.clear()
+    run_aoi(params=p2, root=root)
+    assert sorted(counted) == vids
+    assert _outputs(root) == fresh(p2)
+
+
+def test_aoi_stage_resumes_after_an_interruption(aoi_stage_root, tiny_corpus, tmp_path, monkeypatch):
+    """Stopped during its second video, the stage's rerun reuses the first and ends as a full run."""
+    import gazelib.aoi.run as run_mod
+
+    src, params = aoi_stage_root
+    root, p = _stage_copy(src, tmp_path / "stop", params, tiny_corpus[0])
+    full, pf = _stage_copy(src, tmp_path / "full", params, tiny_corpus[0])
+    run_mod.run_aoi(params=pf, root=full)
+    real, calls = run_mod.process_video, []
+
+    def stop_second(**kw):
+        calls.append(kw["video_id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(**kw)
+
+    monkeypatch.setattr(run_mod, "process_video", stop_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_mod.run_aoi(params=p, root=root)
+    assert not (root / "reports" / "metrics" / "aoi.json").exists()
+    calls.clear()
+    monkeypatch.setattr(run_mod, "process_video", lambda **kw: (calls.append(kw["video_id"]), real(**kw))[1])
+    run_mod.run_aoi(params=p, root=root)
+    assert calls == ["demo001", "demo002"]
+    assert _outputs(root) == _outputs(full)
+
+
+# ---------------------------------------------------------------- gazelib aoi on a predict folder
+def _predict_folder(trained: dict, out: Path, model: str, videos: list[Path], gaze: Path | None = None) -> Path:
+    """``gazelib predict`` with a tiny trained model into ``out``, reusing the features the fixture extracted."""
+    import shutil
+
+    from gazelib.predict import predict_videos
+
+    shutil.copytree(trained["out"] / "_features", out / "_features", ignore=shutil.ignore_patterns("aligned", "onnx"))
+    res = predict_videos(inputs=videos, model_dir=trained["models"][model], out_dir=out, gaze=gaze, overlay=False,
+                         progress=False)
+    assert res.ok, res.failed
+    return out
+
+
+def _aoi_cli(*args) -> "object":
+    from click.testing import CliRunner
+
+    from gazelib.aoi.cli import aoi_cmd
+
+    return CliRunner().invoke(aoi_cmd, [str(a) for a in args] + ["--params", str(REPO / "params.yaml")])
+
+
+def test_gazelib_aoi_reads_a_predict_folder(trained, tmp_path):
+    """A real `gazelib predict` output: without a recording, tracks and speaker of every video (the same
+    as from the video with those features) and "no gaze" instead of measures; with the recording
+    predict aligned (--gaze, a track model), measures for that viewer."""
+    import json
+
+    corpus = trained["corpus"]
+    videos = [corpus / "videos" / "demo000.mp4", corpus / "videos" / "demo001.mp4"]
+    plain = _predict_folder(trained, tmp_path / "pred_plain", "content_only", videos)
+    res = _aoi_cli(plain, "--out", tmp_path / "a_plain")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "no gaze for demo000, demo001" in res.output
+    m = json.loads((tmp_path / "a_plain" / "aoi.json").read_text())
+    assert m["no_gaze"] == ["demo000", "demo001"] and m["by_kind"] == {} and m["n_videos"] == 2
+    assert all(n > 0 for n in m["n_tracks"].values()), m["n_tracks"]
+    tracks = pd.read_csv(tmp_path / "a_plain" / "tracks.csv")
+    assert sorted(tracks["video_id"].unique()) == ["demo000", "demo001"]
+    assert sorted(pd.read_csv(tmp_path / "a_plain" / "speaker.csv")["video_id"].unique()) == ["demo000", "demo001"]
+    assert (tmp_path / "a_plain" / "aoi" / "demo001.parquet").exists()
+
+    res = _aoi_cli(videos[0], "--features", plain / "_features", "--out", tmp_path / "a_video")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a_video" / "tracks.csv"),
+                                  tracks[tracks["video_id"] == "demo000"].reset_index(drop=True))
+
+    rec = _predict_folder(trained, tmp_path / "pred_gaze", "multimodal", videos[:1],
+                          gaze=corpus / "gaze" / "demo000" / "viewer00.csv")
+    res = _aoi_cli(rec, "--out", tmp_path / "a_gaze")
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    measures = pd.read_csv(tmp_path / "a_gaze" / "measures.csv")
+    assert set(measures["viewer_id"]) == {"viewer00"} and set(measures["video_id"]) == {"demo000"}
+    assert measures.loc[measures["kind"] == "face", "dwell_s"].sum() > 0
+    assert json.loads((tmp_path / "a_gaze" / "aoi.json").read_text())["no_gaze"] == []
+
+
+def test_gazelib_aoi_names_a_folder_it_cannot_read(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a corpus")
+    res = _aoi_cli(tmp_path / "notes", "--out", tmp_path / "o")
+    assert res.exit_code == 2
+    out = " ".join(res.output.split())      # click wraps long lines
+    assert str(tmp_path / "notes") in out and "summary.json" in out and "videos/" in out
+    assert not (tmp_path / "o").exists()

@@ -10,5 +10,6 @@ Modules (docs/aoi.md says why each choice was made):
 - :mod:`~gazelib.aoi.measures`: dwell, time to first fixation, entries, ... per viewer x AOI
 - :mod:`~gazelib.aoi.model_level`: predicted mass per AOI and AOI hit rate of every row
 - :mod:`~gazelib.aoi.truth`: identity switches and speaker accuracy against the demo's truth
-- :mod:`~gazelib.aoi.run`: the stage (``aoi``) and ``gazelib aoi``
+- :mod:`~gazelib.aoi.run`: the stage (``aoi``, with its per-video cache) and the per-video work both share
+- :mod:`~gazelib.aoi.cli`: ``gazelib aoi`` on a video file, a corpus folder or a ``gazelib predict`` folder
 """

@@ -38,21 +38,25 @@ def layer(aois: list[Aoi]) -> list[Aoi]:
 
 
 def cell_shares(*, aois: list[Aoi], times: np.ndarray, gh: int, gw: int, sub: int = 4) -> np.ndarray:
-    """[T, A + 1, gh * gw]: the share of each cell in each AOI of the layer (last: elsewhere)."""
+    """[T, A + 1, gh * gw]: the share of each cell in each AOI of the layer (last: elsewhere).
+
+    Each AOI's shape is interpolated once per step and the ``sub x sub`` points of every cell are
+    tested against it together; the counts per (step, part, cell) are one ``bincount``."""
     times = np.asarray(times, np.float64)
-    n_a = len(aois)
+    n_a, n_c = len(aois), gh * gw
     ys = (np.arange(gh * sub) + 0.5) / (gh * sub)
     xs = (np.arange(gw * sub) + 0.5) / (gw * sub)
     py, px = np.meshgrid(ys, xs, indexing="ij")
     cell = ((py * gh).astype(int).clip(0, gh - 1) * gw + (px * gw).astype(int).clip(0, gw - 1)).ravel()
-    out = np.zeros((len(times), n_a + 1, gh * gw))
-    n_pts = px.size
+    out = np.zeros((len(times), n_a + 1, n_c))
+    px, py = px.ravel()[None, :], py.ravel()[None, :]
     for t0 in range(0, len(times), 64):
         tt = times[t0:t0 + 64]
-        lab = exclusive_labels(aois, np.repeat(tt, n_pts), np.tile(px.ravel(), len(tt)), np.tile(py.ravel(), len(tt)))
-        lab = np.where(lab < 0, n_a, lab).reshape(len(tt), n_pts)
-        for i in range(len(tt)):
-            np.add.at(out[t0 + i], (lab[i], cell), 1.0)
+        lab = exclusive_labels(aois, tt, px, py)                               # [len(tt), points]
+        lab = np.where(lab < 0, n_a, lab)
+        idx = (np.arange(len(tt))[:, None] * (n_a + 1) + lab) * n_c + cell[None, :]
+        out[t0:t0 + len(tt)] = np.bincount(idx.ravel(), minlength=len(tt) * (n_a + 1) * n_c).reshape(
+            len(tt), n_a + 1, n_c)
     return out / (sub * sub)
 
 
@@ -70,7 +74,7 @@ def prepare_video(*, aois: list[Aoi] | None, lab: dict, gh: int, gw: int, sub: i
     v_n, t_n = lab["valid"].shape
     inframe = lab["valid"].astype(bool) & (lab["inout"] > 0)
     gx, gy = lab["gaze"][..., 0].astype(np.float64), lab["gaze"][..., 1].astype(np.float64)
-    looked = exclusive_labels(aois, np.tile(t, v_n), gx.ravel(), gy.ravel()).reshape(v_n, t_n)
+    looked = np.ascontiguousarray(exclusive_labels(aois, t, gx.T, gy.T).T)    # [V, T]: shapes once per step
     looked = np.where(looked < 0, len(aois), looked)
     n_in = inframe.sum(0)
     share = np.zeros((t_n, len(aois) + 1))
@@ -109,8 +113,9 @@ def load_video_aois(root, video_id: str) -> list[Aoi] | None:
 
     from gazelib.aoi.shapes import aois_from_table
     from gazelib.io import read_table
+    from gazelib.layout import AOI
 
-    p = Path(root) / "data" / "aoi" / f"{video_id}.parquet"
+    p = Path(root) / AOI / f"{video_id}.parquet"
     if not p.exists():
         return None
     return aois_from_table(read_table(p)[0])

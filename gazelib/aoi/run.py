@@ -4,6 +4,12 @@ Per video: face boxes (extract_visual's ``faces/<video_id>.parquet``, or the sam
 here on a bare video) -> identities (:mod:`~gazelib.aoi.tracks`) -> active speaker
 (:mod:`~gazelib.aoi.speaker`) -> AOIs (+ the user's ``aoi/<video_id>.csv``) -> per viewer
 fixations and measures (:mod:`~gazelib.aoi.measures`) -> tables, scarf plot, metrics.
+
+The stage keeps each video's results under ``data/aoi`` (:data:`PARTS`) in the pipeline's
+per-video cache (:mod:`gazelib.cache`): a video is recomputed only when its inputs (visual
+features and face boxes, audio features, gaze, user AOI file, truth, duration and frame rate),
+the aoi and fixation params or the stage's code changed. The corpus tables, scarf plots and
+``aoi.json`` are then assembled from the per-video results.
 """
 from __future__ import annotations
 
@@ -19,8 +25,8 @@ from gazelib.aoi.shapes import Aoi, aois_to_table
 from gazelib.aoi.speaker import active_speaker, speaker_aoi
 from gazelib.aoi.tracks import track_aois, track_faces
 from gazelib.aoi.user_aoi import read_user_aois
-from gazelib.io import atomic_path, read_table, write_json, write_table
-from gazelib.layout import AOI_METRICS
+from gazelib.io import atomic_path, read_npz, read_table, write_json, write_npz, write_table
+from gazelib.layout import AOI, AOI_METRICS
 from gazelib.params import check_aoi_cfg  # noqa: F401  (re-exported: the aoi block's schema is gazelib.params_schema.AoiCfg)
 
 log = logging.getLogger(__name__)
@@ -58,23 +64,16 @@ def measure_video(*, gaze: pd.DataFrame, aois: list[Aoi], end_t: float, cfg: dic
     return per_viewer, {"labels": scarf, "layer": [a.name for a in layer]}
 
 
-def scarf_plot(*, path: Path, video_id: str, scarf: dict, speakers: pd.DataFrame, end_t: float) -> None:
-    """Per viewer a strip coloured by the AOI looked at (grey: elsewhere, white: missing), and on
-    top the speaker AOI (who speaks when)."""
-    import matplotlib
+SCARF_POINTS = 800   # time points across a scarf plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
 
+def scarf_strips(*, scarf: dict, speakers: pd.DataFrame, end_t: float) -> dict:
+    """What a scarf plot shows, at :data:`SCARF_POINTS` times over the video: ``rows`` [1 + viewers,
+    points] (the speaker's AOI, then each viewer's; index into ``names``, -1 elsewhere / nobody,
+    -2 missing), ``names`` (the AOI layer) and ``viewers``. Small enough to keep per video."""
     names = scarf["layer"]
-    palette = plt.get_cmap("tab10").colors
-    colours = ["white", "0.8"] + [palette[i % 10] for i in range(len(names))]   # -2 missing, -1 elsewhere, AOIs
-    cmap = ListedColormap(colours)
     viewers = list(scarf["labels"])
-    fig, ax = plt.subplots(figsize=(9, 0.45 * (len(viewers) + 1) + 1.2))
-    grid = np.linspace(0, end_t, 800)
+    grid = np.linspace(0, end_t, SCARF_POINTS)
     rows = []
     spk = speakers["speaker"].to_numpy(str)
     k = np.clip(np.searchsorted(speakers["t"].to_numpy(), grid, side="right") - 1, 0, max(len(spk) - 1, 0))
@@ -83,7 +82,25 @@ def scarf_plot(*, path: Path, video_id: str, scarf: dict, speakers: pd.DataFrame
         t, lab = scarf["labels"][v]
         j = np.clip(np.searchsorted(t, grid, side="right") - 1, 0, len(t) - 1)
         rows.append(np.where((grid >= t[0]) & (grid <= t[-1]), lab[j], -2))
-    ax.imshow(np.stack(rows) + 2, aspect="auto", cmap=cmap, vmin=0, vmax=len(colours) - 1, interpolation="nearest",
+    return {"rows": np.stack(rows), "names": list(names), "viewers": viewers}
+
+
+def scarf_plot(*, path: Path, video_id: str, strips: dict, end_t: float) -> None:
+    """Per viewer a strip coloured by the AOI looked at (grey: elsewhere, white: missing), and on
+    top the speaker AOI (who speaks when); ``strips`` from :func:`scarf_strips`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    names, viewers, rows = strips["names"], strips["viewers"], strips["rows"]
+    palette = plt.get_cmap("tab10").colors
+    colours = ["white", "0.8"] + [palette[i % 10] for i in range(len(names))]   # -2 missing, -1 elsewhere, AOIs
+    cmap = ListedColormap(colours)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * (len(viewers) + 1) + 1.2))
+    ax.imshow(rows + 2, aspect="auto", cmap=cmap, vmin=0, vmax=len(colours) - 1, interpolation="nearest",
               extent=(0, end_t, len(rows) - 0.5, -0.5))
     ax.set_yticks(range(len(rows)), ["speaker"] + viewers)
     ax.axhline(0.5, color="k", lw=1)
@@ -115,9 +132,10 @@ def process_video(*, video_id: str, faces: pd.DataFrame, frame_times, audio, gaz
     built = build_aois(faces=faces, frame_times=frame_times, audio=audio, cfg=cfg, user=user)
     res = {"video_id": video_id, **built}
     if gaze is not None and len(gaze):
-        res["per_viewer"], res["scarf"] = measure_video(gaze=gaze, aois=built["aois"], end_t=end_t, cfg=cfg,
-                                                        fixation_cfg=fixation_cfg)
+        res["per_viewer"], scarf = measure_video(gaze=gaze, aois=built["aois"], end_t=end_t, cfg=cfg,
+                                                 fixation_cfg=fixation_cfg)
         res["per_viewer"].insert(0, "video_id", video_id)
+        res["scarf"] = scarf_strips(scarf=scarf, speakers=built["speakers"], end_t=end_t)
     if truth is not None:
         from gazelib.aoi.truth import check_against_truth
 
@@ -149,9 +167,11 @@ def write_outputs(*, results: list[dict], aoi_dir: Path | None, reports: Path, m
     for vid in order[:cfg["scarf_videos"]]:
         r = next(r for r in results if r["video_id"] == vid)
         if "scarf" in r:
-            scarf_plot(path=reports / f"scarf_{vid}.png", video_id=vid, scarf=r["scarf"], speakers=r["speakers"],
-                       end_t=end_t[vid])
+            scarf_plot(path=reports / f"scarf_{vid}.png", video_id=vid, strips=r["scarf"], end_t=end_t[vid])
             scarfs.append(f"scarf_{vid}.png")
+    for old in reports.glob("scarf_*.png"):   # an earlier run's plot of a video not plotted now
+        if old.name not in scarfs:
+            old.unlink()
     truth = {r["video_id"]: r["truth"] for r in results if "truth" in r}
     metrics = {"basis": cfg["basis"], "n_videos": len(results),
                "n_tracks": {r["video_id"]: int(r["tracks"]["track"].nunique()) for r in results},
@@ -169,46 +189,112 @@ def write_outputs(*, results: list[dict], aoi_dir: Path | None, reports: Path, m
     return metrics
 
 
+# ---------------------------------------------------------------- per-video results on disk
+# what the stage keeps per video under data/aoi besides <video_id>.parquet (the AOI keyframes
+# evaluate reads): result key -> (sub-folder, suffix); measures and scarf only with gaze, truth
+# only with the corpus' truth/<video_id>.json
+PARTS = {"tracks": ("tracks", ".parquet"), "speakers": ("speaker", ".parquet"), "per_viewer": ("measures", ".parquet"),
+         "scarf": ("scarf", ".npz"), "truth": ("truth", ".json")}
+
+
+def save_video(*, res: dict, out: Path) -> list[Path]:
+    """Write one video's results (:func:`process_video`) under ``out``; returns the files written.
+    A part this result does not have (no gaze, no truth) is removed, so an earlier run's is never
+    read back with it."""
+    vid = res["video_id"]
+    files = [out / f"{vid}.parquet"]
+    write_table(files[0], aois_to_table(res["aois"]), meta={"video_id": vid})
+    for key, (folder, suffix) in PARTS.items():
+        path = out / folder / f"{vid}{suffix}"
+        if key not in res:
+            path.unlink(missing_ok=True)
+            continue
+        if key == "scarf":
+            sc = res["scarf"]
+            write_npz(path, rows=sc["rows"], names=np.array(sc["names"], dtype=str),
+                      viewers=np.array(sc["viewers"], dtype=str))
+        elif key == "truth":
+            write_json(path, res["truth"])
+        else:
+            write_table(path, res[key])
+        files.append(path)
+    return files
+
+
+def load_video(*, video_id: str, out: Path, files: list[str]) -> dict:
+    """One video's results as :func:`save_video` wrote them (``files``: those its cache record
+    lists, relative to ``out``), in the form :func:`write_outputs` takes."""
+    res: dict = {"video_id": video_id}
+    listed = set(files)
+    for key, (folder, suffix) in PARTS.items():
+        rel = f"{folder}/{video_id}{suffix}"
+        if rel not in listed:
+            continue
+        if key == "scarf":
+            a = read_npz(out / rel)
+            res["scarf"] = {"rows": a["rows"], "names": [str(n) for n in a["names"]],
+                            "viewers": [str(v) for v in a["viewers"]]}
+        elif key == "truth":
+            res["truth"] = json.loads((out / rel).read_text())
+        else:
+            res[key] = read_table(out / rel)[0]
+    return res
+
+
 # ---------------------------------------------------------------- DVC stage
 def run_aoi(*, params: dict, root: Path = Path(".")) -> dict:
-    from tqdm import tqdm
-
-    from gazelib.layout import FEATURES, load_manifest
+    """Stage ``aoi``: every manifest video through :func:`process_video` (per-video cache under
+    ``data/aoi``), then the corpus tables and plots (``reports/aoi``) and ``aoi.json``."""
+    from gazelib.cache import VideoCache, hash_file, hash_obj, run_per_video
+    from gazelib.closure import stage_code
+    from gazelib.layout import FEATURES, load_manifest, manifest_items
 
     cfg = check_aoi_cfg(params["aoi"])
     manifest = load_manifest(root)
     corpus = root / params["data"]["corpus"]
     fix_cfg = dict(params["ingest"]["fixations"])
-    results, skipped = [], {}
-    end_t = {}
-    for _, item in tqdm(list(manifest.iterrows()), desc="aoi", leave=False):
+    out = root / AOI
+
+    def inputs(vid: str) -> dict[str, Path]:
+        return {"visual": root / FEATURES / "visual" / f"{vid}.parquet",
+                "faces": root / FEATURES / "visual" / "faces" / f"{vid}.parquet",
+                "audio": root / FEATURES / "audio" / f"{vid}.parquet",
+                "gaze": root / "data" / "interim" / "gaze" / f"{vid}.parquet",
+                "user": corpus / "aoi" / f"{vid}.csv", "truth": corpus / "truth" / f"{vid}.json"}
+
+    def input_hash(item: dict) -> str:
+        files = inputs(item["video_id"])
+        return hash_obj({"fps": float(item["fps"]), "duration_s": float(item["duration_s"]),
+                         **{k: hash_file(p) if p.exists() else None for k, p in files.items()}})
+
+    def compute(item: dict) -> list[Path]:
         vid = item["video_id"]
-        try:
-            vis, _ = read_table(root / FEATURES / "visual" / f"{vid}.parquet")
-            faces, _ = read_table(root / FEATURES / "visual" / "faces" / f"{vid}.parquet")
-            ap = root / FEATURES / "audio" / f"{vid}.parquet"
-            audio = read_table(ap)[0] if ap.exists() else None
-            gp = root / "data" / "interim" / "gaze" / f"{vid}.parquet"
-            gaze = read_table(gp)[0] if gp.exists() else None
-            up = corpus / "aoi" / f"{vid}.csv"
-            user = read_user_aois(path=up, fps=float(item["fps"]), duration_s=float(item["duration_s"])) \
-                if up.exists() else []
-            tp = corpus / "truth" / f"{vid}.json"
-            truth = json.loads(tp.read_text()) if tp.exists() else None
-            end_t[vid] = float(item["duration_s"])
-            results.append(process_video(video_id=vid, faces=faces, frame_times=vis["t"].to_numpy(), audio=audio,
-                                         gaze=gaze, end_t=end_t[vid], cfg=cfg, fixation_cfg=fix_cfg, user=user,
-                                         truth=truth))
-        except (OSError, ValueError, KeyError) as exc:
-            if params["data"]["on_error"] != "skip":
-                raise
-            log.error("aoi: %s skipped: %s", vid, exc)
-            skipped[vid] = str(exc)
+        f = inputs(vid)
+        vis, _ = read_table(f["visual"])
+        faces, _ = read_table(f["faces"])
+        audio = read_table(f["audio"])[0] if f["audio"].exists() else None
+        gaze = read_table(f["gaze"])[0] if f["gaze"].exists() else None
+        user = read_user_aois(path=f["user"], fps=float(item["fps"]), duration_s=float(item["duration_s"])) \
+            if f["user"].exists() else []
+        truth = json.loads(f["truth"].read_text()) if f["truth"].exists() else None
+        res = process_video(video_id=vid, faces=faces, frame_times=vis["t"].to_numpy(), audio=audio, gaze=gaze,
+                            end_t=float(item["duration_s"]), cfg=cfg, fixation_cfg=fix_cfg, user=user, truth=truth)
+        return save_video(res=res, out=out)
+
+    items = [{**it, "media_hash": input_hash(it)} for it in manifest_items(manifest)]
+    run = run_per_video(cache=VideoCache(out, "aoi"), items=items, params={"aoi": cfg, "fixations": fix_cfg},
+                        code=stage_code(stage="aoi", cfg=cfg), compute=compute,
+                        on_error=params["data"]["on_error"])
+    cache = VideoCache(out, "aoi")
+    results = [load_video(video_id=it["video_id"], out=out, files=cache.record(it["video_id"])["files"])
+               for it in items if it["video_id"] not in run.failed]
+    end_t = {it["video_id"]: float(it["duration_s"]) for it in items}
     test_first = sorted(manifest.loc[manifest.get("split", pd.Series(dtype=str)) == "test", "video_id"]) \
         if "split" in manifest else []
-    metrics = write_outputs(results=results, aoi_dir=root / "data" / "aoi", reports=root / "reports" / "aoi",
+    metrics = write_outputs(results=results, aoi_dir=None, reports=root / "reports" / "aoi",
                             metrics_path=None, cfg=cfg, end_t=end_t, scarf_first=test_first)
-    metrics["skipped"] = skipped
+    metrics["skipped"] = dict(run.failed)
     write_json(root / AOI_METRICS, metrics)
-    log.info("aoi: %d videos, %d skipped", len(results), len(skipped))
+    log.info("aoi: %d videos (%d computed, %d reused), %d skipped", len(results), len(run.computed),
+             len(run.cached), len(run.failed))
     return metrics

@@ -8,7 +8,11 @@ activation intervals (a speaker AOI: one per turn), the unit of :func:`Aoi.inter
 
 Point-in-AOI tests are vectorised over samples, each with its own time (so its own polygon):
 boxes by comparison, polygons by even-odd ray casting. shapely/matplotlib test many points
-against one polygon, not one point per polygon, so the ~10 lines are written here.
+against one polygon, not one point per polygon, so the ~10 lines are written here. Where many
+points share a time (the cell points of a heatmap, the viewers at one step) they are passed as
+[N, M]: each shape is interpolated once per time and tested against its M points by broadcasting
+(the model level's cell shares: ~55x faster than one shape per point, bit-identical;
+tests/aoi_reference.py keeps the one-shape-per-point code the tests compare with).
 """
 from __future__ import annotations
 
@@ -48,7 +52,7 @@ class Aoi:
         present = k >= 0
         kc = np.clip(k, 0, len(self.t) - 1)
         present &= self.visible[kc]
-        verts = self.verts[kc].copy()
+        verts = self.verts[kc]                      # fancy indexing: already a copy
         if self.interpolate and len(self.t) > 1:
             nxt = np.minimum(kc + 1, len(self.t) - 1)
             ok = present & (nxt > kc) & self.visible[nxt] & (self.segment[nxt] == self.segment[kc])
@@ -58,14 +62,10 @@ class Aoi:
         return verts, present
 
     def contains(self, times, x, y) -> np.ndarray:
+        """Is point i inside the AOI at ``times[i]``? ``x``, ``y`` may also be [N, M]: M points per
+        time (one shape per time serves them all)."""
         verts, present = self.at(times)
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        if self.is_box:
-            lo, hi = verts.min(1), verts.max(1)
-            inside = (x >= lo[:, 0]) & (x <= hi[:, 0]) & (y >= lo[:, 1]) & (y <= hi[:, 1])
-        else:
-            inside = points_in_polygons(verts, x, y)
-        return present & inside
+        return _per_shape(present, max(np.ndim(x), np.ndim(y), 1)) & inside_shapes(verts, self.is_box, x, y)
 
     def area(self, times) -> np.ndarray:
         verts, present = self.at(times)
@@ -92,13 +92,33 @@ def box_verts(boxes) -> np.ndarray:
     return np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], 1)
 
 
+def _per_shape(a: np.ndarray, ndim: int) -> np.ndarray:
+    """[N] per-shape values shaped to broadcast against points [N] or [N, M]."""
+    return a.reshape(a.shape[:1] + (1,) * (ndim - 1))
+
+
+def inside_shapes(verts: np.ndarray, is_box: bool, x, y) -> np.ndarray:
+    """Is (x[i], y[i]) inside shape ``verts[i]`` ([N, P, 2]; a box: its corners)? ``x``, ``y``
+    are [N] or [N, M] (M points tested against each shape), broadcast as numpy does."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if not is_box:
+        return points_in_polygons(verts, x, y)
+    nd = max(x.ndim, y.ndim, 1)
+    lo, hi = verts.min(1), verts.max(1)
+    return ((x >= _per_shape(lo[:, 0], nd)) & (x <= _per_shape(hi[:, 0], nd))
+            & (y >= _per_shape(lo[:, 1], nd)) & (y <= _per_shape(hi[:, 1], nd)))
+
+
 def points_in_polygons(verts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Even-odd rule: is (x[i], y[i]) inside polygon verts[i] ([N, P, 2])?"""
-    inside = np.zeros(len(x), bool)
+    """Even-odd rule: is (x[i], y[i]) inside polygon verts[i] ([N, P, 2])? ``x``, ``y``: [N] or
+    [N, M] (M points per polygon)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    nd = max(x.ndim, y.ndim, 1)
+    inside = np.zeros(np.broadcast_shapes(x.shape, y.shape, verts.shape[:1] + (1,) * (nd - 1)), bool)
     p = verts.shape[1]
     for k in range(p):
-        x1, y1 = verts[:, k, 0], verts[:, k, 1]
-        x2, y2 = verts[:, (k + 1) % p, 0], verts[:, (k + 1) % p, 1]
+        x1, y1 = _per_shape(verts[:, k, 0], nd), _per_shape(verts[:, k, 1], nd)
+        x2, y2 = _per_shape(verts[:, (k + 1) % p, 0], nd), _per_shape(verts[:, (k + 1) % p, 1], nd)
         crosses = (y1 > y) != (y2 > y)
         with np.errstate(divide="ignore", invalid="ignore"):
             xint = (x2 - x1) * (y - y1) / (y2 - y1) + x1
@@ -113,17 +133,27 @@ def polygon_area(verts: np.ndarray) -> np.ndarray:
 
 def exclusive_labels(aois: list[Aoi], times, x, y) -> np.ndarray:
     """Index into ``aois`` of the AOI each point is in (the smallest by area where several
-    overlap, ties to the first), -1 for none: one label per sample, for the scarf and hit rate."""
+    overlap, ties to the first), -1 for none: one label per sample, for the scarf and hit rate.
+
+    ``x``, ``y`` are [N] (point i at ``times[i]``) or [N, M] (M points at each of the N times:
+    the shapes are interpolated once per time, not once per point); the labels have their shape."""
     times = np.asarray(times, np.float64)
-    best = np.full(len(times), -1, np.int64)
-    best_area = np.full(len(times), np.inf)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    nd = max(x.ndim, y.ndim, 1)
+    shape = np.broadcast_shapes(x.shape, y.shape, times.shape + (1,) * (nd - 1))
+    best = np.full(shape, -1, np.int64)
+    best_area = np.full(shape, np.inf)
     for i, a in enumerate(aois):
-        hit = a.contains(times, x, y)
+        verts, present = a.at(times)
+        if not present.any():
+            continue
+        hit = _per_shape(present, nd) & inside_shapes(verts, a.is_box, x, y)
         if not hit.any():
             continue
-        area = a.area(times)
+        area = _per_shape(polygon_area(verts), nd)
         take = hit & (area < best_area)
-        best[take], best_area[take] = i, area[take]
+        best[take] = i
+        best_area[take] = np.broadcast_to(area, shape)[take]
     return best
 
 
