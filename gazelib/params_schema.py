@@ -256,7 +256,7 @@ class TrainCfg(Group):
     epochs: PosInt = 25
     lr: PosFloat = 0.002
     weight_decay: NonNegFloat = 0.01
-    patience: PosInt = 6
+    patience: PosInt = 4
     warmup_frac: Annotated[float, Field(ge=0, le=1)] = 0.05
     grad_clip: PosFloat = 1.0
     heatmap_target: Literal["cell", "gaussian"] = "cell"

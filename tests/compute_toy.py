@@ -43,3 +43,14 @@ def rendezvous_worker(*, out: str, timeout_s: float = 60.0):
             time.sleep(0.02)
         return [p]
     return compute
+
+
+def square_job(ctx: dict, *, x: int) -> int:
+    """A scoring-style job for :class:`gazelib.compute.JobPool`: reads the shared context, logs, may raise."""
+    import logging
+    import os
+
+    logging.getLogger("gazelib.toy").warning("job %d in pid %d", x, os.getpid())
+    if x < 0:
+        raise ValueError(f"job {x}: negative input")
+    return ctx["k"] * x * x

@@ -164,3 +164,28 @@ def test_backend_params():
     with pytest.raises(TypeError, match="WorkerSpec"):  # a closure cannot travel to a worker
         run_per_video(cache=VideoCache(Path("unused"), "toy"), items=ITEMS, params={}, progress=False,
                       compute=lambda item: [], backend=POOL)
+
+
+def test_job_pool_keeps_order_logs_and_errors(caplog):
+    """JobPool (evaluate's and horizons' scoring jobs): results in job order whatever the worker count,
+    the workers' log records re-emitted here, a job's exception raised here with its message."""
+    import logging
+
+    from gazelib.compute import JobPool, map_jobs
+    from tests.compute_toy import square_job
+
+    jobs = [{"x": i} for i in range(7)]
+    serial = map_jobs(fn=square_job, jobs=jobs, workers=1, context={"k": 3})
+    assert serial == [3 * i * i for i in range(7)]
+    with caplog.at_level(logging.WARNING, logger="gazelib.toy"):
+        caplog.clear()
+        with JobPool(fn=square_job, workers=2, context={"k": 3}) as pool:
+            assert pool.map(jobs) == serial
+            assert pool.map([{"x": 9}, {"x": 2}]) == [243, 12]   # the same workers, a second batch
+            with pytest.raises(ValueError, match="job -1: negative input"):
+                pool.map([{"x": 1}, {"x": -1}])
+    msgs = [r.getMessage() for r in caplog.records if r.name == "gazelib.toy"]
+    assert [m.split(" in pid")[0] for m in msgs[:7]] == [f"job {i}" for i in range(7)]
+    assert len({m.split("pid ")[1] for m in msgs}) <= 2
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        JobPool(fn=square_job, workers=0)
