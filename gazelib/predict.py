@@ -43,12 +43,17 @@ from gazelib.bundle import Bundle, BundleError, feature_param_diff, load_bundle
 from gazelib.cache import VideoCache, hash_file, hash_obj, run_per_video
 from gazelib.closure import stage_code
 from gazelib.io import atomic_path, read_npz, write_json, write_npz, write_table
+from gazelib.overlay import X264_PRESETS
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
 FEATURES_DIR = "_features"
 PARTS = ("probe", "load_models", "audio", "text", "visual", "align", "model", "outputs", "overlay")
+# the overlay's x264 preset and quality: the fastest preset (the overlay is for looking at; at 720p it
+# is ~2.7x the bytes of veryfast, docs/predict.md) and x264's default CRF
+OVERLAY_PRESET = "ultrafast"
+OVERLAY_CRF = 23
 
 
 class PredictError(ValueError):
@@ -229,18 +234,101 @@ def _run_stage(*, part: str, jobs: list[VideoJob], work: Path, params: dict, com
         job_by_id[vid].fail(part, why)
 
 
-class _Lazy:
-    """Load a model on first use and count the time it took."""
+# ---------------------------------------------------------------- models: loaded once per process, on first use
+_MODELS: dict[str, object] = {}
 
-    def __init__(self, make, timings: dict):
-        self.make, self.timings, self.obj, self.made = make, timings, None, False
+
+def cached_model(*, kind: str, key: object, make, timings: dict | None = None):
+    """The model ``make()`` builds for ``kind`` and ``key`` (the params it is built from), built on
+    first use and kept for the rest of the process: predicting folder after folder, from a notebook or
+    a server loads each model once. The seconds a build took are added to ``timings['load_models']``.
+    Every cached model is stateless between videos (the VADs are reset per video)."""
+    k = f"{kind}:{hash_obj(key)}"
+    if k not in _MODELS:
+        t0 = time.perf_counter()
+        _MODELS[k] = make()
+        if timings is not None:
+            timings["load_models"] = timings.get("load_models", 0.0) + time.perf_counter() - t0
+    return _MODELS[k]
+
+
+def clear_model_cache() -> None:
+    """Forget the models :func:`cached_model` kept (the next run loads them again)."""
+    _MODELS.clear()
+
+
+class _Lazy:
+    """A cached model (:func:`cached_model`), looked up on first use only: a run whose features are
+    all cached loads nothing."""
+
+    def __init__(self, kind: str, key: object, make, timings: dict):
+        self.kind, self.key, self.make, self.timings = kind, key, make, timings
 
     def __call__(self):
-        if not self.made:
-            t0 = time.perf_counter()
-            self.obj, self.made = self.make(), True
-            self.timings["load_models"] = self.timings.get("load_models", 0.0) + time.perf_counter() - t0
-        return self.obj
+        return cached_model(kind=self.kind, key=self.key, make=self.make, timings=self.timings)
+
+
+_POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                  "pooling_mode_mean_sqrt_len_tokens")
+
+
+def sentence_embedding_dim(path: Path) -> int | None:
+    """The embedding size of a sentence-transformers folder read from its files, for the plain layout
+    only: modules Transformer, Pooling (the word dimension times the pooling modes it concatenates,
+    :data:`_POOLING_MODES`) and optionally Normalize. None for anything else (the network is then
+    loaded to ask it)."""
+    import json
+
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+        kinds = [str(m["type"]).rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+            return None
+        cfg = json.loads((path / modules[1]["path"] / "config.json").read_text())
+        if any(cfg[k] for k in cfg if k.startswith("pooling_mode_") and k not in _POOLING_MODES):
+            return None                      # a pooling mode this does not know is on: ask the network
+        n_modes = sum(bool(cfg.get(k)) for k in _POOLING_MODES)
+        return int(cfg["word_embedding_dimension"]) * n_modes if n_modes else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class LazyTextEmbedder:
+    """:class:`gazelib.features.text.TextEmbedder` with its network loaded on the first words: name,
+    backend and ``dim`` (what a video without words needs: zero embeddings and the files' metadata)
+    come from the model folder's files (:func:`sentence_embedding_dim`), so a silent video never loads
+    sentence-transformers (about 4 s). Where the files do not give the size plainly it loads at once.
+    ``load_s``: the seconds the network took to load (0 until it loads). Kept here rather than in the
+    extractor so the extract stages' code (and so their caches) stay as they were."""
+
+    def __init__(self, *, model: str, batch_size: int):
+        from gazelib.features.text import resolve_text_model
+
+        path = resolve_text_model(model)
+        self.name, self.batch_size, self.path = model, batch_size, path
+        self.backend = "sentence-transformers" if (path / "modules.json").exists() else "transformers-meanpool"
+        self.dim = sentence_embedding_dim(path) if self.backend == "sentence-transformers" else None
+        self.net, self.load_s = None, 0.0
+        if self.dim is None:
+            self._load()
+
+    def _load(self) -> None:
+        from gazelib.features.text import TextEmbedder
+
+        t0 = time.perf_counter()
+        net = TextEmbedder(model=self.name, batch_size=self.batch_size)
+        if self.dim is not None and (net.dim, net.backend) != (self.dim, self.backend):
+            raise RuntimeError(f"text embedder {self.name} ({self.path}): the network gives {net.dim}-d "
+                               f"{net.backend} embeddings, its files said {self.dim}-d {self.backend}")
+        self.net, self.dim, self.backend = net, net.dim, net.backend
+        self.load_s = time.perf_counter() - t0
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        if self.net is None:
+            self._load()
+        return self.net.encode(texts)
 
 
 def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings: dict, progress: bool = True,
@@ -248,7 +336,7 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     """Audio, text (ASR) and visual features of every job that has not failed, as the pipeline's
     extract stages make them; failures are recorded on the jobs."""
     from gazelib.features.audio import extract_audio_features, make_audio_models, write_audio_features
-    from gazelib.features.text import TextEmbedder, extract_text_video, text_config
+    from gazelib.features.text import extract_text_video, text_config
     from gazelib.features.transcript import make_asr
     from gazelib.features.visual import (
         FaceDetector,
@@ -263,7 +351,7 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     lookahead = lookahead_of(params, default="offline")
     acfg, vcfg = params["audio"], params["visual"]
     tcfg = text_config({**params, "features": {"lookahead": lookahead}})
-    audio_models = _Lazy(lambda: make_audio_models(acfg), timings)
+    audio_models = _Lazy("audio", acfg, lambda: make_audio_models(acfg), timings)
 
     def audio(item: dict) -> list[Path]:
         m = audio_models()
@@ -280,18 +368,27 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     if warn_sources and "asr" not in tcfg.get("sources", []):
         log.warning("the model's text came from %s, never from speech recognition; here text comes from ASR "
                     "(videos have no subtitles), which it was not trained on", tcfg.get("sources"))
-    embedder = _Lazy(lambda: TextEmbedder(model=tcfg["embedder"], batch_size=tcfg["embed_batch"]), timings)
-    asr = _Lazy(lambda: make_asr(tcfg), timings)
+    # lazy: a video without words (no audio) gets zero embeddings, for which the network never loads
+    embedder = _Lazy("text_embedder", [tcfg["embedder"], tcfg["embed_batch"]],
+                     lambda: LazyTextEmbedder(model=tcfg["embedder"], batch_size=tcfg["embed_batch"]), timings)
+    asr = _Lazy("asr", {k: v for k, v in tcfg.items() if k.startswith(("asr_", "whisperx_"))
+                        or k in ("language", "utterance_gap_s")}, lambda: make_asr(tcfg), timings)
 
     def text(item: dict) -> list[Path]:
         # videos given to predict have no subtitles: text comes from ASR whatever the model's order
-        return extract_text_video(item=item, cfg=tcfg, out_dir=work / "text", embedder=embedder(), asr=asr,
-                                  sources=["asr"])["paths"]
+        emb = embedder()
+        loaded = emb.load_s
+        try:
+            return extract_text_video(item=item, cfg=tcfg, out_dir=work / "text", embedder=emb, asr=asr,
+                                      sources=["asr"])["paths"]
+        finally:  # the network loads on the first words: model loading, not text
+            timings["load_models"] = timings.get("load_models", 0.0) + emb.load_s - loaded
 
     _run_stage(part="text", jobs=jobs, work=work, params=tcfg, compute=text, progress=progress,
                timings=timings)
 
-    visual_models = _Lazy(lambda: (FaceDetector.from_params(vcfg), make_image_encoder(vcfg)), timings)
+    visual_models = _Lazy("visual", vcfg, lambda: (FaceDetector.from_params(vcfg), make_image_encoder(vcfg)),
+                          timings)
 
     def visual(item: dict) -> list[Path]:
         detector, encoder = visual_models()
@@ -389,12 +486,10 @@ def load_runtime_model(*, bundle: Bundle, checkpoint: Path, runtime: str, onnx_p
                        threads: int):
     """(model callable, checkpoint metadata) for ``runtime`` torch or onnx. Without ``onnx_path`` the
     checkpoint is exported (and checked) once into ``<work>/onnx/``."""
-    import torch
-
     from gazelib.train import load_checkpoint, model_from_checkpoint
 
     expect = {"variant": bundle.variant, "modalities": bundle.modalities, "norm_stats_hash": bundle.stats_hash}
-    torch.set_num_threads(threads)
+    _set_torch_threads(threads)
     if runtime == "torch":
         model, state = model_from_checkpoint(checkpoint, expect=expect)
         return model, state["meta"]
@@ -413,6 +508,12 @@ def load_runtime_model(*, bundle: Bundle, checkpoint: Path, runtime: str, onnx_p
         "variant": bundle.variant, "modalities": bundle.modalities, "norm_stats_hash": bundle.stats_hash,
         "seed": meta.get("seed"), "checkpoint_sha256": ck_hash})
     return model, meta
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def predict_aligned(*, model, aligned_path: Path, stats: dict, meta: dict, batch_size: int = 32) -> dict:
@@ -488,7 +589,7 @@ def write_outputs(*, job: VideoJob, out_dir: Path, pred: dict, aligned: dict, me
 def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: str | Path, seed: int | None = None,
                    runtime: str = "torch", onnx_path: str | Path | None = None, gaze: str | Path | None = None,
                    gaze_coords: str = "normalized", gaze_time_unit: str = "s", params_file: str | Path | None = None,
-                   overlay: bool = True, overlay_preset: str = "veryfast", overlay_crf: int = 23,
+                   overlay: bool = True, overlay_preset: str = OVERLAY_PRESET, overlay_crf: int = OVERLAY_CRF,
                    batch_size: int = 32, threads: int = 2, progress: bool = True) -> PredictResult:
     """Predict where people look in ``inputs`` (videos or folders of videos) with the model in
     ``model_dir``; writes per-video outputs, ``summary.json`` and ``timing.json`` under ``out_dir``.
@@ -504,6 +605,10 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
     out_dir = Path(out_dir)
     if onnx_path is not None and runtime != "onnx":
         raise PredictError(f"--onnx {onnx_path} is only used with --runtime onnx (runtime is {runtime!r})")
+    if overlay_preset not in X264_PRESETS:
+        raise PredictError(f"overlay preset {overlay_preset!r} is not an x264 preset ({', '.join(X264_PRESETS)})")
+    if not (isinstance(overlay_crf, int) and 0 <= overlay_crf <= 51):
+        raise PredictError(f"overlay CRF {overlay_crf!r} must be an integer from 0 to 51")
     bundle = load_bundle(model_dir)
     if bundle.needs_track and gaze is None:
         raise PredictError(
@@ -521,11 +626,14 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
     params = resolve_feature_params(bundle=bundle, params_file=params_file)
     checkpoint = bundle.checkpoint(seed)
     work = out_dir / FEATURES_DIR
-    timings: dict = {}
-    t0 = time.perf_counter()
-    model, meta = load_runtime_model(bundle=bundle, checkpoint=checkpoint, runtime=runtime,
-                                     onnx_path=Path(onnx_path) if onnx_path else None, work=work, threads=threads)
-    timings["load_models"] = time.perf_counter() - t0
+    timings: dict = {"load_models": 0.0}
+    onnx_path = Path(onnx_path) if onnx_path else None
+    model, meta = cached_model(
+        kind="gaze_model", key=[hash_file(checkpoint), bundle.variant, bundle.stats_hash, runtime, threads,
+                                onnx_path and hash_file(onnx_path)],
+        make=lambda: load_runtime_model(bundle=bundle, checkpoint=checkpoint, runtime=runtime, onnx_path=onnx_path,
+                                        work=work, threads=threads), timings=timings)
+    _set_torch_threads(threads)   # what loading the model sets, whether it was loaded now or before
     check_model_grid(bundle=bundle, params=params, state_meta=meta)
     used_seed = int(meta.get("seed", seed if seed is not None else bundle.seeds[0]))
 
@@ -680,11 +788,14 @@ lists every video and what failed. See docs/predict.md.
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, exists=True),
               help="Extract with this params.yaml instead of the model's own feature params (refused if they differ).")
 @click.option("--no-overlay", is_flag=True, help="Skip the overlay video (the slowest output).")
-@click.option("--overlay-preset", default="veryfast", show_default=True, help="x264 preset of the overlay video.")
+@click.option("--overlay-preset", type=click.Choice(X264_PRESETS), default=OVERLAY_PRESET, show_default=True,
+              help="x264 preset of the overlay video (slower presets: smaller files, same look).")
+@click.option("--overlay-crf", type=click.IntRange(0, 51), default=OVERLAY_CRF, show_default=True,
+              help="x264 constant rate factor of the overlay video (lower: better quality, larger files).")
 @click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for the model.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, warnings only.")
 def predict_cmd(inputs, model_dir, out_dir, seed, runtime, onnx_path, gaze, gaze_coords, gaze_time_unit, params_file,
-                no_overlay, overlay_preset, threads, quiet) -> None:
+                no_overlay, overlay_preset, overlay_crf, threads, quiet) -> None:
     """Predict where people look in VIDEO_OR_FOLDER... with a trained model.
 
     Runs the pipeline's extractors (audio, speech recognition, visual) with the feature params the
@@ -698,6 +809,7 @@ def predict_cmd(inputs, model_dir, out_dir, seed, runtime, onnx_path, gaze, gaze
         res = predict_videos(inputs=list(inputs), model_dir=model_dir, out_dir=out_dir, seed=seed, runtime=runtime,
                              onnx_path=onnx_path, gaze=gaze, gaze_coords=gaze_coords, gaze_time_unit=gaze_time_unit,
                              params_file=params_file, overlay=not no_overlay, overlay_preset=overlay_preset,
+                             overlay_crf=overlay_crf,
                              threads=threads, progress=not quiet)
     except (PredictError, BundleError) as exc:
         raise click.UsageError(str(exc)) from exc

