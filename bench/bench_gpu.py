@@ -1,0 +1,116 @@
+"""The CUDA training path on a GPU: the training step's speed and the real stage function.
+
+1. ``--make-root DIR`` (here, on the CPU machine, after ``dvc repro align floors``): a small copy of the
+   pipeline's inputs for training (the aligned files of 4 train, 1 val and 1 test video, the index with its
+   metadata, the norm stats, the manifest, the floors, params.yaml), about 45 MB: what fits the transfer to
+   a lent GPU machine.
+2. ``python -m bench.bench_gpu DIR`` on the GPU machine: the training step as ``train_variant`` runs it
+   (autocast and GradScaler on CUDA) on real windows at batch 16, 64 and 256 for baseline and multimodal
+   (ms per step, windows/s), then ``run_train`` itself on CUDA (2 seeds, 4 epochs) with its checkpoints
+   loaded back on the CPU and run over the test video (finite maps that sum to 1). Writes
+   ``$OUT/gpu_check.json`` (or /tmp).
+"""
+import json, os, sys, time, traceback
+from pathlib import Path
+t_start = time.time()
+import gazelib  # noqa: F401
+import torch
+out = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
+       "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+print(out, flush=True)
+OUT = Path(os.environ.get("OUT", "/tmp"))
+if "--make-root" in sys.argv:
+    import shutil
+    from gazelib.io import read_table, write_table
+    dst_root = Path(sys.argv[sys.argv.index("--make-root") + 1])
+    src, dst = Path("data/aligned"), dst_root / "data" / "aligned"
+    dst.mkdir(parents=True, exist_ok=True)
+    idx, meta = read_table(src / "index.parquet")
+    keep = ([*idx[idx.split == "train"].video_id[:4]] + [*idx[idx.split == "val"].video_id[:1]]
+            + [*idx[idx.split == "test"].video_id[:1]])
+    write_table(dst / "index.parquet", idx[idx.video_id.isin(keep)].reset_index(drop=True), meta=meta)
+    for name in [f"{v}.npz" for v in keep] + ["norm_stats.json"]:
+        shutil.copy(src / name, dst / name)
+    for f in ("data/interim/manifest.parquet", "models/floors/floors.json", "params.yaml"):
+        (dst_root / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dst_root / f)
+    print("wrote", dst_root, keep)
+    sys.exit(0)
+root = Path(sys.argv[1] if len(sys.argv) > 1 else "gpu/root")
+
+def save():
+    (OUT / "gpu_check.json").write_text(json.dumps(out, indent=1, default=str))
+
+from gazelib.params import load_params, setup_logging
+setup_logging("WARNING")
+params = load_params(root / "params.yaml")
+# B. the training step on real windows, as train_variant runs it (autocast + GradScaler on CUDA)
+try:
+    from gazelib.dataset import GazeWindows
+    from gazelib.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
+    from gazelib.metrics import cell_centres
+    from gazelib.model import build_model
+    from gazelib.train import compute_loss, make_model_config, model_inputs
+    index, meta = read_index(root); stats = read_norm_stats(root); maps = index_maps(index)
+    grid = index_grid(meta); gh, gw = grid[1:]
+    cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
+    ds = GazeWindows(files=split_files(root, index, "train"), stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=meta["fps"],
+                     lengths=maps["length"], n_viewers=maps["viewers"])
+    dev = torch.device("cuda")
+    centres = torch.tensor(cell_centres(gh, gw), dtype=torch.float32, device=dev)
+    steps = {}
+    for variant in ("baseline", "multimodal"):
+        mods = params["variants"][variant]["modalities"]
+        mcfg = make_model_config(variant=variant, modalities=mods, stats=stats, grid_shape=grid, model_cfg=params["model"])
+        for bs in (16, 64, 256):
+            torch.manual_seed(0)
+            model = build_model(mcfg).to(dev)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+            scaler = torch.amp.GradScaler("cuda")
+            batch = model_inputs(ds.batch([i % len(ds) for i in range(bs)]), dev)
+            def step():
+                with torch.autocast(device_type="cuda"):
+                    o = model(batch)
+                loss, _ = compute_loss({k: v.float() for k, v in o.items()}, batch, centres, cfg)
+                opt.zero_grad(set_to_none=True); scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+            for _ in range(5): step()
+            torch.cuda.synchronize(); t0 = time.perf_counter(); n = 30
+            for _ in range(n): step()
+            torch.cuda.synchronize(); dt = (time.perf_counter() - t0) / n
+            steps[f"{variant}_b{bs}"] = {"ms_per_step": round(dt * 1e3, 2), "windows_per_s": round(bs / dt, 1)}
+            print(variant, bs, steps[f"{variant}_b{bs}"], flush=True)
+    out["train_step"] = steps
+except Exception:
+    out["train_step_error"] = traceback.format_exc(); print(out["train_step_error"], flush=True)
+save()
+# C. the real stage function on CUDA: run_train (2 seeds, 4 epochs), then the checkpoint on the CPU
+try:
+    from gazelib.train import run_train, model_from_checkpoint
+    from gazelib.evaluate import predict
+    runs = {}
+    for variant in ("baseline", "multimodal"):
+        p = json.loads(json.dumps(params))
+        p["train"].update({"seeds": [0, 1], "seed_workers": 1, "epochs": 4})
+        t0 = time.perf_counter()
+        s = run_train(params=p, variant=variant, root=root)
+        wall = time.perf_counter() - t0
+        seeds = s["seeds"]
+        win = sum(v["train_windows"] * v["epochs_run"] for v in seeds.values())
+        runs[variant] = {"wall_s": round(wall, 1), "windows_per_s": round(win / wall, 1),
+                         "device": {k: v["device"] for k, v in seeds.items()},
+                         "best_val_loss": {k: v["best_val_loss"] for k, v in seeds.items()}}
+        model, _ = model_from_checkpoint(root / "models" / variant / "seed0" / "best.pt")
+        model = model.cpu()
+        test = GazeWindows(files=split_files(root, index, "test"), stats=stats, cfg=cfg, grid_hw=(gh, gw),
+                           fps=meta["fps"], lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+        pr = predict(model=model, ds=test)
+        import numpy as np
+        runs[variant]["cpu_predict_finite"] = bool(all(np.isfinite(v["prob"]).all() for v in pr.values()))
+        runs[variant]["cpu_predict_prob_sums"] = float(np.mean([v["prob"].sum(-1).mean() for v in pr.values()]))
+        print(variant, runs[variant], flush=True)
+    out["run_train"] = runs
+except Exception:
+    out["run_train_error"] = traceback.format_exc(); print(out["run_train_error"], flush=True)
+out["total_s"] = round(time.time() - t_start, 1)
+save()
+print(json.dumps(out, indent=1, default=str))
