@@ -401,8 +401,10 @@ class JobPool:
     """Runs ``fn(context, **job)`` for lists of jobs, in job order: in this process (``workers`` 1) or in
     ``workers`` spawned processes kept for the pool's life. ``fn`` must be a module-level function;
     ``context`` (what every job reads: labels, per-video tables) goes to each worker once. Every worker
-    sets ``threads`` torch threads (default: this process's count) and this process's BLAS thread count,
-    so each job computes the same bytes as in this process; its log records come back with its result
+    sets ``threads`` torch threads (default: this process's count) and one BLAS thread: two workers with
+    two OpenBLAS threads each on two cores ran evaluate slower than one process (56 s against 49 s),
+    with one 38 s, and the scoring's BLAS calls gave the same bytes with 1 and 2 threads (docs/speed.md);
+    its log records come back with its result
     and are re-emitted here in job order; a job's exception is raised here. Used by the scoring stages
     (evaluate, horizons), whose jobs are independent: any ``workers`` gives the same outputs
     (tests/test_speed.py)."""
@@ -442,7 +444,7 @@ class JobPool:
             log.info("%s: %d processes", self.what, self.workers)
             self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
                                            initializer=_jobs_init,
-                                           initargs=(self.fn, self.context, self.threads, _blas_threads(),
+                                           initargs=(self.fn, self.context, self.threads, 1,
                                                      _root_level(), os.getcwd()))
         out = []
         for result, records in self._ex.map(_jobs_run, jobs):

@@ -106,7 +106,8 @@ def horizon_run(tmp_path_factory, tiny_corpus):
     corpus, base = tiny_corpus
     root = tmp_path_factory.mktemp("horizon_run")
     # one horizon-conditioned model per variant (train.horizons_sampled)
-    p, out = tiny_pipeline(root=root, corpus=corpus, base=base, evaluate={"horizons": HORIZONS, "horizon_models": True},
+    p, out = tiny_pipeline(root=root, corpus=corpus, base=base,
+                           evaluate={"horizons": HORIZONS, "horizon_models": True, "workers": 2},
                            train={"horizons_sampled": HORIZONS}, compare=False, run_report=False, horizons=True)
     return root, p, out
 

@@ -80,7 +80,8 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
     p["visual"]["image_model"] = "none"
     p["train"].update({**TRAIN, **(train or {})})
     p["model"].update(MODEL)
-    p["evaluate"].update({"viz_frames": 1, **(evaluate or {})})
+    # one scoring process: on a tiny corpus spawning workers costs more than it saves (test_horizons checks 2)
+    p["evaluate"].update({"viz_frames": 1, "workers": 1, **(evaluate or {})})
     p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
     if report is not None:
         p["report"] = report
