@@ -12,7 +12,7 @@ import numpy as np
 def make_long_video(path: Path, *, seconds: float, fps: float = 10, width: int = 320, height: int = 180,
                     audio: bool = True) -> Path:
     """A long mp4 (moving gradient + tone bursts and noise) for memory benchmarks."""
-    from gazelib.media import write_mp4
+    from gazelib.core.media import write_mp4
 
     if path.exists():
         return path
@@ -48,7 +48,7 @@ def synthetic_stream(shape: tuple, seed: int, chunk: int = 512):
     """A long float32 array [T, ...] as a StreamedArray of random rows (never held whole)."""
     import numpy as np
 
-    from gazelib.io import StreamedArray
+    from gazelib.core.io import StreamedArray
 
     def chunks():
         rng = np.random.default_rng(seed)

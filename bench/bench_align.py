@@ -30,7 +30,7 @@ def make_features(root: Path, video_id: str, minutes: float) -> None:
     from gazelib.features.text import EMB_KINDS, KINDS as T_KINDS
     from gazelib.features.visual import KINDS as V_KINDS
     from gazelib.features.visual import VisualFeatures, write_visual_features
-    from gazelib.io import feature_meta, write_npz, write_table
+    from gazelib.core.io import feature_meta, write_npz, write_table
 
     dur = minutes * 60.0
     feat = root / "features"
@@ -67,9 +67,9 @@ def make_features(root: Path, video_id: str, minutes: float) -> None:
 CODE = """
 import json, time
 from pathlib import Path
-from gazelib.align import align_video
-from gazelib.normalize import NormAccumulator
-from gazelib.io import iter_npz_rows, read_npz, read_table, write_npz
+from gazelib.data.align import align_video
+from gazelib.core.normalize import NormAccumulator
+from gazelib.core.io import iter_npz_rows, read_npz, read_table, write_npz
 root, vid = Path({root!r}), {vid!r}
 t0 = time.time()
 arrays = align_video(video_id=vid, duration_s={dur}, feat_dir=root / "features",

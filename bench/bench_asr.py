@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from gazelib.features.transcript import WhisperASR, asr_quality, read_cues, words_from_cues
-from gazelib.media import read_audio
-from gazelib.layout import load_manifest
+from gazelib.core.media import read_audio
+from gazelib.core.layout import load_manifest
 
 
 def main() -> None:

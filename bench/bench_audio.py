@@ -13,7 +13,7 @@ import yaml
 
 from bench._util import make_long_video, peak_rss_mb
 from gazelib.features.audio import SileroVAD, extract_audio_features
-from gazelib.layout import load_manifest
+from gazelib.core.layout import load_manifest
 
 
 def main() -> None:

@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-import gazelib.cpu  # noqa: F401  (first: the CPU path, before numpy / torch load)
+import gazelib.core.cpu  # noqa: F401  (first: the CPU path, before numpy / torch load)
 import numpy as np
 
 
 def make_inputs(video: Path, out: Path, n_frames: int = 8) -> None:
-    from gazelib.media import iter_audio, iter_frames
+    from gazelib.core.media import iter_audio, iter_frames
 
     frames = [rgb for _, (_, rgb) in zip(range(n_frames), iter_frames(path=video, sample_fps=2.0, width=320,
                                                                           height=180))]
@@ -75,7 +75,7 @@ def run_models(inp: Path, out: Path) -> None:
     res["asr_prob"], res["asr_words"] = words["probability"].to_numpy(), words["word"].to_numpy().astype(str)
     secs["asr"] = time.perf_counter() - t0
     np.savez(out, **res)
-    print(json.dumps({"seconds": {k: round(v, 2) for k, v in secs.items()}, "cpu": gazelib.cpu.describe()}))
+    print(json.dumps({"seconds": {k: round(v, 2) for k, v in secs.items()}, "cpu": gazelib.core.cpu.describe()}))
 
 
 def compare(a: Path, b: Path) -> dict:

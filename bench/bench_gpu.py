@@ -21,7 +21,7 @@ print(out, flush=True)
 OUT = Path(os.environ.get("OUT", "/tmp"))
 if "--make-root" in sys.argv:
     import shutil
-    from gazelib.io import read_table, write_table
+    from gazelib.core.io import read_table, write_table
     dst_root = Path(sys.argv[sys.argv.index("--make-root") + 1])
     src, dst = Path("data/aligned"), dst_root / "data" / "aligned"
     dst.mkdir(parents=True, exist_ok=True)
@@ -41,16 +41,16 @@ root = Path(sys.argv[1] if len(sys.argv) > 1 else "gpu/root")
 def save():
     (OUT / "gpu_check.json").write_text(json.dumps(out, indent=1, default=str))
 
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 setup_logging("WARNING")
 params = load_params(root / "params.yaml")
 # B. the training step on real windows, as train_variant runs it (autocast + GradScaler on CUDA)
 try:
-    from gazelib.dataset import GazeWindows
-    from gazelib.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
-    from gazelib.metrics import cell_centres
-    from gazelib.model import build_model
-    from gazelib.train import compute_loss, make_model_config, model_inputs
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.core.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
+    from gazelib.core.cells import cell_centres
+    from gazelib.model.net import build_model
+    from gazelib.model.train import compute_loss, make_model_config, model_inputs
     index, meta = read_index(root); stats = read_norm_stats(root); maps = index_maps(index)
     grid = index_grid(meta); gh, gw = grid[1:]
     cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
@@ -85,8 +85,9 @@ except Exception:
 save()
 # C. the real stage function on CUDA: run_train (2 seeds, 4 epochs), then the checkpoint on the CPU
 try:
-    from gazelib.train import run_train, model_from_checkpoint
-    from gazelib.evaluate import predict
+    from gazelib.model.train import run_train
+    from gazelib.model.checkpoint import model_from_checkpoint
+    from gazelib.model.inference import predict
     runs = {}
     for variant in ("baseline", "multimodal"):
         p = json.loads(json.dumps(params))

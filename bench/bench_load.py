@@ -2,16 +2,16 @@
 
 A synthetic aligned video of the real shapes (10 fps; audio 12 columns; text 2 + 2x384 embedding
 columns; visual 10 + 1280 columns; grid [T, 48, 9, 16]; four viewers) is written the way align
-writes it (:func:`gazelib.align.write_aligned`, the feature rows streamed, so making it is flat
+writes it (:func:`gazelib.data.align.write_aligned`, the feature rows streamed, so making it is flat
 too). Then, each in a fresh interpreter whose peak RSS is measured:
 
-- ``train``: build :class:`gazelib.dataset.GazeWindows` with the params.yaml train settings and
-  iterate every batch of one epoch in training order (:func:`gazelib.dataset.block_order`);
-- ``evaluate``: evaluate's predict (:func:`gazelib.evaluate.predict`, a model of the params.yaml
-  size, untrained) over the video's non-overlapping windows, then :func:`gazelib.evaluate.score_rows`
-  on it with its labels (:func:`gazelib.layout.read_labels`), as ``run_evaluate`` does per video;
+- ``train``: build :class:`gazelib.data.dataset.GazeWindows` with the params.yaml train settings and
+  iterate every batch of one epoch in training order (:func:`gazelib.data.dataset.block_order`);
+- ``evaluate``: evaluate's predict (:func:`gazelib.eval.evaluate.predict`, a model of the params.yaml
+  size, untrained) over the video's non-overlapping windows, then :func:`gazelib.eval.evaluate.score_rows`
+  on it with its labels (:func:`gazelib.core.layout.read_labels`), as ``run_evaluate`` does per video;
 - ``leak_check_head``: evaluate's leak check on the first window only
-  (:func:`gazelib.dataset.read_aligned` with ``stop`` = one window);
+  (:func:`gazelib.data.dataset.read_aligned` with ``stop`` = one window);
 - at 10 minutes only, for comparison, what the whole-video paths cost: the video prepared whole
   (``prepare_arrays(read_npz(...))``, what every training/evaluate video cost before) and the leak
   check as ``run_evaluate`` calls it today (``read_npz`` of the whole file).
@@ -48,7 +48,7 @@ def kinds(m: str) -> list[str]:
 
 def make_aligned(path: Path, minutes: float) -> Path:
     """One aligned video of ``minutes`` (written once; reused)."""
-    from gazelib.align import write_aligned
+    from gazelib.data.align import write_aligned
 
     if path.exists():
         return path
@@ -91,7 +91,7 @@ t0 = time.time()
 """
 
 TRAIN = SETUP + """
-from gazelib.dataset import GazeWindows, block_order
+from gazelib.data.dataset import GazeWindows, block_order
 ds = GazeWindows(files=[path], stats=stats, cfg=cfg, grid_hw=(9, 16), fps=10.0, lengths={{vid: n}},
                  n_viewers={{vid: 4}}, cache_size=cfg.get("cache_videos", 64))
 order = block_order(ds.index, block=cfg.get("cache_videos", 64), seed=0, epoch=0)
@@ -103,12 +103,12 @@ print("JSON " + json.dumps({{"windows": len(ds), "batches": nb, "seconds": round
 
 EVALUATE = SETUP + """
 import torch
-from gazelib.dataset import GazeWindows
-from gazelib.evaluate import eval_map_shape, predict, sauc_negatives, score_rows
-from gazelib.layout import read_labels
-from gazelib.metrics import resize_bilinear
-from gazelib.model import build_model
-from gazelib.train import make_model_config
+from gazelib.data.dataset import GazeWindows
+from gazelib.eval.evaluate import eval_map_shape, predict, sauc_negatives, score_rows
+from gazelib.core.layout import read_labels
+from gazelib.eval.metrics import resize_bilinear
+from gazelib.model.net import build_model
+from gazelib.model.train import make_model_config
 torch.manual_seed(0)
 torch.set_num_threads(cfg.get("num_threads", 2))
 model = build_model(make_model_config(variant="multimodal", modalities=["track", "audio", "text", "visual"],
@@ -131,11 +131,11 @@ print("JSON " + json.dumps({{"windows": len(ds), "scored_rows": len(df), "predic
 
 LEAK = SETUP + """
 import torch
-from gazelib.dataset import read_aligned
-from gazelib.evaluate import leak_check
-from gazelib.io import read_npz
-from gazelib.model import build_model
-from gazelib.train import make_model_config
+from gazelib.data.dataset import read_aligned
+from gazelib.eval.evaluate import leak_check
+from gazelib.core.io import read_npz
+from gazelib.model.net import build_model
+from gazelib.model.train import make_model_config
 torch.manual_seed(0)
 model = build_model(make_model_config(variant="multimodal", modalities=["track", "audio", "text", "visual"],
                                       stats=stats, grid_shape=(48, 9, 16), model_cfg=params["model"]))
@@ -146,8 +146,8 @@ print("JSON " + json.dumps({{"max_abs_dlogit": res["max_abs_dlogit"], "seconds":
 """
 
 WHOLE = SETUP + """
-from gazelib.dataset import prepare_arrays
-from gazelib.io import read_npz
+from gazelib.data.dataset import prepare_arrays
+from gazelib.core.io import read_npz
 vt = prepare_arrays(arrays=read_npz(path), video_id=vid, stats=stats, fps=10.0, horizon_s=cfg["horizon_s"],
                     sigma=cfg["heatmap_sigma"], grid_hw=(9, 16))
 print("JSON " + json.dumps({{"seconds": round(time.time() - t0, 1)}}))

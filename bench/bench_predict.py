@@ -11,7 +11,7 @@ by side, real clips, and model latency under PyTorch and ONNX Runtime.
    seconds) of each and their ratio; the predicted tables and heatmaps of the two runs must be the same
    bytes (the bench exits 1 otherwise).
 3. The overlay writers alone on this tree's predictions, in alternating order for ``--overlay-rounds``
-   rounds: the reference's writer (``--ref``'s gazelib/overlay.py, its default preset veryfast), this
+   rounds: the reference's writer (``--ref``'s gazelib/viz/overlay.py, its default preset veryfast), this
    tree's at veryfast (the code path alone) and at its default preset (ultrafast): median seconds, real-
    time factor, file size, ratios, and this tree's parts (decode, layers, draw, write = blocked on the
    encoder, finish).
@@ -58,7 +58,7 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 import gazelib
-from gazelib.predict import predict_videos
+from gazelib.serve.predict import predict_videos
 a = json.loads(sys.argv[1])
 runs = []
 for out in a["outs"]:
@@ -77,7 +77,7 @@ def make_speech_video(path: Path, *, seconds: float = 60.0, width: int = 1280, h
 
     from gazelib.demo.corpus import _frames, build_video
     from gazelib.demo.scene import make_background
-    from gazelib.media import write_mp4
+    from gazelib.core.media import write_mp4
 
     if path.exists():
         return path
@@ -98,7 +98,7 @@ def model_folder(model: Path, work: Path) -> Path:
     """``model`` if it has a bundle; else a copy with a bundle from the repo's params and norm stats."""
     import yaml
 
-    from gazelib.bundle import BundleError, load_bundle, write_bundle
+    from gazelib.model.bundle import BundleError, load_bundle, write_bundle
 
     try:
         load_bundle(model)
@@ -137,9 +137,9 @@ def latency(*, bundle, aligned: Path, threads: int, work: Path, repeat: int = 30
     """Median latency per window (batch 1) and per batch of all windows, torch vs onnx."""
     import torch
 
-    from gazelib.dataset import GazeWindows
-    from gazelib.onnx_export import parity
-    from gazelib.predict import load_runtime_model
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.model.onnx_export import parity
+    from gazelib.serve.predict import load_runtime_model
 
     out, models = {}, {}
     with torch.no_grad():
@@ -197,8 +197,8 @@ def same_tables(a: Path, b: Path) -> dict[str, bool]:
 
 
 def ref_overlay_module(tree: Path):
-    """The reference tree's gazelib/overlay.py as a module of its own (its imports: this tree's gazelib.io
-    and gazelib.media, whose functions it calls are unchanged)."""
+    """The reference tree's gazelib/viz/overlay.py as a module of its own (its imports: this tree's gazelib.core.io
+    and gazelib.core.media, whose functions it calls are unchanged)."""
     spec = importlib.util.spec_from_file_location("ref_overlay", tree / "gazelib" / "overlay.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules["ref_overlay"] = mod
@@ -210,8 +210,8 @@ def compare_overlays(*, tree: Path, video: Path, pred_dir: Path, work: Path, rou
     """The reference writer (veryfast), this tree's at veryfast and at its default preset, alternating."""
     import pandas as pd
 
-    from gazelib import overlay
-    from gazelib.predict import OVERLAY_PRESET
+    from gazelib.viz import overlay
+    from gazelib.serve.predict import OVERLAY_PRESET
 
     ref = ref_overlay_module(tree)
     heat, df = np.load(pred_dir / "heatmaps.npz"), pd.read_parquet(pred_dir / "predictions.parquet")
@@ -248,7 +248,7 @@ def main() -> None:
     import torch
 
     from bench.bench_identity import export_tree
-    from gazelib.bundle import load_bundle
+    from gazelib.model.bundle import load_bundle
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/content_only", type=Path)

@@ -61,7 +61,7 @@ def run_child(spec: dict) -> None:
     """One stage of one configuration, in this (fresh) process; prints a JSON line."""
     import importlib
 
-    from gazelib.params import setup_logging
+    from gazelib.core.params import setup_logging
 
     setup_logging("WARNING")
     params, root = spec["params"], Path(spec["root"])
@@ -91,7 +91,7 @@ def digest(root: Path) -> dict[str, str]:
 
 
 def run_config(*, base: Path, corpus: Path, params: dict, backend: str, workers: int) -> dict:
-    from gazelib.ingest import run_ingest
+    from gazelib.gaze.ingest import run_ingest
 
     name = f"{backend}_{workers}"
     root = base / "runs" / name

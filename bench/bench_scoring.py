@@ -37,9 +37,9 @@ def _digests(root: Path) -> dict[str, str]:
 
 def run(*, variant: str, workers: int, repeat: int = 1) -> dict:
     import gazelib  # noqa: F401  (pins the CPU path first)
-    from gazelib.evaluate import run_evaluate
-    from gazelib.horizons import run_horizons
-    from gazelib.params import load_params, setup_logging
+    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.eval.horizons import run_horizons
+    from gazelib.core.params import load_params, setup_logging
 
     setup_logging("WARNING")
     base = load_params()

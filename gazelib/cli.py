@@ -11,10 +11,10 @@ import click
 
 # verb -> "module:click command object"
 COMMANDS = {
-    "import": ("gazelib.importers.cli:import_cmd", "Convert vendor eye-tracking recordings into a gazelib corpus."),
-    "predict": ("gazelib.predict:predict_cmd", "Predict where people look in any video with a trained model folder."),
+    "import": ("gazelib.gaze.importers.cli:import_cmd", "Convert vendor eye-tracking recordings into a gazelib corpus."),
+    "predict": ("gazelib.serve.predict:predict_cmd", "Predict where people look in any video with a trained model folder."),
     "aoi": ("gazelib.aoi.cli:aoi_cmd", "Moving areas of interest (faces, speaker, user AOIs) and dwell / TTFF measures."),
-    "export": ("gazelib.onnx_export:export_cmd", "Export a trained model folder to ONNX (dynamic time axis, parity-checked)."),
+    "export": ("gazelib.model.onnx_export:export_cmd", "Export a trained model folder to ONNX (dynamic time axis, parity-checked)."),
 }
 
 

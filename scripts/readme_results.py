@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from gazelib import attribution
-from gazelib.compare import readme_results, replace_block
-from gazelib.layout import ATTRIBUTION, COMPARE
-from gazelib.params import load_params
+from gazelib.eval import attribution
+from gazelib.eval.compare import readme_results, replace_block
+from gazelib.core.layout import ATTRIBUTION, COMPARE
+from gazelib.core.params import load_params
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `align`: parse params.yaml, run gazelib.align.run_align."""
-from gazelib.params import load_params, setup_logging
-from gazelib.align import run_align
+"""DVC stage `align`: parse params.yaml, run gazelib.data.align.run_align."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.data.align import run_align
 
 
 def main() -> None:

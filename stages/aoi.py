@@ -1,5 +1,5 @@
 """DVC stage `aoi`: parse params.yaml, run gazelib.aoi.run.run_aoi."""
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 from gazelib.aoi.run import run_aoi
 
 

@@ -1,6 +1,6 @@
-"""DVC stage `attribution`: parse params.yaml, run gazelib.attribution.run_attribution."""
-from gazelib.params import load_params, setup_logging
-from gazelib.attribution import run_attribution
+"""DVC stage `attribution`: parse params.yaml, run gazelib.eval.attribution.run_attribution."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.eval.attribution import run_attribution
 
 
 def main() -> None:

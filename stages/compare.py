@@ -1,6 +1,6 @@
-"""DVC stage `compare`: parse params.yaml, run gazelib.compare.run_compare."""
-from gazelib.params import load_params, setup_logging
-from gazelib.compare import run_compare
+"""DVC stage `compare`: parse params.yaml, run gazelib.eval.compare.run_compare."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.eval.compare import run_compare
 
 
 def main() -> None:

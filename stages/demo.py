@@ -1,5 +1,5 @@
 """DVC stage `demo`: parse params.yaml, run gazelib.demo.corpus.run_demo."""
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 from gazelib.demo.corpus import run_demo
 
 

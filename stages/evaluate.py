@@ -1,8 +1,8 @@
-"""DVC stage `evaluate@<variant>`: parse params.yaml and --variant, run gazelib.evaluate.run_evaluate."""
+"""DVC stage `evaluate@<variant>`: parse params.yaml and --variant, run gazelib.eval.evaluate.run_evaluate."""
 import argparse
 
-from gazelib.params import load_params, setup_logging
-from gazelib.evaluate import run_evaluate
+from gazelib.core.params import load_params, setup_logging
+from gazelib.eval.evaluate import run_evaluate
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """DVC stage `extract_audio`: parse params.yaml, run gazelib.features.audio.run_extract_audio."""
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 from gazelib.features.audio import run_extract_audio
 
 

@@ -1,5 +1,5 @@
 """DVC stage `extract_text`: parse params.yaml, run gazelib.features.text.run_extract_text."""
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 from gazelib.features.text import run_extract_text
 
 

@@ -1,5 +1,5 @@
 """DVC stage `extract_visual`: parse params.yaml, run gazelib.features.visual.run_extract_visual."""
-from gazelib.params import load_params, setup_logging
+from gazelib.core.params import load_params, setup_logging
 from gazelib.features.visual import run_extract_visual
 
 

@@ -1,6 +1,6 @@
-"""DVC stage `floors`: parse params.yaml, run gazelib.floors.run_fit_floors."""
-from gazelib.params import load_params, setup_logging
-from gazelib.floors import run_fit_floors
+"""DVC stage `floors`: parse params.yaml, run gazelib.model.floors.run_fit_floors."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.model.floors import run_fit_floors
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `horizons`: parse params.yaml, run gazelib.horizons.run_horizons (docs/horizons.md)."""
-from gazelib.params import load_params, setup_logging
-from gazelib.horizons import run_horizons
+"""DVC stage `horizons`: parse params.yaml, run gazelib.eval.horizons.run_horizons (docs/horizons.md)."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.eval.horizons import run_horizons
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `import_gaze`: parse params.yaml, run gazelib.importers.run_import on the `import` group."""
-from gazelib.importers import run_import
-from gazelib.params import load_params, setup_logging
+"""DVC stage `import_gaze`: parse params.yaml, run gazelib.gaze.importers.run_import on the `import` group."""
+from gazelib.gaze.importers import run_import
+from gazelib.core.params import load_params, setup_logging
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `ingest`: parse params.yaml, run gazelib.ingest.run_ingest."""
-from gazelib.params import load_params, setup_logging
-from gazelib.ingest import run_ingest
+"""DVC stage `ingest`: parse params.yaml, run gazelib.gaze.ingest.run_ingest."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.gaze.ingest import run_ingest
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""DVC stage `report`: parse params.yaml, run gazelib.report.run_report (writes reports/index.html)."""
-from gazelib.params import load_params, setup_logging
-from gazelib.report import run_report
+"""DVC stage `report`: parse params.yaml, run gazelib.report.html.run_report (writes reports/index.html)."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.report.html import run_report
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""DVC stage `train@<variant>`: parse params.yaml and --variant, run gazelib.train.run_train.
+"""DVC stage `train@<variant>`: parse params.yaml and --variant, run gazelib.model.train.run_train.
 
 Data-parallel: `train.nproc: N` (> 1) makes this script relaunch itself under
 `torchrun --standalone --nproc_per_node N`; or launch it so yourself
@@ -7,9 +7,9 @@ Data-parallel: `train.nproc: N` (> 1) makes this script relaunch itself under
 import argparse
 import sys
 
-from gazelib.distributed import log_level, relaunch, shutdown
-from gazelib.params import load_params, setup_logging
-from gazelib.train import run_train
+from gazelib.model.distributed import log_level, relaunch, shutdown
+from gazelib.core.params import load_params, setup_logging
+from gazelib.model.train import run_train
 
 
 def main() -> None:

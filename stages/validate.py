@@ -1,6 +1,6 @@
-"""DVC stage `validate`: parse params.yaml, run gazelib.validate.run_validate."""
-from gazelib.params import load_params, setup_logging
-from gazelib.validate import run_validate
+"""DVC stage `validate`: parse params.yaml, run gazelib.data.validate.run_validate."""
+from gazelib.core.params import load_params, setup_logging
+from gazelib.data.validate import run_validate
 
 
 def main() -> None:

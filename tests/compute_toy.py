@@ -46,7 +46,7 @@ def rendezvous_worker(*, out: str, timeout_s: float = 60.0):
 
 
 def square_job(ctx: dict, *, x: int) -> int:
-    """A scoring-style job for :class:`gazelib.compute.JobPool`: reads the shared context, logs, may raise."""
+    """A scoring-style job for :class:`gazelib.core.compute.JobPool`: reads the shared context, logs, may raise."""
     import logging
     import os
 

@@ -1,7 +1,7 @@
 """Shared fixtures: a tiny demo corpus generated once per session, and params for it."""
 from __future__ import annotations
 
-import gazelib  # noqa: F401  (first: pins one CPU instruction-set path before numpy / torch load, gazelib.cpu)
+import gazelib  # noqa: F401  (first: pins one CPU instruction-set path before numpy / torch load, gazelib.core.cpu)
 
 import copy
 from pathlib import Path
@@ -61,17 +61,17 @@ def trained(tmp_path_factory, tiny_corpus):
     (so predicting on those videos into ``out`` reuses them). Shared by the predict and aoi tests."""
     import pandas as pd
 
-    from gazelib.align import align_video
-    from gazelib.bundle import write_bundle
+    from gazelib.data.align import align_video
+    from gazelib.model.bundle import write_bundle
     from gazelib.demo.corpus import DEMO_SYNTHETIC
     from gazelib.features.grid import grid_shape
-    from gazelib.ingest import read_gaze_csv
-    from gazelib.io import read_npz, write_npz
-    from gazelib.normalize import fit_norm_stats
-    from gazelib.predict import collect_videos, extract_features
-    from gazelib.media import probe_video
-    from gazelib.cache import hash_file, hash_obj
-    from gazelib.train import train_variant
+    from gazelib.gaze.ingest import read_gaze_csv
+    from gazelib.core.io import read_npz, write_npz
+    from gazelib.core.normalize import fit_norm_stats
+    from gazelib.serve.predict import collect_videos, extract_features
+    from gazelib.core.media import probe_video
+    from gazelib.core.cache import hash_file, hash_obj
+    from gazelib.model.train import train_variant
 
     corpus, params = tiny_corpus
     params = copy.deepcopy(params)

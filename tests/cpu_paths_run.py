@@ -6,7 +6,7 @@ docs/reproducibility.md: demo -> ingest -> extract audio, text, visual -> align 
 Run it in a fresh process with ``GAZELIB_CPU_ISA`` / ``GAZELIB_CPU_HIDE_AVX512`` set as wanted (the
 pin happens when gazelib is imported, before numpy and torch load). Prints one JSON line: the
 sha256 of every file under OUT_DIR/data, models and metrics (minus timing fields), seconds per
-step, and what each library runs (gazelib.cpu.describe).
+step, and what each library runs (gazelib.core.cpu.describe).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import gazelib.cpu  # noqa: E402  (first: pins the CPU path before numpy / torch load)
+import gazelib.core.cpu  # noqa: E402  (first: pins the CPU path before numpy / torch load)
 
 # files whose bytes hold wall-clock times or per-run reports, not results
 VOLATILE = ("reports/", "_report", "timing", ".cache", "cache.json", "records")
@@ -56,13 +56,13 @@ def main() -> None:
                     help="copy data/ from this earlier run and only train (the training kernels alone)")
     args = ap.parse_args()
 
-    from gazelib.align import run_align
+    from gazelib.data.align import run_align
     from gazelib.demo.corpus import run_demo
     from gazelib.features.audio import run_extract_audio
     from gazelib.features.text import run_extract_text
     from gazelib.features.visual import run_extract_visual
-    from gazelib.ingest import run_ingest
-    from gazelib.train import run_train
+    from gazelib.gaze.ingest import run_ingest
+    from gazelib.model.train import run_train
 
     root = args.out
     root.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def main() -> None:
     files = {}
     for sub in ("data", "models"):
         files.update({f"{sub}/{k}": v for k, v in digests(root / sub).items()})
-    print(json.dumps({"files": files, "seconds": seconds, "cpu": gazelib.cpu.describe()}))
+    print(json.dumps({"files": files, "seconds": seconds, "cpu": gazelib.core.cpu.describe()}))
 
 
 if __name__ == "__main__":

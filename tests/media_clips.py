@@ -130,7 +130,7 @@ def reference_outputs(*, work: Path, models: dict, lookahead: str | None) -> dic
     """Extractor and align outputs on the fixed reference clip (and align on synthetic tables)."""
     import pandas as pd
 
-    from gazelib.align import align_table, align_video, resample_kind, resample_linear_rows
+    from gazelib.data.align import align_table, align_video, resample_kind, resample_linear_rows
     from gazelib.features.audio import extract_audio_features, write_audio_features
     from gazelib.features.grid import grid_shape
     from gazelib.features.visual import extract_visual_features, write_visual_features

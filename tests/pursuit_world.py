@@ -1,17 +1,17 @@
 """A pursuit world: aligned videos where a target jumps at random times and every viewer follows it
 with a latency (plus short glances away, blinks and fixational noise), so the last seen gaze, the
 persistence floor, is a strong predictor. Written straight at the aligned level
-(:func:`gazelib.align.write_aligned`'s layout: labels from 60 Hz samples, a grid channel that shows
+(:func:`gazelib.data.align.write_aligned`'s layout: labels from 60 Hz samples, a grid channel that shows
 the target), which is all the track-only baseline and the floors read; the scoring is the
-pipeline's own (:func:`gazelib.evaluate.score_rows`, :func:`gazelib.floors.floor_predictions`)."""
+pipeline's own (:func:`gazelib.eval.evaluate.score_rows`, :func:`gazelib.model.floors.floor_predictions`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from gazelib.align import write_aligned
-from gazelib.normalize import fit_norm_stats
+from gazelib.data.align import write_aligned
+from gazelib.core.normalize import fit_norm_stats
 
 GH, GW, FPS = 9, 16, 10.0
 
@@ -85,7 +85,7 @@ def pursuit_corpus(root: Path, *, n_train: int, n_val: int, n_test: int, seed: i
 
 def world_floors(*, corpus: dict, horizon_s: float, evaluate_cfg: dict, seed: int = 0) -> dict:
     """The floors fitted on the train videos, as the floors stage fits them."""
-    from gazelib.floors import fit_floors
+    from gazelib.model.floors import fit_floors
 
     return fit_floors(train=[corpus["arrays"][f.stem] for f in corpus["files"]["train"]], gh=GH, gw=GW,
                       horizon_s=horizon_s, sigmas=evaluate_cfg["floor_sigmas"], weights=evaluate_cfg["floor_weights"],
@@ -93,14 +93,15 @@ def world_floors(*, corpus: dict, horizon_s: float, evaluate_cfg: dict, seed: in
 
 
 def score_vs_floors(*, model, corpus: dict, floors: dict, cfg: dict, evaluate_cfg: dict, seed: int = 0) -> dict:
-    """Pooled metrics (:func:`gazelib.evaluate.summarise`) of ``model`` and of the ``floors`` on the
+    """Pooled metrics (:func:`gazelib.eval.evaluate.summarise`) of ``model`` and of the ``floors`` on the
     test videos, through the pipeline's scoring code."""
     import pandas as pd
 
-    from gazelib.dataset import GazeWindows
-    from gazelib.evaluate import predict, sauc_negatives, score_rows, summarise
-    from gazelib.floors import floor_predictions
-    from gazelib.metrics import resize_bilinear
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.model.inference import predict
+    from gazelib.eval.evaluate import sauc_negatives, score_rows, summarise
+    from gazelib.model.floors import floor_predictions
+    from gazelib.eval.metrics import resize_bilinear
 
     test = corpus["files"]["test"]
     ds = GazeWindows(files=test, stats=corpus["stats"], cfg=cfg, grid_hw=(GH, GW), fps=FPS,

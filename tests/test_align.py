@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gazelib.align import (
+from gazelib.data.align import (
     align_table,
     find_gaps,
     l2_normalise,
@@ -171,7 +171,7 @@ def test_gaze_missing_is_never_out(n, p_missing, seed):
 
 
 def test_missing_modality_is_zero_filled_and_masked(tmp_path):
-    from gazelib.align import align_video
+    from gazelib.data.align import align_video
 
     gaze = pd.DataFrame({"viewer_id": ["v"] * 3, "t": [0.0, 0.1, 0.2], "x": [0.5] * 3, "y": [0.5] * 3,
                          "valid": [True] * 3, "inout": [1] * 3})
@@ -184,8 +184,8 @@ def test_missing_modality_is_zero_filled_and_masked(tmp_path):
 
 def test_feature_files_are_matched_to_videos_by_exact_id(tmp_path):
     """Video 'a' must not pick up 'a.b' or 'a_x' files, whose names start the same way."""
-    from gazelib.align import load_modality
-    from gazelib.io import write_table
+    from gazelib.data.align import load_modality
+    from gazelib.core.io import write_table
 
     kinds = {"kinds": {"rms": "continuous"}}
     for vid, value in (("a", 1.0), ("a.b", 2.0), ("a_x", 3.0)):
@@ -203,7 +203,7 @@ def test_feature_files_are_matched_to_videos_by_exact_id(tmp_path):
        chunk=st.integers(1, 17), block=st.integers(1, 9), gap=st.floats(0.05, 2.0))
 def test_streamed_grid_resampling_equals_in_memory(seed, n_src, n_dst, chunk, block, gap):
     """The grid is resampled chunk by chunk from rows read block by block: same values, bit for bit."""
-    from gazelib.align import resample_linear_rows
+    from gazelib.data.align import resample_linear_rows
 
     rng = np.random.default_rng(seed)
     src_t = np.sort(rng.choice(np.arange(0, 10, 0.01), n_src, replace=False))
@@ -220,7 +220,7 @@ def test_streamed_grid_resampling_equals_in_memory(seed, n_src, n_dst, chunk, bl
 
 
 def test_npz_rows_stream_back_what_was_written(tmp_path):
-    from gazelib.io import StreamedArray, iter_npz_rows, write_npz
+    from gazelib.core.io import StreamedArray, iter_npz_rows, write_npz
 
     rng = np.random.default_rng(0)
     grid = rng.normal(size=(1000, 3, 4, 5)).astype(np.float32)
@@ -238,7 +238,7 @@ def test_npz_rows_stream_back_what_was_written(tmp_path):
 @given(seed=st.integers(0, 2**31 - 1), sizes=st.lists(st.integers(0, 40), min_size=1, max_size=6),
        shift=st.floats(-1e3, 1e3), scale=st.floats(1e-3, 1e3))
 def test_norm_stats_streamed_video_by_video_equal_the_pooled_ones(seed, sizes, shift, scale):
-    from gazelib.normalize import NormAccumulator
+    from gazelib.core.normalize import NormAccumulator
 
     rng = np.random.default_rng(seed)
     parts = [rng.normal(shift, scale, (n, 3)) for n in sizes]
@@ -262,8 +262,8 @@ def test_norm_stats_streamed_video_by_video_equal_the_pooled_ones(seed, sizes, s
 def test_aligned_file_stores_feature_rows_for_window_reads_and_embeddings_fill_their_columns(tmp_path):
     """Embeddings go into their columns of the modality array (unit length per embedding, as the
     embedding resampler gives them), and the aligned file stores the feature rows uncompressed."""
-    from gazelib.align import ROW_KEYS, align_video, write_aligned
-    from gazelib.io import NpzRows, feature_meta, read_npz, write_npz, write_table
+    from gazelib.data.align import ROW_KEYS, align_video, write_aligned
+    from gazelib.core.io import NpzRows, feature_meta, read_npz, write_npz, write_table
 
     rng = np.random.default_rng(0)
     tv = np.r_[0.0, np.sort(rng.uniform(0.01, 5.0, 40))]

@@ -364,7 +364,7 @@ def aoi_stage_root(tiny_corpus, tmp_path_factory):
 
     from gazelib.features.audio import run_extract_audio
     from gazelib.features.visual import run_extract_visual
-    from gazelib.ingest import run_ingest
+    from gazelib.gaze.ingest import run_ingest
 
     corpus, params = tiny_corpus
     p = copy.deepcopy(params)
@@ -440,7 +440,7 @@ def test_aoi_stage_reuses_unchanged_videos_and_recomputes_changed_ones(aoi_stage
     counted.clear()
     run_aoi(params=p, root=root)
     assert counted == [] and _outputs(root) == first
-    from gazelib.cache import read_stage_report
+    from gazelib.core.cache import read_stage_report
     assert read_stage_report(root / "data" / "aoi", last_run=True)["reused"] == vids
 
     (root / "corpus" / "aoi").mkdir(exist_ok=True)
@@ -501,7 +501,7 @@ def _predict_folder(trained: dict, out: Path, model: str, videos: list[Path], ga
     """``gazelib predict`` with a tiny trained model into ``out``, reusing the features the fixture extracted."""
     import shutil
 
-    from gazelib.predict import predict_videos
+    from gazelib.serve.predict import predict_videos
 
     shutil.copytree(trained["out"] / "_features", out / "_features", ignore=shutil.ignore_patterns("aligned", "onnx"))
     res = predict_videos(inputs=videos, model_dir=trained["models"][model], out_dir=out, gaze=gaze, overlay=False,

@@ -1,4 +1,4 @@
-"""Attribution (gazelib.attribution): control inputs through the aligned files, ablation lookup,
+"""Attribution (gazelib.eval.attribution): control inputs through the aligned files, ablation lookup,
 and the answer it states from evaluated samples (an effect, and a world with none)."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.align import write_aligned
-from gazelib.attribution import (
+from gazelib.data.align import write_aligned
+from gazelib.eval.attribution import (
     ablations,
     control_row,
     control_sources,
@@ -19,8 +19,8 @@ from gazelib.attribution import (
     shift_steps,
     write_control_files,
 )
-from gazelib.dataset import read_aligned
-from gazelib.io import write_json, write_table
+from gazelib.data.dataset import read_aligned
+from gazelib.core.io import write_json, write_table
 
 PARAMS = {"attribution": {"full": "multimodal", "drop": [["audio", "text"]], "controls": ["time_shift", "swap"],
                           "move": ["audio", "text"], "min_shift_s": 5.0},
@@ -140,7 +140,7 @@ def test_a_real_synchronised_effect_is_found_and_removed_by_both_controls(tmp_pa
     saved = json.loads((tmp_path / "reports/metrics/attribution.json").read_text())
     assert saved["answer"] == att["answer"]
     # the headline DVC shows (compare writes it): the same gain, its interval and Holm p; each control's cost
-    from gazelib.headline import answer_headline
+    from gazelib.eval.headline import answer_headline
 
     head = answer_headline(att=saved, content_gain={}, n_test_videos=6, n_seeds=3, asr=None,
                            validation={"passed": True})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gazelib.features.audio import SileroVAD, extract_audio_features, hysteresis, pitch_autocorr
-from gazelib.media import MediaError, read_audio, write_mp4
+from gazelib.core.media import MediaError, read_audio, write_mp4
 
 CFG = {"sample_rate": 16000, "hop_s": 0.01, "win_s": 0.025, "chunk_s": 4.0, "vad_threshold_on": 0.5,
        "vad_threshold_off": 0.35, "vad_min_speech_s": 0.1, "vad_min_silence_s": 0.1}
@@ -130,7 +130,7 @@ def test_speech_embeddings_from_a_tiny_local_model(tmp_path):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     from gazelib.features.audio import SpeechEncoder, write_audio_features
-    from gazelib.io import read_npz, read_table
+    from gazelib.core.io import read_npz, read_table
 
     path = tmp_path / "tiny_w2v"
     cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,

@@ -1,4 +1,4 @@
-"""Benchmark-protocol saliency metrics (gazelib.benchmark): hand cases, independent implementations
+"""Benchmark-protocol saliency metrics (gazelib.eval.benchmark): hand cases, independent implementations
 (a literal port of the MIT benchmark's AUC_Judd, sklearn's ROC AUC, numpy's corrcoef, scipy's KL,
 an explicit sum of Gaussians) and properties.
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gazelib import benchmark as bm
+from gazelib.eval import benchmark as bm
 
 
 def mit_auc_judd(s: np.ndarray, fixation_map: np.ndarray) -> float:
@@ -198,7 +198,7 @@ def test_score_frames_matches_the_single_metric_functions(kind):
 
 
 def test_params_are_validated_by_name():
-    from gazelib.params import check_benchmark_params, load_params
+    from gazelib.core.params import check_benchmark_params, load_params
 
     ok = load_params("params.yaml")["evaluate"]["benchmark"]
     assert check_benchmark_params(ok) == ok

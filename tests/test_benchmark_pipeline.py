@@ -41,9 +41,9 @@ def test_centre_prior_row_recomputed_independently(run):
     from scipy.ndimage import gaussian_filter
     from sklearn.metrics import roc_auc_score
 
-    from gazelib.evaluate import eval_map_shape, sauc_negatives
-    from gazelib.layout import FLOORS, index_grid, load_manifest, read_index, read_labels, split_files
-    from gazelib.metrics import resize_bilinear
+    from gazelib.eval.evaluate import eval_map_shape, sauc_negatives
+    from gazelib.core.layout import FLOORS, index_grid, load_manifest, read_index, read_labels, split_files
+    from gazelib.eval.metrics import resize_bilinear
 
     root, p = run
     index, meta = read_index(root)
@@ -101,8 +101,8 @@ def test_compare_json_and_report_hold_rows_deltas_ceiling_and_percent(run):
 
 
 def test_benchmark_outputs_are_byte_identical_on_a_rerun(run):
-    from gazelib.compare import run_compare
-    from gazelib.evaluate import run_evaluate
+    from gazelib.eval.compare import run_compare
+    from gazelib.eval.evaluate import run_evaluate
 
     root, p = run
     files = [root / "reports" / "metrics" / "eval" / "baseline.json", root / "reports" / "metrics" / "compare.json",
@@ -116,8 +116,8 @@ def test_benchmark_outputs_are_byte_identical_on_a_rerun(run):
 def test_ceiling_curve_at_all_others_is_the_inter_observer_row(run):
     """With k = every other viewer the k-observer predictor is the inter_observer floor itself: the
     per-viewer curve's last point equals that row's scores on the same samples (same scoring code)."""
-    from gazelib.io import read_table
-    from gazelib.layout import read_index, read_labels, split_files
+    from gazelib.core.io import read_table
+    from gazelib.core.layout import read_index, read_labels, split_files
 
     root, p = run
     index, _ = read_index(root)

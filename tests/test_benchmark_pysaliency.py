@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gazelib import benchmark as bm
+from gazelib.eval import benchmark as bm
 
 pysaliency = pytest.importorskip("pysaliency")
 from pysaliency import metrics as pm  # noqa: E402

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import entropy as scipy_entropy
 
-from gazelib.bias import (
+from gazelib.model.bias import (
     BIAS_INPUTS,
     bias_diagnostic,
     bias_files,
@@ -20,9 +20,9 @@ from gazelib.bias import (
     entropy_bits,
     entropy_penalty,
 )
-from gazelib.bias_inputs import content_free_clip, run_bias_inputs
-from gazelib.io import read_npz
-from gazelib.model import ModelConfig, build_model
+from gazelib.pipeline.bias_inputs import content_free_clip, run_bias_inputs
+from gazelib.core.io import read_npz
+from gazelib.model.net import ModelConfig, build_model
 
 
 @settings(max_examples=60, deadline=None)
@@ -73,7 +73,7 @@ def test_content_free_inputs_come_from_the_extractors(bias_root):
 
 
 def test_content_free_visual_equals_a_direct_extractor_run(bias_root, tmp_path):
-    from gazelib.align import resample_kind
+    from gazelib.data.align import resample_kind
     from gazelib.features.visual import extract_visual_features, make_image_encoder
 
     root, params = bias_root
@@ -153,7 +153,7 @@ def test_missing_inputs_and_bad_levels_fail_clearly(tmp_path, base_params):
 
 
 def test_content_free_batch_masks_track_and_text(bias_root):
-    from gazelib.normalize import NormAccumulator
+    from gazelib.core.normalize import NormAccumulator
 
     root, params = bias_root
     files = bias_files(root)

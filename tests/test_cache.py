@@ -5,12 +5,12 @@ import shutil
 
 import pytest
 
-from gazelib.cache import VideoCache, cache_key, read_stage_report, run_per_video
+from gazelib.core.cache import VideoCache, cache_key, read_stage_report, run_per_video
 from gazelib.demo.corpus import generate_corpus
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.visual import run_extract_visual
-from gazelib.ingest import run_ingest
+from gazelib.gaze.ingest import run_ingest
 
 EXTRACT = ("extract_audio", "extract_text", "extract_visual")
 
@@ -144,8 +144,8 @@ def test_align_masks_a_modality_whose_extractor_failed(tmp_path, tiny_corpus, ca
     """A video whose audio extraction fails keeps no stale audio; align masks audio and says so."""
     import logging
 
-    from gazelib.align import run_align
-    from gazelib.io import read_npz
+    from gazelib.data.align import run_align
+    from gazelib.core.io import read_npz
 
     src, params = tiny_corpus
     root = tmp_path / "repo"
@@ -159,7 +159,7 @@ def test_align_masks_a_modality_whose_extractor_failed(tmp_path, tiny_corpus, ca
     video = root / "data/raw/demo/videos/demo001.mp4"
     video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
     manifest_path = root / "data/interim/manifest.parquet"
-    from gazelib.io import read_table, write_table
+    from gazelib.core.io import read_table, write_table
 
     m, meta = read_table(manifest_path)
     m.loc[m["video_id"] == "demo001", "media_hash"] = "changed"   # its input changed since the last run
@@ -178,7 +178,7 @@ def test_align_masks_a_modality_whose_extractor_failed(tmp_path, tiny_corpus, ca
 # ---------------------------------------------------------------- keys on what the stage runs
 def _package_copy(tmp_path):
     """A copy of the gazelib package to edit (the registry reads code from ``root``)."""
-    from gazelib.closure import PACKAGE, ROOT
+    from gazelib.core.closure import PACKAGE, ROOT
 
     root = tmp_path / "src"
     shutil.copytree(ROOT / PACKAGE, root / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
@@ -193,7 +193,7 @@ def _append(path, text="\n# edited\n"):
 def test_stage_code_follows_the_import_closure(tmp_path, base_params):
     """An edit anywhere in a stage's closure (io.py is in every one) changes its key; an edit
     outside it (compare.py) changes none; transcript.py is text's alone."""
-    from gazelib.closure import STAGES, stage_code
+    from gazelib.core.closure import STAGES, stage_code
 
     root = _package_copy(tmp_path)
     cfg = {"extract_audio": base_params["audio"], "extract_text": base_params["text"],
@@ -204,33 +204,33 @@ def test_stage_code_follows_the_import_closure(tmp_path, base_params):
         return {s: stage_code(stage=s, cfg=cfg.get(s, {}), root=root).digest for s in STAGES}
 
     before = digests()
-    _append(root / "gazelib/compare.py")
+    _append(root / "gazelib/eval/compare.py")
     assert digests() == before
     _append(root / "gazelib/features/transcript.py")
     after = digests()
     assert {s for s in STAGES if after[s] != before[s]} == {"extract_text", "predict_text", "predict"}
-    _append(root / "gazelib/io.py")
+    _append(root / "gazelib/core/io.py")
     assert all(v != after[k] for k, v in digests().items())
 
 
 def test_predict_keys_come_from_the_stage_registry(base_params):
     """predict's feature caches key on the same closure as the pipeline stage, plus predict.py."""
-    from gazelib.closure import stage_code
+    from gazelib.core.closure import stage_code
 
     for part, cfg in (("audio", base_params["audio"]), ("text", base_params["text"]),
                       ("visual", base_params["visual"]), ("align", base_params["align"])):
         stage = stage_code(stage="align" if part == "align" else f"extract_{part}", cfg=cfg)
         pred = stage_code(stage=f"predict_{part}", cfg=cfg)
-        assert set(stage.code) < set(pred.code) and "gazelib/predict.py" in pred.code, part
+        assert set(stage.code) < set(pred.code) and "gazelib/serve/predict.py" in pred.code, part
         assert set(stage.weights) <= set(pred.weights), part
     assert "gazelib/features/transcript.py" in stage_code(stage="extract_text", cfg=base_params["text"]).code
 
 
 def test_weight_resolvers_run_only_code_in_the_stage_closure(monkeypatch):
-    from gazelib import closure
+    from gazelib.core import closure
 
     monkeypatch.setitem(closure.STAGES, "sneaky", closure.Stage(
-        ("media.py",), weights=lambda cfg, use: {"m": use("train.py", "train_variant")()}))
+        ("core/media.py",), weights=lambda cfg, use: {"m": use("model/train.py", "train_variant")()}))
     with pytest.raises(RuntimeError, match="outside the stage's code"):
         closure.stage_code(stage="sneaky")
     with pytest.raises(KeyError, match="no stage 'nope'"):
@@ -240,7 +240,7 @@ def test_weight_resolvers_run_only_code_in_the_stage_closure(monkeypatch):
 def test_weight_files_hash_once_per_process(tmp_path, monkeypatch):
     import os
 
-    from gazelib import closure
+    from gazelib.core import closure
 
     calls = []
     real = closure.hash_file
@@ -266,7 +266,7 @@ def test_code_packages_and_weights_invalidate_exactly_the_affected_stage(tmp_pat
     audio each recompute all of audio's videos, outputs rewritten, and none of visual's."""
     import logging
 
-    from gazelib import closure
+    from gazelib.core import closure
 
     root = _package_copy(tmp_path)
     speech = tmp_path / "speech_model"
@@ -297,7 +297,7 @@ def test_code_packages_and_weights_invalidate_exactly_the_affected_stage(tmp_pat
     every, none = ["v0", "v1", "v2"], []
     assert run_all() == {"extract_audio": (every, none), "extract_visual": (every, none)}
     assert run_all() == {"extract_audio": (none, every), "extract_visual": (none, every)}
-    caplog.set_level(logging.INFO, logger="gazelib.cache")
+    caplog.set_level(logging.INFO, logger="gazelib.core.cache")
 
     _append(root / "gazelib/features/audio.py")
     assert run_all() == {"extract_audio": (every, none), "extract_visual": (none, every)}

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import check_grad
 
-from gazelib.calibration import (
+from gazelib.eval.calibration import (
     calibrate_recording,
     calibration_samples,
     cell_basis,
@@ -17,7 +17,7 @@ from gazelib.calibration import (
     fit_logit_correction,
     gaussian_targets,
 )
-from gazelib.metrics import vat_metrics
+from gazelib.eval.metrics import vat_metrics
 
 GH, GW = 9, 16
 
@@ -153,7 +153,7 @@ def test_an_optimiser_failure_is_logged_and_counted(caplog):
     from a non-finite beta), logged with the optimiser's message and counted for the metrics."""
     import logging
 
-    from gazelib.evaluate import calibration_fit_failures
+    from gazelib.eval.evaluate import calibration_fit_failures
 
     r = _recording(seed=3, offset=(0.05, 0.0))
     prob = r["prob"].copy()
@@ -169,7 +169,7 @@ def test_an_optimiser_failure_is_logged_and_counted(caplog):
     labels = {"a": {"t": r["t"], "gaze": np.stack([r["gaze"]] * 2), "valid": np.ones((2, n), bool),
                     "inout": np.ones((2, n), np.int8)}}
     preds = {"a": {"prob": np.stack([prob, r["prob"]])}}
-    caplog.set_level(logging.WARNING, logger="gazelib.calibration")
+    caplog.set_level(logging.WARNING, logger="gazelib.eval.calibration")
     df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
                              frame_wh={"a": (640, 360)}, horizon_s=1.0).assign(seed=0)
     assert "a viewer 0, K = 2 s (lambda 1): calibration fit failed: " + out["fit_message"].split(" (")[0] in caplog.text
@@ -189,7 +189,7 @@ def _short_clips(*, n_videos: int, seconds: float, offset=(0.1, 0.05)):
 
 
 def _summary(tmp_path, *, seconds: float, ks: list, horizon_s: float = 1.0):
-    from gazelib.evaluate import calibration_summary
+    from gazelib.eval.evaluate import calibration_summary
 
     preds, labels = _short_clips(n_videos=3, seconds=seconds)
     frame_wh = {vid: (320, 180) for vid in preds}

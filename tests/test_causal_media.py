@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.align import align_video, resample_ffill, resample_hold, resample_kind, resample_linear_rows
+from gazelib.data.align import align_video, resample_ffill, resample_hold, resample_kind, resample_linear_rows
 from gazelib.features import check_lookahead, lookahead_of
 from gazelib.features.audio import (
     debounce,
@@ -133,7 +133,7 @@ def test_offline_gives_the_outputs_of_the_code_before_the_causal_mode(models, tm
     ref = np.load(mc.FIXTURES / "offline_reference.npz")
     out = mc.compact(mc.reference_outputs(work=tmp_path, models=models, lookahead="offline"))
     assert sorted(out) == sorted(ref.files)
-    # the reference was written before gazelib.cpu pinned every library to its AVX2 kernels (it was
+    # the reference was written before gazelib.core.cpu pinned every library to its AVX2 kernels (it was
     # made on the AVX-512 path): equal up to the last float32 bits, not bit for bit. Arrays the
     # reference keeps only as a sha256 (grid, image embedding and their aligned forms) were byte-identical before the pin and cannot be
     # compared with a tolerance: they are named here rather than passed silently
@@ -247,7 +247,7 @@ def test_lookahead_param_is_validated_and_recorded(tmp_path, models):
 
 
 def test_align_refuses_features_made_with_another_lookahead(clips, models, tmp_path):
-    from gazelib.io import read_table
+    from gazelib.core.io import read_table
 
     path = clips[0]
     af = extract_audio_features(video_path=path, video_id="orig", duration_s=DURATION, cfg=mc.AUDIO_CFG,

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.align import align_video
+from gazelib.data.align import align_video
 from gazelib.features.text import TextEmbedder, extract_text_video, text_config, text_timeline
 from gazelib.features.transcript import causal_chunks, make_asr
 

@@ -1,4 +1,4 @@
-"""The infinite-observer ceiling (gazelib.ceiling): the curve model, the k-observer predictor (the
+"""The infinite-observer ceiling (gazelib.eval.ceiling): the curve model, the k-observer predictor (the
 inter-observer floor's own formula) and the extrapolation on a world whose achievable value is known
 to lie above every finite number of observers."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib import ceiling as cl
+from gazelib.eval import ceiling as cl
 
 GH, GW = 9, 16
 
@@ -58,7 +58,7 @@ def _floors():
 
 
 def test_k_observer_predictor_is_the_inter_observer_floor_with_all_others():
-    from gazelib.floors import floor_predictions
+    from gazelib.model.floors import floor_predictions
 
     lab, floors = _world(n_v=4), _floors()
     prob, _ = floor_predictions(floors=floors, lab=lab, gh=GH, gw=GW)["inter_observer"]
@@ -73,8 +73,8 @@ def test_k_observer_predictor_is_the_inter_observer_floor_with_all_others():
 
 
 def _ceiling(labels, splits=2, k_points=8):
-    from gazelib import benchmark as bm
-    from gazelib.evaluate import score_rows
+    from gazelib.eval import benchmark as bm
+    from gazelib.eval.evaluate import score_rows
 
     floors = _floors()
     hw = (18, 32)
@@ -134,7 +134,7 @@ def test_percent_of_ceiling_interval_is_the_jackknife_of_the_ratio():
     import pandas as pd
     from scipy import stats
 
-    from gazelib.benchmark import _pct_intervals
+    from gazelib.eval.benchmark import _pct_intervals
 
     x = {"a": 1.0, "b": 1.6, "c": 1.3, "d": 0.7}                 # one value (frame mean) per video, one seed
     df = pd.DataFrame({"row": "m", "seed": 0, "video_id": list(x), "bench_nss": list(x.values())})

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score
 
-from gazelib.intervals import compare_rows
-from gazelib.compare import render_report
-from gazelib.metrics import MEAN_KEYS
+from gazelib.eval.contrasts import compare_rows
+from gazelib.eval.compare import render_report
+from gazelib.eval.metrics import MEAN_KEYS
 
 N_PER_VIDEO = 50
 

@@ -1,4 +1,4 @@
-"""Per-video stages on a chosen backend (gazelib.compute): local in process, local worker processes,
+"""Per-video stages on a chosen backend (gazelib.core.compute): local in process, local worker processes,
 Ray actors on a local cluster started here. Every backend writes the same bytes, reuses the same
 cache and skips-and-reports a bad video the same way."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gazelib.cache import VideoCache, read_stage_report, run_per_video
-from gazelib.compute import Backend, WorkerSpec
+from gazelib.core.cache import VideoCache, read_stage_report, run_per_video
+from gazelib.core.compute import Backend, WorkerSpec
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.visual import run_extract_visual
-from gazelib.ingest import run_ingest
-from gazelib.io import read_table, write_table
+from gazelib.gaze.ingest import run_ingest
+from gazelib.core.io import read_table, write_table
 from tests.compute_toy import rendezvous_worker, toy_worker
 
 EXTRACT = {"extract_audio": run_extract_audio, "extract_text": run_extract_text,
@@ -171,7 +171,7 @@ def test_job_pool_keeps_order_logs_and_errors(caplog):
     the workers' log records re-emitted here, a job's exception raised here with its message."""
     import logging
 
-    from gazelib.compute import JobPool, map_jobs
+    from gazelib.core.compute import JobPool, map_jobs
     from tests.compute_toy import square_job
 
     jobs = [{"x": i} for i in range(7)]

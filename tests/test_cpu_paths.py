@@ -1,4 +1,4 @@
-"""One instruction-set path on every CPU (gazelib.cpu, issue 20).
+"""One instruction-set path on every CPU (gazelib.core.cpu, issue 20).
 
 The pinned mode must give the same bytes whether or not the CPU offers AVX-512: the pipeline's
 CPU-heavy steps (ingest, extract audio / text / visual, align, a short training, on a demo corpus
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-import gazelib.cpu as cpu
+import gazelib.core.cpu as cpu
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "tests" / "cpu_paths_run.py"
 
 
 def _env(**extra: str) -> dict:
-    """This process's environment less the switches gazelib.cpu set in it (the child sets its own;
+    """This process's environment less the switches gazelib.core.cpu set in it (the child sets its own;
     a variable the environment already had, e.g. OPENBLAS_CORETYPE on some machines, stays)."""
     ours = {cpu.MODE_ENV, cpu.HIDE_ENV, *cpu.pin().set}
     env = {k: v for k, v in os.environ.items() if k not in ours}
@@ -78,7 +78,7 @@ def test_this_process_is_pinned_before_the_libraries_load():
 
 
 def test_mode_is_validated_and_explicit_settings_are_kept():
-    code = "import gazelib.cpu as c, json; s = c.pin(); print(json.dumps([s.mode, s.kept, s.set.get('CT2_FORCE_CPU_ISA')]))"
+    code = "import gazelib.core.cpu as c, json; s = c.pin(); print(json.dumps([s.mode, s.kept, s.set.get('CT2_FORCE_CPU_ISA')]))"
     out = subprocess.run([sys.executable, "-c", code], env=_env(CT2_USE_MKL="1"), capture_output=True,
                          text=True, check=True).stdout
     assert json.loads(out) == ["avx2", {"CT2_USE_MKL": "1"}, "AVX2"]
@@ -135,7 +135,7 @@ def test_a_cpu_without_the_pinned_path_runs_native_and_says_so(monkeypatch, capl
     monkeypatch.setattr(cpu, "cpu_flags", lambda: flags)
     monkeypatch.setattr(cpu.platform, "machine", lambda: machine)
     before = dict(os.environ)
-    with caplog.at_level("WARNING", logger="gazelib.cpu"):
+    with caplog.at_level("WARNING", logger="gazelib.core.cpu"):
         state = cpu.pin()
     assert state.mode == "native" and state.set == {} and dict(os.environ) == before
     assert why in caplog.text and "not pinned" in caplog.text

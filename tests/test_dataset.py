@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.align import resample_gaze
-from gazelib.dataset import TRACK_DIM, track_history, track_maps
+from gazelib.data.align import resample_gaze
+from gazelib.data.dataset import TRACK_DIM, track_history, track_maps
 
 
 @st.composite
@@ -110,8 +110,8 @@ def _aligned(n_t, seed, n_viewers=3, text_cols=5):
 
 
 def _corpus(tmp_path, lengths=(137, 23, 61)):
-    from gazelib.align import write_aligned
-    from gazelib.normalize import fit_norm_stats
+    from gazelib.data.align import write_aligned
+    from gazelib.core.normalize import fit_norm_stats
 
     vids = {f"v{i}": _aligned(n, i) for i, n in enumerate(lengths)}
     vids["v1"]["text"] = np.zeros((lengths[1], 0), np.float32)   # a video without text columns: zeros, masked
@@ -126,7 +126,7 @@ CFG = {"horizon_s": 0.5, "window_s": 4.0, "stride_s": 1.3, "heatmap_sigma": 0.1}
 
 
 def _windows(files, vids, stats, **cfg):
-    from gazelib.dataset import GazeWindows
+    from gazelib.data.dataset import GazeWindows
 
     return GazeWindows(files=files, stats=stats, cfg={**CFG, **cfg}, grid_hw=(3, 5), fps=10.0,
                        lengths={f.stem: vids[f.stem]["t"].size for f in files},
@@ -143,7 +143,7 @@ def _assert_same_batch(a, b):
 def test_lazy_windows_equal_the_eagerly_prepared_video_exactly(tmp_path):
     """Every window read and prepared on demand is bit-identical to the same window of the whole
     video prepared at once (prepare_arrays, the path the committed models were trained on)."""
-    from gazelib.dataset import LazyVideo, block_order, prepare_arrays, prepare_video, window_batch
+    from gazelib.data.dataset import LazyVideo, block_order, prepare_arrays, prepare_video, window_batch
 
     vids, stats = _corpus(tmp_path)
     files = sorted(tmp_path.glob("*.npz"))
@@ -164,7 +164,7 @@ def test_lazy_windows_equal_the_eagerly_prepared_video_exactly(tmp_path):
 
 
 def test_a_long_video_is_never_prepared_whole_and_the_budget_holds(tmp_path):
-    from gazelib.dataset import LazyVideo
+    from gazelib.data.dataset import LazyVideo
 
     vids, stats = _corpus(tmp_path, lengths=(400, 30, 35))
     files = sorted(tmp_path.glob("*.npz"))
@@ -181,7 +181,7 @@ def test_a_long_video_is_never_prepared_whole_and_the_budget_holds(tmp_path):
 
 
 def test_an_old_compressed_aligned_file_is_still_read_the_same(tmp_path, caplog):
-    from gazelib.io import write_npz
+    from gazelib.core.io import write_npz
 
     vids, stats = _corpus(tmp_path)
     old = tmp_path / "old"
@@ -198,9 +198,9 @@ def test_an_old_compressed_aligned_file_is_still_read_the_same(tmp_path, caplog)
 
 
 def test_lazy_video_refuses_files_it_cannot_read_by_rows(tmp_path):
-    from gazelib.align import write_aligned
-    from gazelib.dataset import LazyVideo
-    from gazelib.io import write_npz
+    from gazelib.data.align import write_aligned
+    from gazelib.data.dataset import LazyVideo
+    from gazelib.core.io import write_npz
 
     vids, stats = _corpus(tmp_path)
     write_npz(tmp_path / "old.npz", **vids["v0"])
@@ -216,8 +216,8 @@ def test_lazy_video_refuses_files_it_cannot_read_by_rows(tmp_path):
 
 
 def test_read_aligned_head_is_the_first_steps_of_every_array(tmp_path):
-    from gazelib.dataset import read_aligned
-    from gazelib.io import read_npz
+    from gazelib.data.dataset import read_aligned
+    from gazelib.core.io import read_npz
 
     vids, _ = _corpus(tmp_path)
     full = read_npz(tmp_path / "v0.npz")

@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from gazelib.io import write_json, write_table
+from gazelib.core.io import write_json, write_table
 from tests.test_model import MODEL_CFG, TRAIN_CFG, _synthetic_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,11 +95,12 @@ def _written(audit: Path) -> dict[str, set[str]]:
 
 @pytest.mark.slow
 def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path, base_params):
-    from gazelib.dataset import GazeWindows
-    from gazelib.layout import read_norm_stats
-    from gazelib.metrics import cell_centres
-    from gazelib.params import load_params
-    from gazelib.train import evaluate_loss, load_checkpoint, model_from_checkpoint, run_train
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.core.layout import read_norm_stats
+    from gazelib.core.cells import cell_centres
+    from gazelib.core.params import load_params
+    from gazelib.model.train import evaluate_loss, run_train
+    from gazelib.model.checkpoint import load_checkpoint, model_from_checkpoint
 
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     _make_repo(single, base_params)

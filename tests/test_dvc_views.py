@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from gazelib.headline import answer_headline, rows_headline
-from gazelib.layout import ANSWER, ASR, ATTRIBUTION, COMPARE, ROWS, VALIDATION
+from gazelib.eval.headline import answer_headline, rows_headline
+from gazelib.core.layout import ANSWER, ASR, ATTRIBUTION, COMPARE, ROWS, VALIDATION
 from tests.test_report_html import _browser
 
 REPO = Path(__file__).resolve().parents[1]

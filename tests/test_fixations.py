@@ -1,4 +1,4 @@
-"""gazelib.fixations: I-VT / I-DT labels (pymovements) in degrees or normalised units."""
+"""gazelib.gaze.fixations: I-VT / I-DT labels (pymovements) in degrees or normalised units."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gazelib.fixations import detect_fixations
+from gazelib.gaze.fixations import detect_fixations
 
 FIX = Path(__file__).parent / "fixtures" / "eyelink"
 
@@ -68,7 +68,7 @@ def test_min_duration_drops_short_rests():
 
 def test_real_eyelink_fixation_matches_the_trackers_own(tmp_path):
     """raccoons.asc: EyeLink's parser reports EFIX 147953-148207 at (1008.6, 1190.4) px."""
-    from gazelib.importers import run_import
+    from gazelib.gaze.importers import run_import
     import pandas as pd
 
     run_import(cfg={"format": "eyelink", "inputs": [str(FIX / "raccoons.asc")], "geometry": {"rect": "stretch"},
@@ -109,9 +109,9 @@ def test_a_fixation_label_is_known_only_when_the_fixation_has_ended(method):
 
 def _track_after_ingest(corpus: Path, params: dict, *, use_known_t: bool = True):
     """ingest (fixation labels) -> align (no features: masked) -> prepare_arrays: the track inputs."""
-    from gazelib.align import align_video
-    from gazelib.dataset import prepare_arrays
-    from gazelib.ingest import ingest_corpus
+    from gazelib.data.align import align_video
+    from gazelib.data.dataset import prepare_arrays
+    from gazelib.gaze.ingest import ingest_corpus
 
     res = ingest_corpus(corpus=corpus, params=params["ingest"], on_error="raise")
     (vid,) = res.gaze

@@ -1,4 +1,4 @@
-"""Forecasting across horizons (gazelib.horizons): persistence refitted per horizon, track variants scored with
+"""Forecasting across horizons (gazelib.eval.horizons): persistence refitted per horizon, track variants scored with
 their track cut at each horizon, one protocol with evaluate, causal at every horizon."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.floors import fit_floors, fit_persistence, persistence_prediction
-from gazelib.horizons import check_horizons, crossover
+from gazelib.model.floors import fit_floors, fit_persistence, persistence_prediction
+from gazelib.eval.horizons import check_horizons, crossover
 from tests.test_floors import GH, GW, SIGMAS, WEIGHTS, _video
 
 HORIZONS = [0.1, 0.25, 0.5, 1.0, 2.0]
@@ -69,7 +69,7 @@ def test_persistence_at_each_horizon_sees_only_gaze_before_t_minus_h(synthetic, 
 
 def test_persistence_loses_value_with_the_horizon(synthetic):
     """Targets jump every 1.5 s: the last seen gaze predicts worse (lower likelihood) the older it is."""
-    from gazelib.metrics import gaze_cell
+    from gazelib.core.cells import gaze_cell
 
     train, test, prior = synthetic
     ll = []
@@ -132,7 +132,7 @@ def test_horizon_stage_rows_and_files(horizon_run):
     md = (root / "reports" / "horizons.md").read_text()
     assert "persistence" in md and "content_only" in md
     assert (root / "reports" / "horizons.png").stat().st_size > 1000
-    from gazelib.report import md_to_html
+    from gazelib.report.html import md_to_html
 
     html = md_to_html(md, base_dir=root / "reports")
     assert "<table" in html and "persistence" in html and "inout_ap" in html
@@ -161,8 +161,8 @@ def test_model_is_causal_at_every_horizon(horizon_run):
 def test_sampled_horizons_cut_each_window_at_its_own_horizon(horizon_run):
     """Every training window's track is the track at its sampled horizon, the draw is deterministic, several
     horizons occur, and moving the gaze after t - h_window leaves that window's inputs unchanged."""
-    from gazelib.dataset import GazeWindows, track_history
-    from gazelib.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
+    from gazelib.data.dataset import GazeWindows, track_history
+    from gazelib.core.layout import index_grid, index_maps, read_index, read_norm_stats, split_files
 
     root, p, _ = horizon_run
     index, meta = read_index(root)
@@ -203,8 +203,8 @@ def test_scoring_workers_give_the_same_bytes(horizon_run, tmp_path):
     import hashlib
     import shutil
 
-    from gazelib.evaluate import run_evaluate
-    from gazelib.horizons import run_horizons
+    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.eval.horizons import run_horizons
 
     root, p, _ = horizon_run
     assert p["evaluate"]["workers"] == 2

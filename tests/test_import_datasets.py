@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.importers import ImportFormatError, run_import
+from gazelib.gaze.importers import ImportFormatError, run_import
 
 FIX = Path(__file__).parent / "fixtures" / "diem"
 VIDEO = "arctic_bears_1066x710"
@@ -97,7 +97,7 @@ def test_diem_codes_one_eye_in_fixture():
 
 
 def _ffmpeg() -> str:
-    from gazelib.media import ffmpeg_exe
+    from gazelib.core.media import ffmpeg_exe
 
     return ffmpeg_exe()
 
@@ -120,11 +120,11 @@ def diem_release(tmp_path_factory):
 
 
 def test_diem_video_and_soundtrack_muxed(diem_release, tmp_path):
-    from gazelib.media import probe_video
+    from gazelib.core.media import probe_video
 
     src = probe_video(path=diem_release / VIDEO / "video" / f"{VIDEO}.mp4")
     assert not src.has_audio
-    res = CliRunner().invoke(__import__("gazelib.importers.cli", fromlist=["import_cmd"]).import_cmd,
+    res = CliRunner().invoke(__import__("gazelib.gaze.importers.cli", fromlist=["import_cmd"]).import_cmd,
                              ["diem", str(diem_release), "--out", str(tmp_path / "c1")])
     assert res.exit_code == 0, res.output
     out = tmp_path / "c1" / "videos" / f"{VIDEO}.mkv"
@@ -261,7 +261,7 @@ def test_fixmap_errors(tmp_path):
                 min_size=1, max_size=10))
 def test_assign_slots_keeps_every_point_once(frames):
     """Each frame's points are all written, each to one pseudo-viewer, and nothing else is."""
-    from gazelib.importers.fixmap import assign_slots
+    from gazelib.gaze.importers.fixmap import assign_slots
 
     points = [np.asarray(f, np.float64).reshape(-1, 2) / 100 for f in frames]
     out = assign_slots(points)

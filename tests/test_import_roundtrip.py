@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from gazelib.demo.viewers import SceneEvents, simulate_viewer
-from gazelib.importers import run_import
-from gazelib.geometry import apply_homography, homography_from_points, video_rect
+from gazelib.gaze.importers import run_import
+from gazelib.gaze.geometry import apply_homography, homography_from_points, video_rect
 
 DISPLAY = (1920, 1200)
 VIDEO = (1280, 720)

@@ -11,19 +11,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from gazelib.align import run_align
-from gazelib.bias_inputs import run_bias_inputs
-from gazelib.evaluate import run_evaluate
+from gazelib.data.align import run_align
+from gazelib.pipeline.bias_inputs import run_bias_inputs
+from gazelib.eval.evaluate import run_evaluate
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.visual import run_extract_visual
-from gazelib.floors import run_fit_floors
-from gazelib.geometry import angular_distance_deg
-from gazelib.importers import run_import
-from gazelib.ingest import run_ingest
-from gazelib.io import read_table
-from gazelib.train import run_train
-from gazelib.validate import run_validate
+from gazelib.model.floors import run_fit_floors
+from gazelib.gaze.geometry import angular_distance_deg
+from gazelib.gaze.importers import run_import
+from gazelib.gaze.ingest import run_ingest
+from gazelib.core.io import read_table
+from gazelib.model.train import run_train
+from gazelib.data.validate import run_validate
 
 DISPLAY = (1920, 1200)
 RECT = (0.0, 60.0, 1920.0, 1080.0)      # a 16:9 video fitted on a 16:10 display: bars top and bottom
@@ -127,7 +127,7 @@ def test_pipeline_on_the_imported_corpus_reports_degrees(imported):
 def test_fixation_labels_through_ingest(imported):
     """ingest.labels: fixations: samples in a fixation take its centroid, the rest are missing,
     and the share of samples in fixations is reported."""
-    from gazelib.ingest import ingest_corpus
+    from gazelib.gaze.ingest import ingest_corpus
 
     _, corpus, _, base_params, _ = imported
     cfg = {**base_params["ingest"], "labels": "fixations"}

@@ -1,4 +1,4 @@
-"""gazelib.importers: real EyeLink files, clock sync, geometry, degrees, errors, CLI, determinism.
+"""gazelib.gaze.importers: real EyeLink files, clock sync, geometry, degrees, errors, CLI, determinism.
 
 The ASC files in tests/fixtures/eyelink/ are real tracker output from the pymovements project
 (MIT, LICENSE-pymovements.txt beside them). Expected counts below are computed from the raw
@@ -17,13 +17,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from gazelib.importers import ImportFormatError, load_config, run_import
-from gazelib.importers.base import Message, Recording, combine_eyes
-from gazelib.geometry import (
+from gazelib.gaze.importers import ImportFormatError, load_config, run_import
+from gazelib.gaze.importers.base import Message, Recording, combine_eyes
+from gazelib.gaze.geometry import (
     Rect, angular_distance_deg, apply_homography, display_to_video, geometry_block, homography_from_points,
     norm_to_deg, video_rect, visual_geometry,
 )
-from gazelib.importers.sync import clean_video_id, find_segments
+from gazelib.gaze.importers.sync import clean_video_id, find_segments
 
 FIX = Path(__file__).parent / "fixtures" / "eyelink"
 SAMPLE = re.compile(r"^(\d+)\s+(\S+)\s+(\S+)\s+")
@@ -96,7 +96,7 @@ def test_eyelink_1000hz_file_off_screen_and_blink(tmp_path):
 
 
 def test_eyelink_offset_table_and_message_offsets(tmp_path):
-    from gazelib.importers import eyelink
+    from gazelib.gaze.importers import eyelink
 
     path = FIX / "eyelink_monocular_example.asc"
     rec = eyelink.read(path=path, cfg={})[0]
@@ -119,7 +119,7 @@ def test_eyelink_offset_table_and_message_offsets(tmp_path):
 
 
 def test_imported_files_pass_the_ingest_contract(tmp_path, base_params):
-    from gazelib.ingest import read_gaze_csv
+    from gazelib.gaze.ingest import read_gaze_csv
 
     run_import(cfg={"format": "eyelink", "inputs": [str(FIX / "raccoons.asc")], "geometry": {"rect": "stretch"},
                     "sync": {"method": "recording", "video_id": "raccoons"}}, out_dir=tmp_path)
@@ -306,8 +306,8 @@ def test_cli_import_and_help(tmp_path):
 
 
 def test_videos_folder_gives_size_duration_and_is_copied(tmp_path, base_params):
-    from gazelib.ingest import ingest_corpus
-    from gazelib.media import write_mp4
+    from gazelib.gaze.ingest import ingest_corpus
+    from gazelib.core.media import write_mp4
 
     vids = tmp_path / "stimuli"
     frames = (np.full((48, 64, 3), 90, np.uint8) for _ in range(10))

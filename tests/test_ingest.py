@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.ingest import CorpusError, assign_splits, ingest_corpus, read_gaze_csv, write_ingest
+from gazelib.gaze.ingest import CorpusError, assign_splits, ingest_corpus, read_gaze_csv, write_ingest
 
 
 def _copy_corpus(src, dst):
@@ -154,7 +154,7 @@ def test_listing_only_test_and_val_sends_the_rest_to_train(caplog):
     vids = [f"clip{i:02d}" for i in range(20)]
     ratios = {"train": 0.6, "val": 0.2, "test": 0.2}
     listed = {"test": vids[:6], "val": vids[6:9]}
-    with caplog.at_level("INFO", logger="gazelib.ingest"):
+    with caplog.at_level("INFO", logger="gazelib.gaze.ingest"):
         s = assign_splits(video_ids=vids, ratios=ratios, overrides=listed)
     assert [s[v] for v in vids] == ["test"] * 6 + ["val"] * 3 + ["train"] * 11
     assert "the 11 unlisted go to train" in caplog.text

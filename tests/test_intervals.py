@@ -1,4 +1,4 @@
-"""Intervals over test videos and seeds (gazelib.intervals): coverage by simulation at the numbers
+"""Intervals over test videos and seeds (gazelib.stats.intervals): coverage by simulation at the numbers
 of clusters they are used with, a world with no effect, few clusters, and the table path."""
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.intervals import (
-    MIN_CLUSTERS,
-    compare_rows,
-    contrast_interval,
-    holm,
-    leave_one_out_weights,
-    pooled_means,
-)
+from gazelib.stats.intervals import MIN_CLUSTERS, contrast_interval, holm, leave_one_out_weights, pooled_means
+from gazelib.eval.contrasts import compare_rows
 
 SEEDS = 3
 

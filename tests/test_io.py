@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gazelib.io import atomic_path, feature_meta, read_npz, read_table, write_npz, write_table
+from gazelib.core.io import atomic_path, feature_meta, read_npz, read_table, write_npz, write_table
 
 
 def test_npz_round_trip_and_byte_identical(tmp_path):
@@ -37,7 +37,7 @@ def test_table_metadata_carries_kinds(tmp_path):
 
 
 def test_streamed_arrays_write_the_same_bytes_as_in_memory_ones(tmp_path):
-    from gazelib.io import StreamedArray
+    from gazelib.core.io import StreamedArray
 
     a = np.random.default_rng(3).normal(size=(700, 3, 2)).astype(np.float32)
     stream = StreamedArray(shape=a.shape, dtype=np.float32, chunks=lambda: (a[i:i + 256] for i in range(0, 700, 256)))
@@ -52,7 +52,7 @@ def test_streamed_arrays_write_the_same_bytes_as_in_memory_ones(tmp_path):
 
 
 def test_uncompressed_members_are_read_by_rows_and_still_load_with_numpy(tmp_path):
-    from gazelib.io import NpzRows, StreamedArray
+    from gazelib.core.io import NpzRows, StreamedArray
 
     rng = np.random.default_rng(1)
     grid = rng.normal(size=(300, 2, 3, 4)).astype(np.float32)

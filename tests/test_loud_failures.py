@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gazelib.io import read_npz, write_npz
-from gazelib.train import check_modalities_have_data, train_variant
+from gazelib.core.io import read_npz, write_npz
+from gazelib.model.train import check_modalities_have_data, train_variant
 from tests.test_model import MODEL_CFG, TRAIN_CFG, _synthetic_split
 
 

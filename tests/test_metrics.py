@@ -21,7 +21,8 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from gazelib import metrics as M
+from gazelib.core import cells as C
+from gazelib.eval import metrics as M
 
 RES = 64
 
@@ -182,13 +183,13 @@ def empirical_map_ref(h, w, x_px, y_px, sigma_px):
 # ------------------------------------------------------------------- grid helpers kept
 
 def test_cell_geometry_unchanged():
-    c = M.cell_centres(2, 4)
+    c = C.cell_centres(2, 4)
     assert c.shape == (8, 2)
     np.testing.assert_allclose(c[0], [0.125, 0.25])
     np.testing.assert_allclose(c[5], [0.375, 0.75])
-    assert M.gaze_cell(np.array([0.99, 0.99]), 2, 4) == 7
-    assert M.gaze_cell(np.array([1.0, 1.0]), 2, 4) == 7  # the frame edge belongs to the last cell
-    g = M.gaussian_map(np.array([[0.125, 0.25]]), 2, 4, 0.1)
+    assert C.gaze_cell(np.array([0.99, 0.99]), 2, 4) == 7
+    assert C.gaze_cell(np.array([1.0, 1.0]), 2, 4) == 7  # the frame edge belongs to the last cell
+    g = C.gaussian_map(np.array([[0.125, 0.25]]), 2, 4, 0.1)
     assert g.shape == (8,) and g[0] == pytest.approx(1.0) and g.argmax() == 0
     assert M.EPS == 1e-12
 
@@ -311,7 +312,7 @@ def test_cell_hits_match_stable_argsort():
     r3 = M.cell_hits(heatmaps=s.reshape(-1, gh, gw), gaze=gaze, gh=gh, gw=gw)
     for i in range(300):
         order = np.argsort(-s[i], kind="stable")
-        cell = M.gaze_cell(gaze[i], gh, gw)
+        cell = C.gaze_cell(gaze[i], gh, gw)
         assert r["hit1_cell"][i] == float(cell == order[0])
         assert r["hit5_cell"][i] == float(cell in order[:5])
     np.testing.assert_array_equal(r["hit5_cell"], r3["hit5_cell"])

@@ -9,10 +9,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.io import write_npz
-from gazelib.model import CONTENT_CONTEXTS, FUSIONS, ModelConfig, build_model
-from gazelib.normalize import fit_norm_stats
-from gazelib.train import CheckpointError, load_checkpoint, train_variant
+from gazelib.core.io import write_npz
+from gazelib.model.net import CONTENT_CONTEXTS, FUSIONS, ModelConfig, build_model
+from gazelib.core.normalize import fit_norm_stats
+from gazelib.model.checkpoint import CheckpointError, load_checkpoint
+from gazelib.model.train import train_variant
 
 DIMS = {"audio": 3, "text": 4, "visual": 5, "track": 5}
 
@@ -96,7 +97,7 @@ def test_build_model_rejects_bad_config():
 def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
     """Started at a floor (prior, s0, w0) the map is (1 - w0) N(last gaze, s0) + w0 softmax(head + log prior)
     where the last gaze is known and in frame (the floor's form), and that map alone elsewhere."""
-    from gazelib.floors import gaussian_cells
+    from gazelib.model.floors import gaussian_cells
 
     torch.manual_seed(0)
     cfg = _cfg("gated", modalities=("track",), persistence=True)
@@ -136,8 +137,8 @@ def test_persistence_path_is_off_without_a_track_and_in_content_variants():
 @settings(max_examples=50, deadline=None)
 @given(xy=st.lists(st.tuples(st.floats(-0.5, 1.5), st.floats(-0.5, 1.5)), min_size=1, max_size=20))
 def test_cell_target_is_the_one_hot_gaze_cell(xy):
-    from gazelib.metrics import cell_centres, gaze_cell
-    from gazelib.train import heatmap_targets
+    from gazelib.core.cells import cell_centres, gaze_cell
+    from gazelib.model.train import heatmap_targets
 
     gaze = torch.tensor(xy, dtype=torch.float32)[None]
     centres = torch.tensor(cell_centres(9, 16), dtype=torch.float32)
@@ -297,9 +298,9 @@ def test_checkpoint_type_detection(tmp_path):
 def test_trained_checkpoint_is_leak_proof_through_the_data_path(tmp_path, fusion):
     """A trained checkpoint, loaded the way evaluate loads it, and the raw gaze after t - horizon
     replaced through prepare_arrays: the outputs at <= t do not move (evaluate's leak check)."""
-    from gazelib.evaluate import leak_check
-    from gazelib.io import read_npz
-    from gazelib.train import model_from_checkpoint
+    from gazelib.eval.evaluate import leak_check
+    from gazelib.core.io import read_npz
+    from gazelib.model.checkpoint import model_from_checkpoint
 
     train, val, index, stats = _synthetic_split(tmp_path)
     out = tmp_path / f"m_{fusion}"
@@ -316,8 +317,8 @@ def test_trained_checkpoint_is_leak_proof_through_the_data_path(tmp_path, fusion
 
 def test_leak_check_detects_a_leaky_model(tmp_path, monkeypatch):
     """The check has teeth: without the causal mask the same perturbation moves the output."""
-    from gazelib.evaluate import leak_check
-    from gazelib.io import read_npz
+    from gazelib.eval.evaluate import leak_check
+    from gazelib.core.io import read_npz
 
     train, val, index, stats = _synthetic_split(tmp_path)
     model = build_model(ModelConfig(modalities=["track", "audio"], input_dims={"audio": 3, "text": 4, "visual": 7,
@@ -333,7 +334,7 @@ def test_leak_check_detects_a_leaky_model(tmp_path, monkeypatch):
 
 
 def test_horizon_under_one_step_is_refused():
-    from gazelib.dataset import check_horizon
+    from gazelib.data.dataset import check_horizon
 
     assert check_horizon(horizon_s=1.0, fps=10.0) == 10
     assert check_horizon(horizon_s=0.15, fps=10.0) == 2   # rounds up: never less than the horizon
@@ -344,10 +345,10 @@ def test_horizon_under_one_step_is_refused():
 
 def test_entropy_regulariser_raises_the_bias_entropy(tmp_path):
     """lambda_entropy > 0 trains the map for content-free input towards uniform; 0 leaves training alone."""
-    from gazelib.bias import content_free_batch, bias_diagnostic
-    from gazelib.train import model_from_checkpoint
+    from gazelib.model.bias import content_free_batch, bias_diagnostic
+    from gazelib.model.checkpoint import model_from_checkpoint
 
-    from gazelib.io import read_npz
+    from gazelib.core.io import read_npz
 
     train, val, index, stats = _synthetic_split(tmp_path)
     for f in train + val:  # viewers who mostly look at one place: a strong learnt bias
@@ -385,7 +386,7 @@ def test_entropy_regulariser_raises_the_bias_entropy(tmp_path):
 
 def test_persistence_path_exports_to_onnx_with_parity(tmp_path):
     """The path is plain tensor algebra: the ONNX export of a track model with it agrees with PyTorch."""
-    from gazelib.onnx_export import OnnxGazeModel, export_model, parity, random_windows
+    from gazelib.model.onnx_export import OnnxGazeModel, export_model, parity, random_windows
 
     torch.manual_seed(0)
     cfg = _cfg("gated", modalities=("track", "audio"), persistence=True)

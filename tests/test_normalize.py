@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.visual import run_extract_visual
-from gazelib.normalize import denormalise, fit_norm_stats, normalise, normalise_grid
+from gazelib.core.normalize import denormalise, fit_norm_stats, normalise, normalise_grid
 
 
 def _video(rng, n=50, shift=0.0, scale=1.0):
@@ -74,9 +74,9 @@ def test_fit_uses_train_videos_only(tmp_path, tiny_corpus):
     import json
     import shutil
 
-    from gazelib.layout import load_manifest
-    from gazelib.align import run_align
-    from gazelib.ingest import run_ingest
+    from gazelib.core.layout import load_manifest
+    from gazelib.data.align import run_align
+    from gazelib.gaze.ingest import run_ingest
 
     src, params = tiny_corpus
     root = tmp_path / "repo"
@@ -89,7 +89,7 @@ def test_fit_uses_train_videos_only(tmp_path, tiny_corpus):
     manifest = load_manifest(root)
     other = manifest.loc[manifest["split"] != "train", "video_id"].iloc[0]
     # perturb a non-train video's audio features and re-align
-    from gazelib.io import read_table, write_table
+    from gazelib.core.io import read_table, write_table
 
     p = root / "data/features/audio" / f"{other}.parquet"
     df, meta = read_table(p)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from gazelib.model import FUSIONS, ModelConfig, build_model
-from gazelib.onnx_export import (
+from gazelib.model.net import FUSIONS, ModelConfig, build_model
+from gazelib.model.onnx_export import (
     OnnxExportError,
     OnnxGazeModel,
     export_model,
@@ -61,8 +61,8 @@ def test_export_matches_pytorch_for_every_fusion(tmp_path, fusion, context):
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
     """A trained model folder (checkpoint + bundle) and an aligned test video, from test_model's synthetic data."""
-    from gazelib.bundle import write_bundle
-    from gazelib.train import train_variant
+    from gazelib.model.bundle import write_bundle
+    from gazelib.model.train import train_variant
     from tests.test_model import MODEL_CFG, TRAIN_CFG, _synthetic_split
 
     root = tmp_path_factory.mktemp("onnx_models")
@@ -87,9 +87,9 @@ def test_export_verb_onnx_runtime_on_test_windows_and_refusal(model_folder, tmp_
     within 1e-4; the file is refused for another model folder."""
     import onnx
 
-    from gazelib.bundle import load_bundle
+    from gazelib.model.bundle import load_bundle
     from gazelib.cli import main
-    from gazelib.predict import load_runtime_model, predict_aligned
+    from gazelib.serve.predict import load_runtime_model, predict_aligned
 
     models, video, stats = model_folder
     res = CliRunner().invoke(main, ["export", str(models["tracked"]), "--onnx", str(tmp_path / "t.onnx")])

@@ -90,7 +90,7 @@ def test_every_import_of_the_package_is_declared():
     backends it names in its error messages)."""
     from importlib.metadata import packages_distributions
 
-    from gazelib.closure import PACKAGE, ROOT, third_party_imports
+    from gazelib.core.closure import PACKAGE, ROOT, third_party_imports
 
     declared = {canonicalize_name(r.name) for r in _requirements()}
     dists = packages_distributions()
@@ -125,13 +125,13 @@ def test_a_bundle_records_the_version_and_predict_compares_it(tmp_path, base_par
     import json
     import logging
 
-    from gazelib.bundle import load_bundle, write_bundle
+    from gazelib.model.bundle import load_bundle, write_bundle
 
     stats = {"grid": {"mean": [0.0, 0.0]}}
     write_bundle(out_dir=tmp_path, params=base_params, stats=stats, variant="v", modalities=["visual"])
     doc = json.loads((tmp_path / "bundle.json").read_text())
     assert doc["gazelib_version"] == gazelib.__version__
-    caplog.set_level(logging.WARNING, logger="gazelib.bundle")
+    caplog.set_level(logging.WARNING, logger="gazelib.model.bundle")
     load_bundle(tmp_path)
     assert not caplog.records
     major, minor = Version(gazelib.__version__).release[:2]

@@ -1,4 +1,4 @@
-"""params.yaml's schema (gazelib/params_schema.py) and load_params' validation (gazelib/params.py)."""
+"""params.yaml's schema (gazelib/core/params_schema.py) and load_params' validation (gazelib/core/params.py)."""
 from __future__ import annotations
 
 import copy
@@ -9,7 +9,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gazelib.params import ParamsError, default, load_params, schema_defaults, validate_params
+from gazelib.core.params import ParamsError, default, load_params, schema_defaults, validate_params
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -145,6 +145,6 @@ def test_any_unknown_key_is_rejected_by_name(where, junk):
 
 
 def test_warmup_frac_reproduces_the_old_integer_warmup():
-    from gazelib.train import warmup_steps
+    from gazelib.model.train import warmup_steps
 
     assert all(warmup_steps(steps=s, frac=RAW["train"]["warmup_frac"]) == max(1, s // 20) for s in range(200_000))

@@ -145,10 +145,10 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     # precise rebuilds: touching one stage's code makes that stage stale (and the descendants that
     # run the same code), nothing upstream or beside it
     variants = ("baseline", "multimodal", "content_only", "track_visual")
-    for code, want in (("gazelib/compare.py", {"compare", "report"}),   # the report writes compare's interval note
-                       ("gazelib/attribution.py", {"attribution", "report", "horizons"}
+    for code, want in (("gazelib/eval/compare.py", {"compare", "report"}),   # the report writes compare's interval note
+                       ("gazelib/eval/attribution.py", {"attribution", "report", "horizons"}
                         | {f"evaluate@{v}" for v in variants}),   # horizons imports evaluate, which imports it
-                       ("gazelib/model.py", {f"{s}@{v}" for s in ("train", "evaluate") for v in variants}
+                       ("gazelib/model/net.py", {f"{s}@{v}" for s in ("train", "evaluate") for v in variants}
                         | {"report", "horizons"})):  # the report loads models to draw its clips
         original = (dst / code).read_text()
         (dst / code).write_text(original + "\n# touched\n")

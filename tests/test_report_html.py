@@ -30,8 +30,8 @@ def pipeline_run(tmp_path_factory, tiny_corpus):
 
 
 def test_report_is_self_contained_and_deterministic(pipeline_run):
-    from gazelib.bundle import load_bundle
-    from gazelib.report import run_report
+    from gazelib.model.bundle import load_bundle
+    from gazelib.report.html import run_report
 
     root, params, res = pipeline_run
     page = (root / "reports" / "index.html").read_text()

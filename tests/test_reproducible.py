@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from gazelib.demo.corpus import run_demo
-from gazelib.ingest import run_ingest
-from gazelib.layout import load_manifest
+from gazelib.gaze.ingest import run_ingest
+from gazelib.core.layout import load_manifest
 from tests.conftest import tiny_params
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gazelib.train import run_train, seed_workers
+from gazelib.model.train import run_train, seed_workers
 from tests.test_ddp import VARIANT, _make_repo
 
 
@@ -55,7 +55,7 @@ from PIL import Image  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from gazelib import metrics as M  # noqa: E402
+from gazelib.eval import metrics as M  # noqa: E402
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,13 +7,13 @@ import subprocess
 
 import pytest
 
-from gazelib.align import run_align
+from gazelib.data.align import run_align
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.transcript import read_cues
 from gazelib.features.visual import run_extract_visual
-from gazelib.ingest import run_ingest
-from gazelib.io import read_npz, read_table
+from gazelib.gaze.ingest import run_ingest
+from gazelib.core.io import read_npz, read_table
 
 
 @pytest.mark.parametrize("content, where", [

@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from gazelib.align import run_align
+from gazelib.data.align import run_align
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.visual import run_extract_visual
-from gazelib.ingest import run_ingest
-from gazelib.validate import run_validate
-from gazelib.align import align_video
-from gazelib.io import read_table, write_table
-from gazelib.layout import load_manifest, split_files
-from gazelib.validate import ValidationError, coverage
+from gazelib.gaze.ingest import run_ingest
+from gazelib.data.validate import run_validate
+from gazelib.data.align import align_video
+from gazelib.core.io import read_table, write_table
+from gazelib.core.layout import load_manifest, split_files
+from gazelib.data.validate import ValidationError, coverage
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gazelib.features.visual import GRID_CHANNELS, extract_visual_features
-from gazelib.media import ffmpeg_exe, iter_frames, write_mp4
+from gazelib.core.media import ffmpeg_exe, iter_frames, write_mp4
 
 CFG = {"sample_fps": 10, "work_width": 160, "work_height": 90, "grid_h": 9, "grid_w": 16, "cut_threshold": 0.35,
        "face_detector": "centerface", "face_input_width": 160, "face_threshold": 0.3, "face_nms_iou": 0.3,

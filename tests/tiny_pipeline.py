@@ -15,7 +15,7 @@ MODEL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "cell_dim": 8
 
 def _synthetic_features(root: Path, manifest) -> None:
     """Feature files as the extractors write them (typed columns, NPZ arrays), with random values."""
-    from gazelib.io import feature_meta, write_npz, write_table
+    from gazelib.core.io import feature_meta, write_npz, write_table
 
     import pandas as pd
 
@@ -50,8 +50,8 @@ def _synthetic_features(root: Path, manifest) -> None:
 def _synthetic_bias_inputs(root: Path) -> None:
     """Content-free inputs in the synthetic features' schema (the real ones, built through the
     extractors, are tested in test_bias.py): flat audio and visual, no text, no track."""
-    from gazelib.bias import BIAS_INPUTS
-    from gazelib.io import read_npz, write_npz
+    from gazelib.model.bias import BIAS_INPUTS
+    from gazelib.core.io import read_npz, write_npz
 
     a = read_npz(sorted((root / "data" / "aligned").glob("*.npz"))[0])
     n_t = a["t"].size
@@ -67,13 +67,13 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
                   train: dict | None = None, compare: bool = True, run_report: bool = True,
                   horizons: bool = False) -> tuple[dict, dict]:
     """Run the stages into ``root``; returns (params, what the last stage run returned)."""
-    from gazelib.align import run_align
-    from gazelib.evaluate import run_evaluate
-    from gazelib.floors import run_fit_floors
-    from gazelib.ingest import run_ingest
-    from gazelib.layout import load_manifest
-    from gazelib.train import run_train
-    from gazelib.validate import run_validate
+    from gazelib.data.align import run_align
+    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.model.floors import run_fit_floors
+    from gazelib.gaze.ingest import run_ingest
+    from gazelib.core.layout import load_manifest
+    from gazelib.model.train import run_train
+    from gazelib.data.validate import run_validate
 
     p = copy.deepcopy(base)
     p["data"]["corpus"] = str(corpus)
@@ -97,15 +97,15 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
         run_evaluate(params=p, variant=v, root=root)
     out: dict = {}
     if horizons:
-        from gazelib.horizons import run_horizons
+        from gazelib.eval.horizons import run_horizons
 
         out = run_horizons(params=p, root=root)
     if compare:
-        from gazelib.compare import run_compare
+        from gazelib.eval.compare import run_compare
 
         out = run_compare(params=p, root=root)
     if run_report:
-        from gazelib.report import run_report as report_stage
+        from gazelib.report.html import run_report as report_stage
 
         out = report_stage(params=p, root=root)
     return p, out

@@ -13,7 +13,7 @@ import pandas as pd
 
 from gazelib.aoi.run import check_aoi_cfg, process_video, write_outputs
 from gazelib.aoi.user_aoi import read_user_aois
-from gazelib.io import read_table, write_json
+from gazelib.core.io import read_table, write_json
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def detect_faces(*, video_path: str | Path, video_id: str, vcfg: dict) -> tuple[
     import cv2
 
     from gazelib.features.visual import FaceDetector, box_mask
-    from gazelib.media import iter_frames
+    from gazelib.core.media import iter_frames
 
     det = FaceDetector.from_params(vcfg)
     rows, times, prev = [], [], None
@@ -46,7 +46,7 @@ def detect_faces(*, video_path: str | Path, video_id: str, vcfg: dict) -> tuple[
 
 
 def _gaze_folder(*, folder: Path, video_id: str, media, ingest_cfg: dict, coords: str, time_unit: str) -> pd.DataFrame:
-    from gazelib.ingest import read_gaze_csv
+    from gazelib.gaze.ingest import read_gaze_csv
 
     tables = []
     for f in sorted(folder.glob("*.csv")):
@@ -133,7 +133,7 @@ def predict_jobs(*, folder: Path, gaze: Path | None = None, aoi_file: Path | Non
     and the recorded gaze it aligned (``predictions.parquet``: ``gaze_x, gaze_y, gaze_valid`` at
     the model's steps, present when predict was given ``--gaze``) as one viewer named after the
     recording. A video predict could not read is skipped with its error."""
-    from gazelib.predict import FEATURES_DIR
+    from gazelib.serve.predict import FEATURES_DIR
 
     folder = Path(folder)
     path = folder / PREDICT_SUMMARY
@@ -183,7 +183,7 @@ def _predicted_gaze(path: Path, rec: dict) -> pd.DataFrame | None:
 
 
 def _jobs(*, inputs: Path, gaze: Path | None, aoi_file: Path | None, features: Path | None) -> list[Job]:
-    from gazelib.ingest import VIDEO_EXTS, load_corpus_config   # a corpus' videos as ingest finds them
+    from gazelib.gaze.ingest import VIDEO_EXTS, load_corpus_config   # a corpus' videos as ingest finds them
 
     kind = input_kind(inputs)
     if kind == "predict":
@@ -226,7 +226,7 @@ def aoi_on_inputs(*, inputs: Path, out: Path, params: dict, gaze: Path | None = 
     folder with visual/faces and audio; a predict folder's own ``_features/``) when it has the video,
     else are computed here. A video without gaze gets its tracks and speaker; its measures are
     skipped, and ``aoi.json`` lists it under ``no_gaze``."""
-    from gazelib.media import probe_video
+    from gazelib.core.media import probe_video
 
     cfg = check_aoi_cfg(params["aoi"])
     inputs = Path(inputs)
@@ -288,7 +288,7 @@ def _click_cmd():
         and truth/) or a `gazelib predict` output folder (its features and, when predict was given
         --gaze, the recording it aligned). A video without gaze gets its tracks and speaker only.
         """
-        from gazelib.params import load_params, setup_logging
+        from gazelib.core.params import load_params, setup_logging
 
         setup_logging()
         try:

@@ -1,7 +1,7 @@
 """AOI measures per viewer x AOI, and per video with intervals over viewers.
 
 Basis (``aoi.basis``): ``fixations`` (default): the viewer's fixations from
-:func:`gazelib.fixations.detect_fixations` with ``ingest.fixations``' method and thresholds; a
+:func:`gazelib.gaze.fixations.detect_fixations` with ``ingest.fixations``' method and thresholds; a
 fixation is in an AOI when its centroid is inside the AOI at the fixation's midpoint time.
 ``samples``: every valid gaze sample is an event of one sample period (the median interval).
 Pursuit of a moving face that I-VT does not label as a fixation counts only on the sample basis.
@@ -36,7 +36,7 @@ def gaze_events(*, t, x, y, valid, basis: str = "fixations", fixation_cfg: dict 
     t, x, y = (np.asarray(a, np.float64) for a in (t, x, y))
     valid = np.asarray(valid, bool) & np.isfinite(x) & np.isfinite(y)
     if basis == "fixations":
-        from gazelib.fixations import detect_fixations
+        from gazelib.gaze.fixations import detect_fixations
 
         cfg = fixation_cfg or {}
         res = detect_fixations(t=t, x=x, y=y, valid=valid, method=cfg.get("method", "ivt"),
@@ -95,9 +95,9 @@ def viewer_measures(*, events: pd.DataFrame, aois: list[Aoi], end_t: float) -> p
 
 def mean_interval(values: np.ndarray, ci: float = 0.95) -> dict:
     """Mean and t interval over independent units (viewers or videos), by the project's interval code
-    (:func:`gazelib.intervals.contrast_interval` on delete-one jackknife means: for a mean this is
+    (:func:`gazelib.stats.intervals.contrast_interval` on delete-one jackknife means: for a mean this is
     exactly the textbook t interval). NaNs are left out; fewer than 2 units: no interval."""
-    from gazelib.intervals import contrast_interval, leave_one_out_weights
+    from gazelib.stats.intervals import contrast_interval, leave_one_out_weights
 
     v = np.asarray(values, np.float64)
     v = v[np.isfinite(v)]

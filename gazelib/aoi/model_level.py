@@ -20,7 +20,7 @@ Per in-frame sample (viewer, step) of a row:
 AOIs are measurements of the video made with the whole video (tracks bridge gaps, the speaker
 window is centred); they score predictions and never feed a model, so causality is untouched.
 
-Intervals (:func:`aoi_rows`): the project's method (:mod:`gazelib.intervals`), over test videos
+Intervals (:func:`aoi_rows`): the project's method (:mod:`gazelib.stats.intervals`), over test videos
 and each row's seeds, on the per-sample means above.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def prepare_video(*, aois: list[Aoi] | None, lab: dict, gh: int, gw: int, sub: i
 
 
 def sample_columns(*, df: pd.DataFrame, prob: np.ndarray, video: dict | None) -> pd.DataFrame:
-    """``df`` (one row per valid sample: viewer, step, as :func:`gazelib.evaluate.score_rows`) with the
+    """``df`` (one row per valid sample: viewer, step, as :func:`gazelib.eval.evaluate.score_rows`) with the
     :data:`AOI_KEYS` columns (NaN out of frame, or when the video has no AOIs); ``video`` from
     :func:`prepare_video`."""
     cols = {k: np.full(len(df), np.nan) for k in AOI_KEYS}
@@ -112,8 +112,8 @@ def load_video_aois(root, video_id: str) -> list[Aoi] | None:
     from pathlib import Path
 
     from gazelib.aoi.shapes import aois_from_table
-    from gazelib.io import read_table
-    from gazelib.layout import AOI
+    from gazelib.core.io import read_table
+    from gazelib.core.layout import AOI
 
     p = Path(root) / AOI / f"{video_id}.parquet"
     if not p.exists():
@@ -123,8 +123,8 @@ def load_video_aois(root, video_id: str) -> list[Aoi] | None:
 
 def aoi_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: list[str] = (), ci: float = 0.95) -> dict:
     """Every row's AOI hit rate, mass and TV with intervals over test videos and seeds, and each row's
-    delta vs ``references`` (:mod:`gazelib.intervals`). Empty dict when no sample has AOI columns."""
-    from gazelib.intervals import contrast_interval, leave_one_out_weights, pooled_means, too_few_clusters
+    delta vs ``references`` (:mod:`gazelib.stats.intervals`). Empty dict when no sample has AOI columns."""
+    from gazelib.stats.intervals import contrast_interval, leave_one_out_weights, pooled_means, too_few_clusters
 
     if "aoi_hit" not in samples or not samples["aoi_hit"].notna().any():
         return {}

@@ -6,7 +6,7 @@ here on a bare video) -> identities (:mod:`~gazelib.aoi.tracks`) -> active speak
 fixations and measures (:mod:`~gazelib.aoi.measures`) -> tables, scarf plot, metrics.
 
 The stage keeps each video's results under ``data/aoi`` (:data:`PARTS`) in the pipeline's
-per-video cache (:mod:`gazelib.cache`): a video is recomputed only when its inputs (visual
+per-video cache (:mod:`gazelib.core.cache`): a video is recomputed only when its inputs (visual
 features and face boxes, audio features, gaze, user AOI file, truth, duration and frame rate),
 the aoi and fixation params or the stage's code changed. The corpus tables, scarf plots and
 ``aoi.json`` are then assembled from the per-video results.
@@ -25,9 +25,9 @@ from gazelib.aoi.shapes import Aoi, aois_to_table
 from gazelib.aoi.speaker import active_speaker, speaker_aoi
 from gazelib.aoi.tracks import track_aois, track_faces
 from gazelib.aoi.user_aoi import read_user_aois
-from gazelib.io import atomic_path, read_npz, read_table, write_json, write_npz, write_table
-from gazelib.layout import AOI, AOI_METRICS
-from gazelib.params import check_aoi_cfg  # noqa: F401  (re-exported: the aoi block's schema is gazelib.params_schema.AoiCfg)
+from gazelib.core.io import atomic_path, read_npz, read_table, write_json, write_npz, write_table
+from gazelib.core.layout import AOI, AOI_METRICS
+from gazelib.core.params import check_aoi_cfg  # noqa: F401  (re-exported: the aoi block's schema is gazelib.core.params_schema.AoiCfg)
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +245,9 @@ def load_video(*, video_id: str, out: Path, files: list[str]) -> dict:
 def run_aoi(*, params: dict, root: Path = Path(".")) -> dict:
     """Stage ``aoi``: every manifest video through :func:`process_video` (per-video cache under
     ``data/aoi``), then the corpus tables and plots (``reports/aoi``) and ``aoi.json``."""
-    from gazelib.cache import VideoCache, hash_file, hash_obj, run_per_video
-    from gazelib.closure import stage_code
-    from gazelib.layout import FEATURES, load_manifest, manifest_items
+    from gazelib.core.cache import VideoCache, hash_file, hash_obj, run_per_video
+    from gazelib.core.closure import stage_code
+    from gazelib.core.layout import FEATURES, load_manifest, manifest_items
 
     cfg = check_aoi_cfg(params["aoi"])
     manifest = load_manifest(root)

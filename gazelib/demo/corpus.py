@@ -16,9 +16,9 @@ from scipy.signal import resample_poly
 from gazelib.demo.scene import COLOURS, SHIRTS, SKIN, Ball, Character, make_background, render_frame
 from gazelib.demo.speech import synthesize
 from gazelib.demo.viewers import SceneEvents, simulate_viewer
-from gazelib.io import atomic_path, write_json, write_npz, write_text
-from gazelib.media import write_mp4
-from gazelib.layout import RAW_DEMO
+from gazelib.core.io import atomic_path, write_json, write_npz, write_text
+from gazelib.core.media import write_mp4
+from gazelib.core.layout import RAW_DEMO
 
 log = logging.getLogger(__name__)
 

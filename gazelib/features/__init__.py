@@ -5,7 +5,7 @@ from typing import get_args
 
 import numpy as np
 
-from gazelib.params_schema import FeaturesCfg
+from gazelib.core.params_schema import FeaturesCfg
 
 # features.lookahead: what media a feature at step t may see (docs/causality.md).
 # none: media up to t only (viewer-causal, the default); offline: the pre-causal features, which

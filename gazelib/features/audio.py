@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
-from gazelib.params import check_speech_model  # noqa: F401  (re-exported; audio.speech_model vs features.lookahead)
-from gazelib.io import feature_meta, write_npz, write_table
-from gazelib.media import iter_audio
-from gazelib.cache import VideoCache, run_per_video
-from gazelib.closure import stage_code
-from gazelib.layout import FEATURES, load_manifest, manifest_items
+from gazelib.core.params import check_speech_model  # noqa: F401  (re-exported; audio.speech_model vs features.lookahead)
+from gazelib.core.io import feature_meta, write_npz, write_table
+from gazelib.core.media import iter_audio
+from gazelib.core.cache import VideoCache, run_per_video
+from gazelib.core.closure import stage_code
+from gazelib.core.layout import FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
             kinds[c] = "continuous"
     speech_emb = None
     if emb_parts:
-        from gazelib.normalize import l2_normalise
+        from gazelib.core.normalize import l2_normalise
 
         et, ev = np.concatenate(emb_t), np.concatenate(emb_parts)
         speech_emb = l2_normalise(np.stack([np.interp(t_rel, et, ev[:, j]) for j in range(ev.shape[1])], 1))
@@ -404,7 +404,7 @@ def make_audio_models(cfg: dict) -> dict:
 
 # ---------------------------------------------------------------- DVC stage
 def audio_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
-    """The per-video work of extract_audio, its models loaded once (per worker: gazelib.compute)."""
+    """The per-video work of extract_audio, its models loaded once (per worker: gazelib.core.compute)."""
     models = make_audio_models(cfg)
 
     def compute(item: dict) -> list[Path]:
@@ -417,7 +417,7 @@ def audio_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
 
 
 def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.compute import WorkerSpec
+    from gazelib.core.compute import WorkerSpec
 
     cfg, lookahead = params["audio"], lookahead_of(params)
     check_speech_model(cfg=cfg, lookahead=lookahead)  # before any model loads

@@ -29,14 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gazelib.io import feature_meta, write_npz, write_table
-from gazelib.cache import VideoCache, run_per_video
-from gazelib.closure import stage_code
+from gazelib.core.io import feature_meta, write_npz, write_table
+from gazelib.core.cache import VideoCache, run_per_video
+from gazelib.core.closure import stage_code
 from gazelib.features import check_lookahead, lookahead_of
 import json
 
-from gazelib.io import write_json
-from gazelib.layout import ASR, FEATURES, load_manifest, manifest_items
+from gazelib.core.io import write_json
+from gazelib.core.layout import ASR, FEATURES, load_manifest, manifest_items
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def write_text_features(*, feats: TextFeatures, words: pd.DataFrame, out_dir: st
 
 # ---------------------------------------------------------------- DVC stage
 def text_worker(*, cfg: dict, out: Path):
-    """The per-video work of extract_text, its models loaded once (per worker: gazelib.compute);
+    """The per-video work of extract_text, its models loaded once (per worker: gazelib.core.compute);
     the recogniser loads on the first video that needs ASR."""
     from gazelib.features.transcript import asr_quality
 
@@ -252,7 +252,7 @@ def text_worker(*, cfg: dict, out: Path):
 
 
 def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.compute import WorkerSpec
+    from gazelib.core.compute import WorkerSpec
 
     cfg = text_config(params)   # text params + features.lookahead: recorded and in the cache key
     out = root / FEATURES / "text"
@@ -284,7 +284,7 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
         with_availability,
         words_from_cues,
     )
-    from gazelib.media import read_audio
+    from gazelib.core.media import read_audio
 
     vid = item["video_id"]
     subs_cache: dict = {}

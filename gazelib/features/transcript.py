@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gazelib.params import default
+from gazelib.core.params import default
 
 log = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ import numpy as np
 import pandas as pd
 
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
-from gazelib.io import StreamedArray, feature_meta, write_npz, write_table
-from gazelib.media import iter_frames
-from gazelib.cache import VideoCache, run_per_video
-from gazelib.closure import stage_code
+from gazelib.core.io import StreamedArray, feature_meta, write_npz, write_table
+from gazelib.core.media import iter_frames
+from gazelib.core.cache import VideoCache, run_per_video
+from gazelib.core.closure import stage_code
 from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
-from gazelib.layout import FEATURES, load_manifest, manifest_items
-from gazelib.params import default
+from gazelib.core.layout import FEATURES, load_manifest, manifest_items
+from gazelib.core.params import default
 
 log = logging.getLogger(__name__)
 
@@ -460,7 +460,7 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
 
     emb_stream = None
     if emb is not None:
-        from gazelib.normalize import l2_normalise
+        from gazelib.core.normalize import l2_normalise
 
         def emb_chunks(chunk: int = 1024):
             for i in range(0, len(t_all), chunk):
@@ -558,7 +558,7 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
 
 # ---------------------------------------------------------------- DVC stage
 def visual_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
-    """The per-video work of extract_visual, its models loaded once (per worker: gazelib.compute)."""
+    """The per-video work of extract_visual, its models loaded once (per worker: gazelib.core.compute)."""
     detector = FaceDetector.from_params(cfg)
     encoder = make_image_encoder(cfg)
 
@@ -571,7 +571,7 @@ def visual_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
 
 
 def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
-    from gazelib.compute import WorkerSpec
+    from gazelib.core.compute import WorkerSpec
 
     cfg, lookahead = params["visual"], lookahead_of(params)
     out = root / FEATURES / "visual"
