@@ -117,7 +117,8 @@ class VideoCache:
 
 def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
                   compute: "Callable[[dict], list[Path]] | WorkerSpec", on_error: str = "raise",
-                  progress: bool = True, backend: dict | None = None, code: "StageCode | None" = None) -> CacheRun:
+                  progress: bool = True, backend: dict | None = None, code: "StageCode | None" = None,
+                  record: dict | None = None) -> CacheRun:
     """Run ``compute(item)`` for each manifest row whose cache key changed.
 
     ``item`` needs ``video_id`` and ``media_hash``; ``compute`` returns the files it wrote.
@@ -130,6 +131,9 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
 
     ``code`` (:func:`gazelib.core.closure.stage_code`) puts what the stage runs into every key: an
     edited module in its closure, another package version or weight file recomputes every video.
+
+    ``record``: the params the outputs were made with, written into the folder's report (``params``)
+    for the stages downstream (the model bundle's feature params, gazelib.core.params.feature_record).
     """
     from tqdm import tqdm
 
@@ -181,7 +185,7 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
         run.workers = worker_summary(done)
     log.info("%s: computed %d, cached %d, failed %d, removed %d", cache.stage,
              len(run.computed), len(run.cached), len(run.failed), len(run.removed))
-    write_stage_report(cache.out_dir, stage=cache.stage, run=run)
+    write_stage_report(cache.out_dir, stage=cache.stage, run=run, extra=None if record is None else {"params": record})
     return run
 
 

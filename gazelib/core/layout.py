@@ -12,6 +12,7 @@ RAW_DEMO = Path("data/raw/demo")
 INTERIM = Path("data/interim")
 FEATURES = Path("data/features")
 ALIGNED = Path("data/aligned")
+ALIGNED_FEATURE_PARAMS = ALIGNED / "feature_params.json"   # the params the aligned data was made with
 AOI = Path("data/aoi")   # stage aoi: <video_id>.parquet (AOI keyframes) and its per-video parts
 FLOORS = Path("models/floors/floors.json")
 BIAS_INPUTS = Path("data/bias_inputs")   # stage bias_inputs: content-free clips, one per grey level

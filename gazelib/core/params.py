@@ -94,6 +94,18 @@ def _message(err: dict) -> str:
     return f"{path}: {msg}, got {err['input']!r}"
 
 
+# The params a model's features are made with (recorded in its bundle for predict), and the keys
+# among them that change how fast features are made, never their values.
+FEATURE_SECTIONS = ("features", "audio", "text", "visual", "align")   # features: lookahead (none | offline)
+RUNTIME_KEYS = {"audio": {"chunk_s"}, "text": {"asr_threads", "embed_batch"}, "visual": {"embed_batch"}}
+
+
+def feature_record(cfg: dict, *, section: str) -> dict:
+    """A params section as the stages record it for the model bundle: every key but the speed-only
+    ones (:data:`RUNTIME_KEYS`), so that a speed-only key changes no recorded output and retrains nothing."""
+    return {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS.get(section, set())}
+
+
 def schema_defaults() -> dict:
     """params.yaml's keys and values as the schema gives them (the committed params.yaml's values)."""
     return Params().model_dump(by_alias=True)

@@ -35,7 +35,8 @@ from gazelib.core.io import StreamedArray, iter_npz_rows, npz_keys, write_json, 
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
 from gazelib.features.grid import grid_shape
 from gazelib.core.normalize import NormAccumulator, l2_normalise
-from gazelib.core.layout import ALIGNED, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
+from gazelib.core.layout import ALIGNED, ALIGNED_FEATURE_PARAMS, FEATURES, INTERIM, check_splits, load_manifest, manifest_items
+from gazelib.core.params import FEATURE_SECTIONS, feature_record
 
 log = logging.getLogger(__name__)
 
@@ -469,4 +470,26 @@ def run_align(*, params: dict, root: Path = Path(".")) -> dict:
     stats = acc.stats()
     stats["fit_on"] = sorted(it["video_id"] for it in ok if it["split"] == "train")
     write_json(out / "norm_stats.json", stats)
+    write_json(root / ALIGNED_FEATURE_PARAMS, feature_params_record(params=params, root=root))
     return run.as_dict()
+
+
+def feature_params_record(*, params: dict, root: Path) -> dict:
+    """The params the aligned data was made with, as each stage recorded them (speed-only keys left
+    out: gazelib.core.params.feature_record): the extractors' in their reports, ingest's in its report,
+    align's and ``features`` from ``params``. The train stage writes them into the model bundle, so it
+    need not depend on the feature params itself."""
+    import json
+
+    sections = {"features": dict(params["features"]), "align": feature_record(params["align"], section="align")}
+    for m in ("audio", "text", "visual"):
+        rep = read_stage_report(root / FEATURES / m)
+        if "params" not in rep:
+            raise ValueError(f"{root / FEATURES / m}: its report records no params (made by an older gazelib); "
+                             f"rerun extract_{m} (`dvc repro -f extract_{m}`)")
+        sections[m] = rep["params"]
+    ingest_report = root / INTERIM / "ingest_report.json"
+    ingest = json.loads(ingest_report.read_text()) if ingest_report.exists() else {}
+    if "params" not in ingest:
+        raise ValueError(f"{ingest_report}: records no ingest params (made by an older gazelib); rerun ingest")
+    return {"feature_params": {s: sections[s] for s in FEATURE_SECTIONS}, "ingest_params": ingest["params"]}

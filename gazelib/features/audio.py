@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from gazelib.features import check_lookahead, last_at_or_before, lookahead_of
+from gazelib.core.params import feature_record
 from gazelib.core.params import check_speech_model  # noqa: F401  (re-exported; audio.speech_model vs features.lookahead)
 from gazelib.core.io import feature_meta, write_npz, write_table
 from gazelib.core.media import iter_audio
@@ -426,5 +427,6 @@ def run_extract_audio(*, params: dict, root: Path = Path(".")) -> dict:
     spec = WorkerSpec(audio_worker, {"cfg": cfg, "out": out, "lookahead": lookahead}, threads=1)
     run = run_per_video(cache=VideoCache(out, "extract_audio"), items=manifest_items(load_manifest(root)),
                         params={**cfg, "lookahead": lookahead}, code=stage_code(stage="extract_audio", cfg=cfg),
-                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"),
+                        record=feature_record(params["audio"], section="audio"))
     return run.as_dict()

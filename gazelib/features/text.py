@@ -37,6 +37,7 @@ import json
 
 from gazelib.core.io import write_json
 from gazelib.core.layout import ASR, FEATURES, load_manifest, manifest_items
+from gazelib.core.params import feature_record
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +262,8 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
     spec = WorkerSpec(text_worker, {"cfg": cfg, "out": out}, threads=int(cfg["asr_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
                         params=cfg, code=stage_code(stage="extract_text", cfg=cfg),
-                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"),
+                        record=feature_record(params["text"], section="text"))
     write_json(root / ASR, summarise_asr(out))
     return run.as_dict()
 

@@ -40,7 +40,7 @@ from gazelib.core.cache import VideoCache, run_per_video
 from gazelib.core.closure import stage_code
 from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
 from gazelib.core.layout import FEATURES, load_manifest, manifest_items
-from gazelib.core.params import default
+from gazelib.core.params import default, feature_record
 
 log = logging.getLogger(__name__)
 
@@ -580,5 +580,6 @@ def run_extract_visual(*, params: dict, root: Path = Path(".")) -> dict:
                       threads=int(cfg["embed_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_visual"), items=manifest_items(load_manifest(root)),
                         params={**cfg, "lookahead": lookahead}, code=stage_code(stage="extract_visual", cfg=cfg),
-                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"))
+                        compute=spec, on_error=params["data"]["on_error"], backend=params.get("compute"),
+                        record=feature_record(params["visual"], section="visual"))
     return run.as_dict()

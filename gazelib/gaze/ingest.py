@@ -352,8 +352,9 @@ def _median_hz(g: pd.DataFrame) -> float:
     return float(np.median(hz)) if hz else 0.0
 
 
-def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Path) -> dict:
-    """Write manifest, per-video gaze tables and the report; returns the report dict."""
+def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Path, params: dict | None = None) -> dict:
+    """Write manifest, per-video gaze tables and the report (with ``params``, the ingest params, for the
+    model bundle: how predict reads a viewer's gaze file); returns the report dict."""
     out_dir = Path(out_dir)
     write_table(out_dir / "manifest.parquet", result.manifest, meta={"corpus": str(corpus),
                                                                     "geometry": result.geometry,
@@ -374,6 +375,7 @@ def write_ingest(*, result: IngestResult, out_dir: str | Path, corpus: str | Pat
         else None,
         "splits": {s: sorted(m.loc[m["split"] == s, "video_id"]) for s in SPLITS} if len(m) else {},
         "skipped": result.skipped,
+        **({"params": params} if params is not None else {}),
     }
     write_json(out_dir / "ingest_report.json", report)
     return report
@@ -387,4 +389,4 @@ def run_ingest(*, params: dict, root: Path = Path(".")) -> dict:
     if result.manifest.empty:
         raise ValueError(f"{corpus}: no usable video (skipped: {result.skipped})")
     check_splits(videos=result.manifest.rename(columns={"n_viewers": "viewers"}), where=f"{corpus}: ingest")
-    return write_ingest(result=result, out_dir=root / INTERIM, corpus=params["data"]["corpus"])
+    return write_ingest(result=result, out_dir=root / INTERIM, corpus=params["data"]["corpus"], params=params["ingest"])

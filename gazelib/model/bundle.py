@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gazelib.core.io import write_json
+# which params sections a model's features depend on, and the speed-only keys among them (they may
+# differ at prediction time)
+from gazelib.core.params import FEATURE_SECTIONS, RUNTIME_KEYS, default
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +34,6 @@ BUNDLE_FILE = "bundle.json"
 STATS_FILE = "norm_stats.json"
 BUNDLE_TYPE = "gazelib.model_bundle"
 FORMAT_VERSION = 1
-FEATURE_SECTIONS = ("features", "audio", "text", "visual", "align")   # features: lookahead (none | offline)
-# keys that change how fast features are made, never their values: they may differ at prediction time
-RUNTIME_KEYS = {"audio": {"chunk_s"}, "text": {"asr_threads", "embed_batch"}, "visual": {"embed_batch"}}
 
 
 class BundleError(ValueError):
@@ -84,25 +84,34 @@ class Bundle:
 
 
 def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str, modalities: list[str],
-                 synthetic: str | None = None) -> dict:
+                 synthetic: str | None = None, record: dict | None = None) -> dict:
     """Write ``bundle.json`` and ``norm_stats.json`` into ``out_dir`` (the variant's model folder).
 
     ``synthetic``: the training corpus's ``synthetic:`` sentence (the demo's), recorded so that every
     use of the model can say it was not trained on real viewers.
+    ``record``: the feature params as the stages recorded them with the data
+    (``data/aligned/feature_params.json``: ``{"feature_params": {...}, "ingest_params": {...}}``), what
+    the train stage passes so that it need not depend on the feature params itself; without it they
+    are taken from ``params``.
     Returns ``{"bundle": path, "norm_stats": path, "seeds": [...], "norm_stats_hash": str}``.
     """
     from gazelib import __version__
 
     out_dir = Path(out_dir)
-    missing = [s for s in FEATURE_SECTIONS if s not in params]
+    if record is None:
+        record = {"feature_params": {s: params[s] for s in FEATURE_SECTIONS if s in params},
+                  "ingest_params": params.get("ingest", {})}
+    missing = [s for s in FEATURE_SECTIONS if s not in record["feature_params"]]
     if missing:
         raise BundleError(f"{out_dir}: params have no section {missing}; cannot record the feature params")
     seeds = [int(s) for s in params["train"]["seeds"]]
     h = norm_stats_hash(stats)
     doc = {"type": BUNDLE_TYPE, "format_version": FORMAT_VERSION, "gazelib_version": __version__,
            "variant": variant, "modalities": list(modalities), "seeds": seeds,
-           "feature_params": {s: params[s] for s in FEATURE_SECTIONS}, "ingest_params": params.get("ingest", {}),
-           "grid": [len(stats["grid"]["mean"]), int(params["visual"]["grid_h"]), int(params["visual"]["grid_w"])],
+           "feature_params": {s: record["feature_params"][s] for s in FEATURE_SECTIONS},
+           "ingest_params": record["ingest_params"],
+           "grid": [len(stats["grid"]["mean"]), int(record["feature_params"]["visual"]["grid_h"]),
+                    int(record["feature_params"]["visual"]["grid_w"])],
            "norm_stats": STATS_FILE, "norm_stats_hash": h, "synthetic_training_data": synthetic}
     write_json(out_dir / STATS_FILE, stats)
     write_json(out_dir / BUNDLE_FILE, doc)
@@ -147,8 +156,11 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     check_version(model_dir=model_dir, trained=doc.get("gazelib_version"))
     if doc.get("synthetic_training_data"):
         log.warning("%s: TRAINED ON SYNTHETIC DATA, not on real viewers: %s", model_dir, doc["synthetic_training_data"])
+    # the stages record no speed-only key (gazelib.core.params.feature_record): predict runs with the defaults
+    feature_params = {s: {**{k: default(f"{s}.{k}") for k in sorted(RUNTIME_KEYS.get(s, set()))}, **v}
+                      for s, v in doc["feature_params"].items()}
     return Bundle(model_dir=model_dir, variant=doc["variant"], modalities=list(doc["modalities"]),
-                  seeds=[int(s) for s in doc["seeds"]], feature_params=doc["feature_params"],
+                  seeds=[int(s) for s in doc["seeds"]], feature_params=feature_params,
                   ingest_params=doc.get("ingest_params", {}), stats=stats, stats_hash=h,
                   gazelib_version=doc.get("gazelib_version", ""), grid=tuple(int(x) for x in doc["grid"]), meta=doc)
 

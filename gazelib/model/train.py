@@ -38,6 +38,7 @@ from gazelib.core.cells import cell_centres
 from gazelib.model.checkpoint import load_checkpoint, save_checkpoint, stats_hash
 from gazelib.model.net import ModelConfig, build_model
 from gazelib.core.layout import (
+    ALIGNED_FEATURE_PARAMS,
     CURVES,
     train_metrics,
     FLOORS,
@@ -415,8 +416,11 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     from gazelib.model.bundle import write_bundle
 
     # the model folder travels: norm stats and feature params beside the seed checkpoints
+    # the feature params as the stages recorded them beside the aligned data (gazelib.data.align),
+    # not params.yaml's: train does not depend on the feature params (a speed-only key retrains nothing)
+    record = json.loads((root / ALIGNED_FEATURE_PARAMS).read_text())
     write_bundle(out_dir=root / "models" / variant, params=params, stats=stats, variant=variant,
-                 modalities=params["variants"][variant]["modalities"], synthetic=corpus_synthetic(root))
+                 modalities=params["variants"][variant]["modalities"], synthetic=corpus_synthetic(root), record=record)
     write_json(root / TIMING / f"train_{variant}.json",
                {"wall_s": float(sum(r["wall_s"] for r in results)),
                 "seeds": {f"seed{r['seed']}": {k: r[k] for k in timing_keys} for r in results}})
