@@ -179,6 +179,13 @@ def cross_checks(params: dict) -> list[str]:
     run(check_horizon, horizon_s=t["horizon_s"], fps=fps)
     for h in t["horizons_sampled"] or []:
         run(check_horizon, horizon_s=h, fps=fps, key="train.horizons_sampled")
+    cuts = [("train.horizon_s", t["horizon_s"])] + [("train.horizons_sampled", h) for h in t["horizons_sampled"] or []]
+    cuts += [("evaluate.horizons", h) for h in params["evaluate"]["horizons"] if isinstance(h, (int, float))]
+    for key, h in cuts:   # the age input is at least the horizon: at or past the cap it is always 1
+        if t["max_track_age_s"] <= h:
+            out.append(f"train.max_track_age_s ({t['max_track_age_s']}) must be > {key} ({h}): the track's age "
+                       "input would be 1 at every step")
+            break
     if t["stride_s"] > t["window_s"]:
         out.append(f"train.stride_s ({t['stride_s']}) > train.window_s ({t['window_s']}): steps between windows "
                    "would never be trained on")
