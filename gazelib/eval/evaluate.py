@@ -192,7 +192,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
     from gazelib.model.floors import floor_predictions
     from gazelib.eval.metrics import resize_bilinear
-    from gazelib.model.checkpoint import model_from_checkpoint, stats_hash
+    from gazelib.core.normalize import stats_hash
+    from gazelib.model.checkpoint import model_from_checkpoint
 
     index, meta = read_index(root)
     stats = read_norm_stats(root)

@@ -35,7 +35,8 @@ from gazelib.model.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.core.io import write_json, write_text
 from gazelib.core.params import default
 from gazelib.core.cells import cell_centres
-from gazelib.model.checkpoint import load_checkpoint, save_checkpoint, stats_hash
+from gazelib.core.normalize import stats_hash
+from gazelib.model.checkpoint import load_checkpoint, save_checkpoint
 from gazelib.model.net import ModelConfig, build_model
 from gazelib.core.layout import (
     CURVES,
