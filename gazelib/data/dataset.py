@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gazelib.core.io import NpzRows, read_npz
-from gazelib.core.cells import cell_centres
+from gazelib.core.cells import centre_sq_dists, gaussian_log_kernel
 from gazelib.core.normalize import normalise, normalise_grid
 from gazelib.core.params import check_horizon  # noqa: F401  (re-exported: the check lives with the params schema)
 from gazelib.core.params import default as params_default
@@ -67,10 +67,9 @@ def track_history(*, gaze: np.ndarray, inout: np.ndarray, valid: np.ndarray, sam
 
 def track_maps(*, track: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
     """Gaussian map [..., Gh*Gw] (peak 1) around the track point where it is known and in frame."""
-    c = cell_centres(gh, gw).astype(np.float32)
-    d2 = ((track[..., None, 0:2] - c) ** 2).sum(-1)
+    d2 = centre_sq_dists(track[..., 0:2], gh, gw, dtype=np.float32)
     on = (track[..., 4] > 0) & (track[..., 2] > 0)
-    return (np.exp(-d2 / (2 * sigma ** 2)) * on[..., None]).astype(np.float32)
+    return (np.exp(gaussian_log_kernel(d2, sigma)) * on[..., None]).astype(np.float32)
 
 
 @dataclass
