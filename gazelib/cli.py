@@ -15,6 +15,7 @@ COMMANDS = {
     "predict": ("gazelib.serve.predict:predict_cmd", "Predict where people look in any video with a trained model folder."),
     "aoi": ("gazelib.aoi.cli:aoi_cmd", "Moving areas of interest (faces, speaker, user AOIs) and dwell / TTFF measures."),
     "export": ("gazelib.model.onnx_export:export_cmd", "Export a trained model folder to ONNX (dynamic time axis, parity-checked)."),
+    "params": ("gazelib.core.params:params_cmd", "Check a params.yaml against the schema: prints ok, or the bad keys (exit 1)."),
 }
 
 

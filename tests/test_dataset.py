@@ -226,3 +226,34 @@ def test_read_aligned_head_is_the_first_steps_of_every_array(tmp_path):
     for k, x in full.items():
         want = x[:, :40] if k in ("gaze", "inout", "valid", "gaze_t") else x[:40] if x.ndim and x.shape[0] == 137 else x
         np.testing.assert_array_equal(head[k], want)
+
+
+def test_max_track_age_reaches_the_windows(tmp_path):
+    """train.max_track_age_s (the cap of the track's age input) reaches every window path: a smaller
+    cap saturates more steps at 1, and the whole-video, window-by-window and sampled-horizon paths
+    agree; a train_cfg without the key (an older checkpoint) gets the schema default."""
+    from gazelib.core.params import default
+    from gazelib.data.dataset import max_track_age, prepare_arrays, window_batch
+
+    vids, stats = _corpus(tmp_path)
+    files = sorted(tmp_path.glob("*.npz"))
+    assert max_track_age(CFG) == default("train.max_track_age_s") == 5.0
+    with pytest.raises(ValueError, match="train.max_track_age_s"):
+        max_track_age({**CFG, "max_track_age_s": 0})
+    batches = {}
+    for cap in (5.0, 0.6):
+        lazy, whole = _windows(files, vids, stats, cache_mb=0, max_track_age_s=cap), _windows(files, vids, stats,
+                                                                                             max_track_age_s=cap)
+        idx = list(range(0, len(lazy.index), 2))
+        b = lazy.batch(idx)
+        _assert_same_batch(b, whole.batch(idx))
+        eager = {vid: prepare_arrays(arrays=a, video_id=vid, stats=stats, fps=10.0, horizon_s=CFG["horizon_s"],
+                                     sigma=CFG["heatmap_sigma"], grid_hw=(3, 5), max_age_s=cap) for vid, a in vids.items()}
+        _assert_same_batch(b, window_batch([(eager[lazy.index[i][0]],) + lazy.index[i][1:] for i in idx], lazy.window))
+        sampled = _windows(files, vids, stats, max_track_age_s=cap)
+        sampled.sample_horizons = [0.5]   # AtHorizon at the dataset's own horizon: the same track
+        _assert_same_batch(sampled.batch(idx), b)
+        batches[cap] = b
+    age = {cap: b["track"][..., 3][b["track"][..., 4] > 0] for cap, b in batches.items()}
+    assert int((age[0.6] == 1).sum()) > int((age[5.0] == 1).sum())
+    assert torch.equal(batches[0.6]["track"][..., :3], batches[5.0]["track"][..., :3])

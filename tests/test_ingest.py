@@ -128,6 +128,21 @@ def test_two_files_with_one_stem_are_rejected_by_name(tiny_corpus, tmp_path, bas
     assert all("'demo002' is shared by ['demo002.mkv', 'demo002.mp4']" in s["error"] for s in shared)
 
 
+def test_an_m4v_video_is_ingested(tiny_corpus, tmp_path, base_params):
+    """Every extension of gazelib.core.media.VIDEO_EXTS is a video to ingest (one list for ingest,
+    the importers and predict): an .m4v (an MPEG-4 file under its Apple name) is read like the .mp4."""
+    from gazelib.core.media import VIDEO_EXTS
+
+    src, _ = tiny_corpus
+    c = _copy_corpus(src, tmp_path / "corpus")
+    (c / "videos" / "demo002.mp4").rename(c / "videos" / "demo002.m4v")
+    res = ingest_corpus(corpus=c, params=base_params["ingest"], on_error="raise")
+    assert ".m4v" in VIDEO_EXTS and not res.skipped
+    m = res.manifest.set_index("video_id")
+    assert sorted(m.index) == ["demo000", "demo001", "demo002"]
+    assert m.loc["demo002", "n_viewers"] == m.loc["demo001", "n_viewers"] and m.loc["demo002", "has_audio"]
+
+
 ids = st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True), min_size=3, max_size=30,
                unique=True)
 

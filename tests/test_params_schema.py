@@ -64,6 +64,9 @@ def test_unknown_keys_in_nested_and_user_maps():
     ("train.epochs", 2.5, "train.epochs"),
     ("train.lr", True, "train.lr"),
     ("train.grad_clip", 0, "train.grad_clip"),
+    ("train.max_track_age_s", 0, "train.max_track_age_s"),
+    ("train.max_track_age_s", -5.0, "train.max_track_age_s"),
+    ("train.max_track_age_s", "5", "train.max_track_age_s"),
     ("model.fusion", "gatted", "model.fusion"),
     ("features.lookahead", "future", "features.lookahead"),
     ("text.sources", ["asr", "subtitle"], "text.sources.1"),
@@ -85,6 +88,8 @@ def test_wrong_type_or_impossible_value_names_key_and_value(path, value, needle)
 @pytest.mark.parametrize("path,value,needle", [
     ("audio.vad_threshold_off", 0.6, "audio.vad_threshold_off"),
     ("train.horizon_s", 0.05, "train.horizon_s"),
+    ("train.max_track_age_s", 1.0, "train.max_track_age_s"),    # = train.horizon_s: the age input always 1
+    ("train.max_track_age_s", 1.5, "evaluate.horizons"),        # under the 2.0 s evaluation horizon
     ("evaluate.horizons", [0.01, 1.0], "evaluate.horizons"),
     ("evaluate.benchmark.sigma_frame", 1.5, "evaluate.benchmark.sigma_frame"),
     ("compare.baseline", "basline", "did you mean baseline"),

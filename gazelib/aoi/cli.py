@@ -183,7 +183,8 @@ def _predicted_gaze(path: Path, rec: dict) -> pd.DataFrame | None:
 
 
 def _jobs(*, inputs: Path, gaze: Path | None, aoi_file: Path | None, features: Path | None) -> list[Job]:
-    from gazelib.gaze.ingest import VIDEO_EXTS, load_corpus_config   # a corpus' videos as ingest finds them
+    from gazelib.core.media import VIDEO_EXTS   # a corpus' videos as ingest finds them
+    from gazelib.gaze.ingest import load_corpus_config
 
     kind = input_kind(inputs)
     if kind == "predict":

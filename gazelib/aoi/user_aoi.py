@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from gazelib.aoi.shapes import Aoi, box_verts
+from gazelib.core.layout import ID_RE
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RESERVED = re.compile(r"^(speaker|face\d+)$")
 
 
@@ -78,8 +78,8 @@ def read_user_aois(*, path: str | Path, fps: float | None = None, frame_wh: tupl
         row = row + [""] * (len(header) - len(row))
         get = lambda c: row[cols[c]].strip() if c in cols else ""  # noqa: E731
         name = get("aoi")
-        if not NAME_RE.match(name):
-            fail(lineno, f"AOI name {name!r} must match {NAME_RE.pattern}")
+        if not ID_RE.match(name):
+            fail(lineno, f"AOI name {name!r} must match {ID_RE.pattern}")
         if RESERVED.match(name):
             fail(lineno, f"AOI name {name!r} is reserved for the automatic AOIs (speaker, face<k>)")
 

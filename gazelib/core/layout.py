@@ -2,11 +2,16 @@
 splits, aligned index). Paths are relative to the repo root passed to each stage as ``root``."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from gazelib.core.io import read_npz, read_table
+
+# a corpus id (video, viewer, AOI name): a letter or digit, then letters, digits, '.', '_', '-'
+# (safe as a file name on every system); ingest, the importers and user AOI files check it
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 RAW_DEMO = Path("data/raw/demo")
 INTERIM = Path("data/interim")

@@ -18,6 +18,10 @@ from gazelib.core.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+# the video files every reader takes (ingest, the importers, predict, aoi): one list, so a corpus
+# importable is also ingestible and predictable
+VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+
 
 class MediaError(ValueError):
     """A media file cannot be read as promised (missing, corrupt, truncated)."""

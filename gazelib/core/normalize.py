@@ -6,6 +6,9 @@ discrete / count untouched. Grid channels are z-scored per channel over all cell
 """
 from __future__ import annotations
 
+import hashlib
+import json
+
 import numpy as np
 
 
@@ -17,6 +20,12 @@ def l2_normalise(v: np.ndarray) -> np.ndarray:
 
 
 FEATURE_MODALITIES = ("audio", "text", "visual")
+
+
+def stats_hash(stats: dict) -> str:
+    """The 16-hex-digit hash of a norm-stats dict that checkpoints (``meta["norm_stats_hash"]``) and
+    model bundles (``bundle.json``) record, so a model is only ever fed inputs scaled as in training."""
+    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def fit_norm_stats(*, videos: list[dict]) -> dict:

@@ -191,6 +191,13 @@ def cross_checks(params: dict) -> list[str]:
     run(check_horizon, horizon_s=t["horizon_s"], fps=fps)
     for h in t["horizons_sampled"] or []:
         run(check_horizon, horizon_s=h, fps=fps, key="train.horizons_sampled")
+    cuts = [("train.horizon_s", t["horizon_s"])] + [("train.horizons_sampled", h) for h in t["horizons_sampled"] or []]
+    cuts += [("evaluate.horizons", h) for h in params["evaluate"]["horizons"] if isinstance(h, (int, float))]
+    for key, h in cuts:   # the age input is at least the horizon: at or past the cap it is always 1
+        if t["max_track_age_s"] <= h:
+            out.append(f"train.max_track_age_s ({t['max_track_age_s']}) must be > {key} ({h}): the track's age "
+                       "input would be 1 at every step")
+            break
     if t["stride_s"] > t["window_s"]:
         out.append(f"train.stride_s ({t['stride_s']}) > train.window_s ({t['window_s']}): steps between windows "
                    "would never be trained on")
@@ -283,3 +290,30 @@ def check_benchmark_params(cfg, where: str = "params.yaml evaluate.benchmark") -
         if isinstance(v, bool) or not isinstance(v, int) or v < least:
             raise ValueError(f"{where}.{k} must be an integer >= {least}, got {v!r}")
     return cfg
+
+
+# ---------------------------------------------------------------- gazelib params
+import click  # noqa: E402  (only the CLI below needs it)
+
+
+@click.group("params")
+def params_cmd() -> None:
+    """params.yaml: check a params file against the schema (gazelib/core/params_schema.py) and the
+    cross-key rules, before any stage runs. Every problem is listed with its key path and value, and
+    an unknown key names the closest known one (docs/params.md)."""
+
+
+@params_cmd.command("check")
+@click.argument("path", required=False, default="params.yaml", type=click.Path(dir_okay=False))
+def check_cmd(path: str) -> None:
+    """Validate PATH (default: params.yaml) as every stage does; prints "ok", or the errors naming the
+    keys and exits 1."""
+    try:
+        load_params(path)
+    except ParamsError as e:
+        click.echo(str(e), err=True)
+        raise SystemExit(1) from None
+    except (FileNotFoundError, yaml.YAMLError) as e:
+        click.echo(f"{path}: {e}", err=True)
+        raise SystemExit(1) from None
+    click.echo("ok")

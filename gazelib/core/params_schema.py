@@ -250,6 +250,8 @@ class TrainCfg(Group):
     seeds: Annotated[list[NonNegInt], Field(min_length=1), AfterValidator(_unique)] = [0, 1, 2]
     horizon_s: PosFloat = 1.0
     horizons_sampled: Annotated[list[PosFloat], Field(min_length=1)] | None = None
+    # > every horizon the track is cut at: cross_checks in gazelib.core.params
+    max_track_age_s: PosFloat = 5.0
     window_s: PosFloat = 6.0
     stride_s: PosFloat = 3.0
     batch_size: PosInt = 16

@@ -24,14 +24,17 @@ import numpy as np
 import torch
 
 from gazelib.core.io import NpzRows, read_npz
-from gazelib.core.cells import cell_centres
+from gazelib.core.cells import centre_sq_dists, gaussian_log_kernel
 from gazelib.core.normalize import normalise, normalise_grid
 from gazelib.core.params import check_horizon  # noqa: F401  (re-exported: the check lives with the params schema)
+from gazelib.core.params import default as params_default
 
 log = logging.getLogger(__name__)
 
 TRACK_DIM = 5  # x, y, in-frame, age (s), has_track
-MAX_TRACK_AGE_S = 5.0
+# train.max_track_age_s's schema default (its one home: gazelib.core.params_schema.TrainCfg); the
+# value a caller without params (an old checkpoint's train_cfg, a test) gets
+MAX_TRACK_AGE_S = float(params_default("train.max_track_age_s"))
 INPUT_KEYS = ("audio", "text", "visual", "grid", "mask", "track", "track_map")
 ROW_KEYS = ("audio", "text", "visual", "grid")   # as gazelib.data.align.ROW_KEYS: read window by window
 HELD_KEYS = ("t", "mask", "gaze", "inout", "valid", "gaze_t", "viewers")   # small, held per video
@@ -64,10 +67,9 @@ def track_history(*, gaze: np.ndarray, inout: np.ndarray, valid: np.ndarray, sam
 
 def track_maps(*, track: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
     """Gaussian map [..., Gh*Gw] (peak 1) around the track point where it is known and in frame."""
-    c = cell_centres(gh, gw).astype(np.float32)
-    d2 = ((track[..., None, 0:2] - c) ** 2).sum(-1)
+    d2 = centre_sq_dists(track[..., 0:2], gh, gw, dtype=np.float32)
     on = (track[..., 4] > 0) & (track[..., 2] > 0)
-    return (np.exp(-d2 / (2 * sigma ** 2)) * on[..., None]).astype(np.float32)
+    return (np.exp(gaussian_log_kernel(d2, sigma)) * on[..., None]).astype(np.float32)
 
 
 @dataclass
@@ -154,14 +156,15 @@ def _need_gaze_t(a, video_id: str) -> None:
 
 
 def _video_tensors(*, labels: dict, feats: dict, mask: np.ndarray, video_id: str, horizon_s: float, sigma: float,
-                   grid_hw: tuple[int, int]) -> VideoTensors:
+                   grid_hw: tuple[int, int], max_age_s: float = MAX_TRACK_AGE_S) -> VideoTensors:
     gh, gw = grid_hw
     n_v, n_t = labels["gaze"].shape[:2]
     track = np.zeros((n_v, n_t, TRACK_DIM), np.float32)
     src = np.full((n_v, n_t), -1)
     for v in range(n_v):
         track[v], src[v] = track_history(gaze=labels["gaze"][v], inout=labels["inout"][v], valid=labels["valid"][v],
-                                         sample_t=labels["gaze_t"][v], t=labels["t"], horizon_s=horizon_s)
+                                         sample_t=labels["gaze_t"][v], t=labels["t"], horizon_s=horizon_s,
+                                         max_age_s=max_age_s)
     return VideoTensors(
         video_id=video_id, t=labels["t"], audio=feats["audio"], text=feats["text"], visual=feats["visual"],
         grid=feats["grid"], mask=mask, gaze=labels["gaze"], inout=labels["inout"], valid=labels["valid"],
@@ -170,7 +173,7 @@ def _video_tensors(*, labels: dict, feats: dict, mask: np.ndarray, video_id: str
 
 
 def prepare_arrays(*, arrays: dict, video_id: str, stats: dict, fps: float, horizon_s: float, sigma: float,
-                   grid_hw: tuple[int, int]) -> VideoTensors:
+                   grid_hw: tuple[int, int], max_age_s: float = MAX_TRACK_AGE_S) -> VideoTensors:
     """Normalised model inputs and labels of one whole aligned video (``arrays`` as in the NPZ)."""
     a = arrays
     check_horizon(horizon_s=horizon_s, fps=fps)
@@ -178,7 +181,7 @@ def prepare_arrays(*, arrays: dict, video_id: str, stats: dict, fps: float, hori
     mask = _content_mask(mask=a["mask"], widths={m: a[m].shape[1] for m in ("audio", "text", "visual")},
                          stats=stats, video_id=video_id)
     return _video_tensors(labels=a, feats=_content_rows(rows=a, mask=mask, stats=stats), mask=mask,
-                          video_id=video_id, horizon_s=horizon_s, sigma=sigma, grid_hw=grid_hw)
+                          video_id=video_id, horizon_s=horizon_s, sigma=sigma, grid_hw=grid_hw, max_age_s=max_age_s)
 
 
 class LazyVideo:
@@ -190,7 +193,7 @@ class LazyVideo:
     gives for the eagerly prepared video."""
 
     def __init__(self, *, path: str | Path, stats: dict, fps: float, horizon_s: float, sigma: float,
-                 grid_hw: tuple[int, int], rows: NpzRows | None = None):
+                 grid_hw: tuple[int, int], rows: NpzRows | None = None, max_age_s: float = MAX_TRACK_AGE_S):
         self.path = Path(path)
         self.video_id = self.path.stem
         check_horizon(horizon_s=horizon_s, fps=fps)
@@ -202,6 +205,7 @@ class LazyVideo:
         _need_gaze_t(self.rows.names, self.video_id)
         held = read_npz(self.path, keys=HELD_KEYS)
         self.stats, self.horizon_s, self.sigma, self.grid_hw = _array_stats(stats), horizon_s, sigma, grid_hw
+        self.max_age_s = max_age_s
         self.t, self.gaze, self.inout, self.valid, self.gaze_t = (held[k] for k in ("t", "gaze", "inout", "valid",
                                                                                    "gaze_t"))
         self.viewers = [str(x) for x in held["viewers"]]
@@ -231,7 +235,8 @@ class LazyVideo:
                       "gaze_t": self.gaze_t, "viewers": self.viewers}
             feats = self.content(0, self.t.size)
             self.whole = _video_tensors(labels=labels, feats=feats, mask=self.mask, video_id=self.video_id,
-                                        horizon_s=self.horizon_s, sigma=self.sigma, grid_hw=self.grid_hw)
+                                        horizon_s=self.horizon_s, sigma=self.sigma, grid_hw=self.grid_hw,
+                                        max_age_s=self.max_age_s)
         return self.whole
 
     def drop_whole(self) -> None:
@@ -249,7 +254,8 @@ class LazyVideo:
             return self.whole.window(v, s, n)
         sl = slice(s, s + n)
         track, _ = track_history(gaze=self.gaze[v], inout=self.inout[v], valid=self.valid[v],
-                                 sample_t=self.gaze_t[v], t=self.t[sl], horizon_s=self.horizon_s)
+                                 sample_t=self.gaze_t[v], t=self.t[sl], horizon_s=self.horizon_s,
+                                 max_age_s=self.max_age_s)
         gh, gw = self.grid_hw
         return {**self.content(s, n), "mask": self.mask[sl], "track": track,
                 "track_map": track_maps(track=track, gh=gh, gw=gw, sigma=self.sigma),
@@ -260,20 +266,20 @@ _WARNED_OLD: set[str] = set()
 
 
 def prepare_video(*, path: str | Path, stats: dict, fps: float, horizon_s: float, sigma: float,
-                  grid_hw: tuple[int, int]) -> LazyVideo | VideoTensors:
+                  grid_hw: tuple[int, int], max_age_s: float = MAX_TRACK_AGE_S) -> LazyVideo | VideoTensors:
     """One aligned video for :class:`GazeWindows`: a :class:`LazyVideo` (windows prepared on demand),
     or, for a file written before the feature rows were stored uncompressed, the whole video
     prepared at once (memory grows with its length: rerun align)."""
     rows = NpzRows(path)
     if all(k in rows for k in ROW_KEYS):
         return LazyVideo(path=path, stats=stats, fps=fps, horizon_s=horizon_s, sigma=sigma, grid_hw=grid_hw,
-                         rows=rows)
+                         rows=rows, max_age_s=max_age_s)
     if str(path) not in _WARNED_OLD:
         _WARNED_OLD.add(str(path))
         log.warning("%s: feature rows stored compressed (aligned by an older gazelib): the whole video is loaded; "
                     "rerun align for memory flat in video length", path)
     return prepare_arrays(arrays=read_npz(path), video_id=Path(path).stem, stats=stats, fps=fps,
-                          horizon_s=horizon_s, sigma=sigma, grid_hw=grid_hw)
+                          horizon_s=horizon_s, sigma=sigma, grid_hw=grid_hw, max_age_s=max_age_s)
 
 
 def read_aligned(*, path: str | Path, stop: int | None = None) -> dict[str, np.ndarray]:
@@ -338,17 +344,29 @@ class AtHorizon:
     horizon (training with sampled horizons, docs/horizons.md): the content is the video's, the track
     and its map are rebuilt by :func:`track_history` from the raw gaze before ``t - horizon_s``."""
 
-    def __init__(self, *, video: LazyVideo | VideoTensors, horizon_s: float, grid_hw: tuple[int, int], sigma: float):
+    def __init__(self, *, video: LazyVideo | VideoTensors, horizon_s: float, grid_hw: tuple[int, int], sigma: float,
+                 max_age_s: float = MAX_TRACK_AGE_S):
         self.video, self.horizon_s, self.grid_hw, self.sigma = video, horizon_s, grid_hw, sigma
+        self.max_age_s = max_age_s
 
     def window(self, v: int, s: int, n: int) -> dict[str, np.ndarray]:
         vt = self.video
         w = dict(vt.window(v, s, n))
         track, _ = track_history(gaze=vt.gaze[v], inout=vt.inout[v], valid=vt.valid[v], sample_t=vt.gaze_t[v],
-                                 t=vt.t[s:s + n], horizon_s=self.horizon_s)
+                                 t=vt.t[s:s + n], horizon_s=self.horizon_s, max_age_s=self.max_age_s)
         w["track"] = track
         w["track_map"] = track_maps(track=track, gh=self.grid_hw[0], gw=self.grid_hw[1], sigma=self.sigma)
         return w
+
+
+def max_track_age(cfg: dict) -> float:
+    """``train.max_track_age_s`` of a train config: the params' value, or the schema default for a
+    config that predates the key (the ``train_cfg`` of an older checkpoint, so predict and evaluate
+    use the value the model was trained with)."""
+    value = float(cfg.get("max_track_age_s", MAX_TRACK_AGE_S))
+    if not value > 0:
+        raise ValueError(f"train.max_track_age_s must be > 0, got {cfg.get('max_track_age_s')!r}")
+    return value
 
 
 PREPARED_MB = 512.0   # default of train.cache_mb: whole prepared videos GazeWindows may hold
@@ -376,6 +394,7 @@ class GazeWindows:
         for h in self.sample_horizons or []:
             check_horizon(horizon_s=h, fps=fps)
         self.horizon_seed = int(horizon_seed)
+        self.max_age_s = max_track_age(cfg)
         self.window = max(1, int(round(cfg["window_s"] * fps)))
         stride = max(1, int(round((stride_s or cfg["stride_s"]) * fps)))
         self.index = [(vid, v, s) for vid in sorted(self.files) for v in range(n_viewers[vid])
@@ -394,7 +413,7 @@ class GazeWindows:
             self._cache.move_to_end(vid)
             return self._cache[vid]
         vt = prepare_video(path=self.files[vid], stats=self.stats, fps=self.fps, horizon_s=self.cfg["horizon_s"],
-                           sigma=self.cfg["heatmap_sigma"], grid_hw=self.grid_hw)
+                           sigma=self.cfg["heatmap_sigma"], grid_hw=self.grid_hw, max_age_s=self.max_age_s)
         self._cache[vid] = vt
         if len(self._cache) > self.cache_size:
             _, old = self._cache.popitem(last=False)
@@ -431,7 +450,8 @@ class GazeWindows:
             src = self._source(vid)
             h = self.horizon_of(int(i))
             if h is not None:
-                src = AtHorizon(video=src, horizon_s=h, grid_hw=self.grid_hw, sigma=self.cfg["heatmap_sigma"])
+                src = AtHorizon(video=src, horizon_s=h, grid_hw=self.grid_hw, sigma=self.cfg["heatmap_sigma"],
+                                max_age_s=self.max_age_s)
             items.append((src, v, s))
         return window_batch(items, self.window)
 

@@ -43,6 +43,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from gazelib.core.cells import centre_sq_dists, gaussian_log_kernel
+
 N_BASIS = 5
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,7 @@ def cell_basis(*, gh: int, gw: int) -> np.ndarray:
 
 def gaussian_targets(*, gaze: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
     """[N, 2] -> [N, cells] Gaussian over the cell centres (sum 1), as the training targets."""
-    yy, xx = np.meshgrid((np.arange(gh) + 0.5) / gh, (np.arange(gw) + 0.5) / gw, indexing="ij")
-    centres = np.stack([xx.ravel(), yy.ravel()], 1)
-    d2 = ((np.asarray(gaze, np.float64)[:, None, :] - centres[None]) ** 2).sum(-1)
-    z = -d2 / (2 * sigma ** 2)
+    z = gaussian_log_kernel(centre_sq_dists(np.asarray(gaze, np.float64), gh, gw), sigma)
     z -= z.max(1, keepdims=True)
     q = np.exp(z)
     return q / q.sum(1, keepdims=True)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gazelib.data.dataset import GazeWindows, prepare_arrays, read_aligned, window_batch
+from gazelib.data.dataset import GazeWindows, max_track_age, prepare_arrays, read_aligned, window_batch
 from gazelib.model.inference import predict
 from gazelib.eval.metrics import (
     MEAN_KEYS,
@@ -157,7 +157,7 @@ def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fp
     window = max(1, int(round(cfg["window_s"] * fps)))
     n_t = arrays["t"].size
     base = prepare_arrays(arrays=arrays, video_id=video_id, stats=stats, fps=fps, horizon_s=cfg["horizon_s"],
-                          sigma=cfg["heatmap_sigma"], grid_hw=grid_hw)
+                          sigma=cfg["heatmap_sigma"], grid_hw=grid_hw, max_age_s=max_track_age(cfg))
     max_logit, max_mass = 0.0, 0.0
     positions = np.linspace(1, max(1, min(n_t, window) - 2), n_positions).astype(int)
     start = 0
@@ -174,7 +174,7 @@ def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fp
         pert["inout"][viewer, after] = ((pert["gaze"][viewer, after] >= 0) & (pert["gaze"][viewer, after] <= 1)).all(1)
         pert["gaze_t"][viewer, after] = np.maximum(pert["t"][after], cut + 1e-6)
         other = prepare_arrays(arrays=pert, video_id=video_id, stats=stats, fps=fps, horizon_s=cfg["horizon_s"],
-                               sigma=cfg["heatmap_sigma"], grid_hw=grid_hw)
+                               sigma=cfg["heatmap_sigma"], grid_hw=grid_hw, max_age_s=max_track_age(cfg))
         a = model(window_batch([(base, viewer, start)], window))
         b = model(window_batch([(other, viewer, start)], window))
         upto = slice(0, int(k) + 1)
@@ -192,7 +192,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
     from gazelib.model.floors import floor_predictions
     from gazelib.eval.metrics import resize_bilinear
-    from gazelib.model.checkpoint import model_from_checkpoint, stats_hash
+    from gazelib.core.normalize import stats_hash
+    from gazelib.model.checkpoint import model_from_checkpoint
 
     index, meta = read_index(root)
     stats = read_norm_stats(root)

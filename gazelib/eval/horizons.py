@@ -260,7 +260,8 @@ def _horizon_job(ctx: dict, *, kind: str, h: float, variant: str = "") -> dict:
     from gazelib.model.inference import predict
     from gazelib.model.floors import fit_persistence, persistence_prediction
     from gazelib.core.layout import read_norm_stats
-    from gazelib.model.checkpoint import model_from_checkpoint, stats_hash
+    from gazelib.core.normalize import stats_hash
+    from gazelib.model.checkpoint import model_from_checkpoint
 
     params, root, labels = ctx["params"], ctx["root"], ctx["labels"]
     gh, gw = ctx["grid_hw"]

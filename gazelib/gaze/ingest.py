@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +20,11 @@ import yaml
 
 from gazelib.core.cache import hash_file, hash_obj
 from gazelib.core.io import write_json, write_table
-from gazelib.core.media import MediaError, probe_video
-from gazelib.core.layout import INTERIM, check_splits
+from gazelib.core.media import VIDEO_EXTS, MediaError, probe_video
+from gazelib.core.layout import ID_RE, INTERIM, check_splits
 
 log = logging.getLogger(__name__)
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 SUB_EXTS = (".srt", ".vtt")
 SPLITS = ("train", "val", "test")
 

@@ -56,10 +56,10 @@ def bias_files(root: Path) -> list[Path]:
 
 def content_free_batch(*, files: list[Path], stats: dict, cfg: dict, fps: float, grid_hw: tuple[int, int]) -> dict:
     """One batch: each content-free clip as one window (its only, missing, viewer)."""
-    from gazelib.data.dataset import prepare_arrays, window_batch
+    from gazelib.data.dataset import max_track_age, prepare_arrays, window_batch
 
     vts = [prepare_arrays(arrays=read_npz(f), video_id=f.stem, stats=stats, fps=fps, horizon_s=cfg["horizon_s"],
-                          sigma=cfg["heatmap_sigma"], grid_hw=grid_hw) for f in files]
+                          sigma=cfg["heatmap_sigma"], grid_hw=grid_hw, max_age_s=max_track_age(cfg)) for f in files]
     window = max(vt.t.size for vt in vts)
     return window_batch([(vt, 0, 0) for vt in vts], window)
 

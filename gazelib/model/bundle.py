@@ -17,13 +17,13 @@ checkpoints were trained with) and names what is missing or differs.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gazelib.core.io import write_json
+from gazelib.core.normalize import stats_hash
 # which params sections a model's features depend on, and the speed-only keys among them (they may
 # differ at prediction time)
 from gazelib.core.params import FEATURE_SECTIONS, RUNTIME_KEYS, default
@@ -38,11 +38,6 @@ FORMAT_VERSION = 1
 
 class BundleError(ValueError):
     """A model folder that cannot be used for prediction; the message names the folder and the problem."""
-
-
-def norm_stats_hash(stats: dict) -> str:
-    """The hash checkpoints record of their norm stats (same formula as :func:`gazelib.model.train.stats_hash`)."""
-    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -105,7 +100,7 @@ def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str
     if missing:
         raise BundleError(f"{out_dir}: params have no section {missing}; cannot record the feature params")
     seeds = [int(s) for s in params["train"]["seeds"]]
-    h = norm_stats_hash(stats)
+    h = stats_hash(stats)
     doc = {"type": BUNDLE_TYPE, "format_version": FORMAT_VERSION, "gazelib_version": __version__,
            "variant": variant, "modalities": list(modalities), "seeds": seeds,
            "feature_params": {s: record["feature_params"][s] for s in FEATURE_SECTIONS},
@@ -149,7 +144,7 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     if not stats_path.exists():
         raise BundleError(f"{model_dir}: norm stats {stats_path.name} missing (copy the whole model folder)")
     stats = json.loads(stats_path.read_text())
-    h = norm_stats_hash(stats)
+    h = stats_hash(stats)
     if h != doc["norm_stats_hash"]:
         raise BundleError(f"{stats_path}: norm stats hash {h} differs from the {doc['norm_stats_hash']} "
                           f"recorded in {BUNDLE_FILE}: the file was changed or comes from another run")

@@ -2,7 +2,6 @@
 the one loader every consumer (evaluate, horizons, report, predict, export) goes through."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,10 +17,6 @@ CHECKPOINT_TYPE = "gazelib.gaze_transformer"
 
 class CheckpointError(ValueError):
     pass
-
-
-def stats_hash(stats: dict) -> str:
-    return hashlib.sha256(json.dumps(stats, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, best: float, bad_epochs: int,

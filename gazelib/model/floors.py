@@ -26,7 +26,7 @@ import logging
 import numpy as np
 
 from gazelib.data.dataset import track_history
-from gazelib.core.cells import cell_centres, gaze_cell
+from gazelib.core.cells import cell_centres, centre_sq_dists, gaussian_log_kernel, gaze_cell
 from pathlib import Path
 from gazelib.core.io import write_json
 from gazelib.core.layout import FLOORS, index_grid, read_index, read_labels, split_files
@@ -37,15 +37,13 @@ EPS = 1e-12
 
 def gaussian_cells(*, xy: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
     """[N, Gh*Gw] Gaussians at ``xy`` [N, 2] normalised to sum 1 over the cells."""
-    c = cell_centres(gh, gw)
-    d2 = ((np.asarray(xy, np.float64)[:, None, :] - c[None]) ** 2).sum(-1)
-    g = np.exp(-(d2 - d2.min(1, keepdims=True)) / (2 * sigma ** 2))
+    d2 = centre_sq_dists(np.asarray(xy, np.float64), gh, gw)
+    g = np.exp(gaussian_log_kernel(d2 - d2.min(1, keepdims=True), sigma))
     return g / g.sum(1, keepdims=True)
 
 
 def _blurred_histogram(counts: np.ndarray, gh: int, gw: int, sigma: float) -> np.ndarray:
-    c = cell_centres(gh, gw)
-    kernel = np.exp(-((c[:, None] - c[None]) ** 2).sum(-1) / (2 * sigma ** 2))
+    kernel = np.exp(gaussian_log_kernel(centre_sq_dists(cell_centres(gh, gw), gh, gw), sigma))
     m = kernel @ counts
     return m / m.sum() if m.sum() > 0 else np.full(gh * gw, 1.0 / (gh * gw))
 

@@ -35,7 +35,8 @@ from gazelib.model.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.core.io import write_json, write_text
 from gazelib.core.params import default
 from gazelib.core.cells import cell_centres
-from gazelib.model.checkpoint import load_checkpoint, save_checkpoint, stats_hash
+from gazelib.core.normalize import stats_hash
+from gazelib.model.checkpoint import load_checkpoint, save_checkpoint
 from gazelib.model.net import ModelConfig, build_model
 from gazelib.core.layout import (
     ALIGNED_FEATURE_PARAMS,
@@ -73,7 +74,8 @@ HEATMAP_TARGETS = ("cell", "gaussian")
 def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
     """[B,T,2] gaze -> [B,T,cells] target distribution (sum 1): a Gaussian of width ``sigma``
     around the gaze (``gaussian``), or the one-hot cell it falls in (``cell``, clipped into the frame
-    as :func:`gazelib.eval.metrics.gaze_cell`)."""
+    as :func:`gazelib.eval.metrics.gaze_cell`). The torch twin of the numpy Gaussians over the cells
+    (:func:`gazelib.core.cells.centre_sq_dists`, :func:`gazelib.core.cells.gaussian_log_kernel`)."""
     d2 = ((gaze.unsqueeze(-2) - centres) ** 2).sum(-1)
     if kind == "cell":   # the nearest centre is the cell the point falls in (clipped outside the frame)
         return F.one_hot(torch.nan_to_num(d2, nan=0.0).argmin(-1), centres.shape[0]).to(gaze.dtype)

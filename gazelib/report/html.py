@@ -338,7 +338,8 @@ def make_clips(*, root: Path, variant: str, videos: list[str], cfg: dict) -> dic
     from gazelib.model.inference import predict
     from gazelib.core.layout import ALIGNED, index_maps, load_manifest, read_index, read_norm_stats
     from gazelib.viz.overlay import refine_peak, render_overlay
-    from gazelib.model.checkpoint import model_from_checkpoint, stats_hash
+    from gazelib.core.normalize import stats_hash
+    from gazelib.model.checkpoint import model_from_checkpoint
 
     seeds = sorted(root.glob(f"models/{variant}/seed*/best.pt"), key=lambda p: int(re.sub(r"\D", "", p.parent.name)))
     if not seeds:

@@ -43,11 +43,11 @@ from gazelib.model.bundle import Bundle, BundleError, feature_param_diff, load_b
 from gazelib.core.cache import VideoCache, hash_file, hash_obj, run_per_video
 from gazelib.core.closure import stage_code
 from gazelib.core.io import atomic_path, read_npz, write_json, write_npz, write_table
+from gazelib.core.media import VIDEO_EXTS
 from gazelib.viz.overlay import X264_PRESETS
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg")
 FEATURES_DIR = "_features"
 PARTS = ("probe", "load_models", "audio", "text", "visual", "align", "model", "outputs", "overlay")
 # the overlay's x264 preset and quality: the fastest preset (the overlay is for looking at; at 720p it

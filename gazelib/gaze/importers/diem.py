@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gazelib.core.media import VIDEO_EXTS
 from gazelib.gaze.importers.base import ImportFormatError, Message, Recording
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ DEFAULT_SYNC = {"start": rf"^{START} (?P<video>\S+)$"}
 DEFAULT_GEOMETRY = {"rect": "media"}
 DEFAULTS = {"fps": 30.0, "display_px": [1280, 960], "video_px": None, "valid_codes": [1, 2]}
 N_COLS = 9
-VIDEO_EXTS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".m4a", ".aac")
 
 

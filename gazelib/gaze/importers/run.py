@@ -29,6 +29,8 @@ from gazelib.gaze.geometry import (
 )
 from gazelib.gaze.importers.sync import Segment, find_segments, load_sync_table
 from gazelib.core.io import atomic_path, write_json, write_text
+from gazelib.core.layout import ID_RE
+from gazelib.core.media import VIDEO_EXTS
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ FORMATS = {
     "gazecom": "gazelib.gaze.importers.gazecom",
     "fixmap": "gazelib.gaze.importers.fixmap",
 }
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm")
 TOP_KEYS = {"format", "inputs", "eye", "viewer_id", "videos", "copy_videos", "sync", "geometry", "scene",
             "reader", "splits", "float_format", "on_error", "base_dir", "out"}
 SYNC_KEYS = {"method", "start", "end", "video_id", "table", "table_unit", "durations", "t0_s"}

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gazelib.core.media import VIDEO_EXTS
 from gazelib.gaze.importers.base import ImportFormatError, Recording, read_text_lines
 
 log = logging.getLogger(__name__)
 
 METHODS = ("message", "table", "recording")
 TABLE_UNITS = {"native": None, "s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
-VIDEO_EXTS = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".m4v")
 
 
 @dataclass
