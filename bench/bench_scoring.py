@@ -37,7 +37,7 @@ def _digests(root: Path) -> dict[str, str]:
 
 def run(*, variant: str, workers: int, repeat: int = 1) -> dict:
     import gazelib  # noqa: F401  (pins the CPU path first)
-    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.eval.evaluate import run_evaluate, run_score_floors
     from gazelib.eval.horizons import run_horizons
     from gazelib.core.params import load_params, setup_logging
 
@@ -53,6 +53,7 @@ def run(*, variant: str, workers: int, repeat: int = 1) -> dict:
                 params["evaluate"]["workers"] = w
                 root = _scratch(work, f"r{r}w{w}")
                 t0 = time.perf_counter()
+                run_score_floors(params=params, root=root)   # the floors' rows, once for every variant
                 run_evaluate(params=params, variant=variant, root=root)
                 t1 = time.perf_counter()
                 run_horizons(params=params, root=root)

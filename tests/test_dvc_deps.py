@@ -69,7 +69,7 @@ def _stale_after_editing(path: str) -> set[str]:
         return {s.addressing for s in stale}
 
 
-SCORING = {"evaluate", "compare", "report", "horizons", "attribution"}
+SCORING = {"score_floors", "evaluate", "compare", "report", "horizons", "attribution"}
 UPSTREAM = {"demo", "ingest", "extract_audio", "extract_text", "extract_visual", "align",
             "bias_inputs", "validate", "train", "aoi", "floors"}
 

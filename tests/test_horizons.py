@@ -203,7 +203,7 @@ def test_scoring_workers_give_the_same_bytes(horizon_run, tmp_path):
     import hashlib
     import shutil
 
-    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.eval.evaluate import run_evaluate, run_score_floors
     from gazelib.eval.horizons import run_horizons
 
     root, p, _ = horizon_run
@@ -212,6 +212,7 @@ def test_scoring_workers_give_the_same_bytes(horizon_run, tmp_path):
     shutil.copytree(root, copy_root, symlinks=True)
     q = copy.deepcopy(p)
     q["evaluate"]["workers"] = 1
+    run_score_floors(params=q, root=copy_root)
     for v in q["variants"]:
         run_evaluate(params=q, variant=v, root=copy_root)
     run_horizons(params=q, root=copy_root)

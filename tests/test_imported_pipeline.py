@@ -13,7 +13,7 @@ import yaml
 
 from gazelib.data.align import run_align
 from gazelib.pipeline.bias_inputs import run_bias_inputs
-from gazelib.eval.evaluate import run_evaluate
+from gazelib.eval.evaluate import run_evaluate, run_score_floors
 from gazelib.features.audio import run_extract_audio
 from gazelib.features.text import run_extract_text
 from gazelib.features.visual import run_extract_visual
@@ -103,6 +103,7 @@ def test_pipeline_on_the_imported_corpus_reports_degrees(imported):
                                geo["deg_per_unit"]["demo000"])
     assert manifest["px_per_deg"].iloc[0] == pytest.approx(np.mean(geo["pixels_per_degree"]))
     run_train(params=params, variant="baseline", root=root)
+    run_score_floors(params=params, root=root)
     metrics = run_evaluate(params=params, variant="baseline", root=root)
     for row in ("model", "centre_prior", "persistence", "inter_observer"):
         assert np.isfinite(metrics[row]["l2_vat_deg"]) and metrics[row]["l2_vat_deg"] > 0

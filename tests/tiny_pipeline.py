@@ -13,9 +13,12 @@ TRAIN = {"epochs": 1, "seeds": [0], "window_s": 4.0, "stride_s": 2.0, "batch_siz
 MODEL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "cell_dim": 8}
 
 
-def _synthetic_features(root: Path, manifest) -> None:
-    """Feature files as the extractors write them (typed columns, NPZ arrays), with random values."""
+def _synthetic_features(root: Path, manifest, params: dict) -> None:
+    """Feature files as the extractors write them (typed columns, NPZ arrays), with random values, and
+    each folder's report with the params they stand for (what align records for the model bundle)."""
+    from gazelib.core.cache import CacheRun, write_stage_report
     from gazelib.core.io import feature_meta, write_npz, write_table
+    from gazelib.core.params import feature_record
 
     import pandas as pd
 
@@ -45,6 +48,9 @@ def _synthetic_features(root: Path, manifest) -> None:
                                                                              "face_count": "count", "grid": "grid"},
                                       backend="synthetic", params={}))
         write_npz(feat / "visual" / f"{vid}.npz", t=t, grid=rng.random((t.size, 8, 9, 16)).astype(np.float32))
+    for m in ("audio", "text", "visual"):
+        write_stage_report(feat / m, stage=f"extract_{m}", run=CacheRun(computed=list(manifest["video_id"])),
+                           extra={"params": feature_record(params[m], section=m)})
 
 
 def _synthetic_bias_inputs(root: Path) -> None:
@@ -68,7 +74,7 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
                   horizons: bool = False) -> tuple[dict, dict]:
     """Run the stages into ``root``; returns (params, what the last stage run returned)."""
     from gazelib.data.align import run_align
-    from gazelib.eval.evaluate import run_evaluate
+    from gazelib.eval.evaluate import run_evaluate, run_score_floors
     from gazelib.model.floors import run_fit_floors
     from gazelib.gaze.ingest import run_ingest
     from gazelib.core.layout import load_manifest
@@ -86,13 +92,14 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
     if report is not None:
         p["report"] = report
     run_ingest(params=p, root=root)
-    _synthetic_features(root, load_manifest(root))
+    _synthetic_features(root, load_manifest(root), p)
     run_align(params=p, root=root)
     _synthetic_bias_inputs(root)
     run_validate(params=p, root=root)
     for v in p["variants"]:
         run_train(params=p, variant=v, root=root)
     run_fit_floors(params=p, root=root)
+    run_score_floors(params=p, root=root)
     for v in p["variants"]:
         run_evaluate(params=p, variant=v, root=root)
     out: dict = {}

@@ -20,6 +20,7 @@ ALIGNED = Path("data/aligned")
 ALIGNED_FEATURE_PARAMS = ALIGNED / "feature_params.json"   # the params the aligned data was made with
 AOI = Path("data/aoi")   # stage aoi: <video_id>.parquet (AOI keyframes) and its per-video parts
 FLOORS = Path("models/floors/floors.json")
+FLOOR_SCORES = Path("reports/eval/floors")   # stage score_floors: the floors' rows, scored once for every variant
 BIAS_INPUTS = Path("data/bias_inputs")   # stage bias_inputs: content-free clips, one per grey level
 SPLITS = ("train", "val", "test")
 RESERVED_ROWS = ("floors", "centre_prior", "persistence", "inter_observer")  # not usable as variant names

@@ -40,6 +40,7 @@ from gazelib.core.layout import (
     CURVES,
     eval_metrics,
     FLOORS,
+    FLOOR_SCORES,
     corpus_geometry,
     index_grid,
     index_maps,
@@ -187,27 +188,21 @@ def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fp
             "video_id": video_id, "viewer": viewer}
 
 
-# ---------------------------------------------------------------- DVC stage
-def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
-    """Score every seed of ``variant``, the floors and the ceiling on the test split by one protocol."""
-    from gazelib.model.floors import floor_predictions
+# ---------------------------------------------------------------- DVC stages
+def test_context(*, params: dict, root: Path) -> dict:
+    """What every row scored on the test split shares (the floors' stage and each variant's): the test
+    videos' labels, per-video evaluation maps (size, resized centre prior, sAUC negatives), AOIs per
+    sample, the corpus geometry and the output grid."""
+    from gazelib.aoi.model_level import load_video_aois, prepare_video
     from gazelib.eval.metrics import resize_bilinear
-    from gazelib.core.normalize import stats_hash
-    from gazelib.model.checkpoint import model_from_checkpoint
 
     index, meta = read_index(root)
-    stats = read_norm_stats(root)
     floors = json.loads((root / FLOORS).read_text())
-    modalities = params["variants"][variant]["modalities"]
-    ecfg, cfg, fps = params["evaluate"], params["train"], meta["fps"]
+    ecfg = params["evaluate"]
     _, gh, gw = index_grid(meta)
     test_files = split_files(root, index, "test")
     if not test_files:
         raise ValueError("no test video with gaze recordings; check the split ratios")
-    maps = index_maps(index)
-    train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
-    ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
-                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
     labels = read_labels(test_files)
     manifest = load_manifest(root).set_index("video_id")
     geometry = corpus_geometry(root)
@@ -220,13 +215,68 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
                           "frame_wh": (int(manifest.loc[vid, "width"]), int(manifest.loc[vid, "height"])),
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
-
-    from gazelib.aoi.model_level import load_video_aois, prepare_video
-    from gazelib.core.compute import JobPool
-
     # AOI hit rate / mass per sample (stage aoi's data/aoi; NaN columns for a video without AOIs)
     aoi_videos = {vid: prepare_video(aois=load_video_aois(root, vid), lab=labels[vid], gh=gh, gw=gw) for vid in labels}
+    return {"index": index, "meta": meta, "floors": floors, "gh": gh, "gw": gw, "test_files": test_files,
+            "labels": labels, "manifest": manifest, "geometry": geometry, "per_video": per_video,
+            "aoi_videos": aoi_videos,
+            # what the score jobs read (_evaluate_job)
+            "jobs": {"labels": labels, "per_video": per_video, "aoi_videos": aoi_videos, "gh": gh, "gw": gw,
+                     "fixation_sigma": ecfg["fixation_map_sigma"], "geometry": geometry}}
 
+
+def run_score_floors(*, params: dict, root: Path = Path(".")) -> dict:
+    """DVC stage ``score_floors``: the floors (centre prior, persistence, inter-observer) scored once on
+    the test split, by the protocol every variant's rows are scored with (``reports/eval/floors``:
+    per-viewer samples and benchmark-protocol frames); each ``evaluate@<variant>`` appends them to its
+    own rows, as if it had scored them itself."""
+    from gazelib.core.compute import JobPool
+    from gazelib.eval import benchmark as bm
+    from gazelib.model.floors import floor_predictions
+
+    c = test_context(params=params, root=root)
+    gh, gw = c["gh"], c["gw"]
+    floor_preds: dict[str, dict] = {}
+    for vid in sorted(c["labels"]):
+        for name, (prob, p_in) in floor_predictions(floors=c["floors"], lab=c["labels"][vid], gh=gh, gw=gw).items():
+            floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
+    jobs = [{"kind": "score", "row": name, "seed": -1, "preds": preds} for name, preds in floor_preds.items()]
+    with JobPool(fn=_evaluate_job, workers=int(params["evaluate"]["workers"]), context=c["jobs"],
+                 what="score_floors") as pool:
+        samples = pd.concat(pool.map(jobs), ignore_index=True)
+    pv = _benchmark_targets(params=params, labels=c["labels"], per_video=c["per_video"], geometry=c["geometry"])
+    frames = pd.concat([bm.score_row(row=name, seed=-1, probs={v: p["prob"] for v, p in floor_preds[name].items()},
+                                     per_video=pv, gh=gh, gw=gw)
+                        for name in ("centre_prior", "persistence") if name in floor_preds], ignore_index=True)
+    out = root / FLOOR_SCORES
+    write_table(out / "samples.parquet", samples)
+    write_table(out / "benchmark_frames.parquet", frames)
+    log.info("score_floors: %s on %d test videos (%d samples)", list(floor_preds), len(c["labels"]), len(samples))
+    return {"rows": list(floor_preds), "n_samples": int(len(samples))}
+
+
+def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
+    """Score every seed of ``variant`` on the test split, beside the floors (scored once by
+    :func:`run_score_floors`) and the ceiling, by one protocol."""
+    from gazelib.core.io import read_table
+    from gazelib.core.normalize import stats_hash
+    from gazelib.model.checkpoint import model_from_checkpoint
+
+    c = test_context(params=params, root=root)
+    index, meta, floors = c["index"], c["meta"], c["floors"]
+    stats = read_norm_stats(root)
+    modalities = params["variants"][variant]["modalities"]
+    ecfg, cfg, fps = params["evaluate"], params["train"], meta["fps"]
+    gh, gw, test_files, labels = c["gh"], c["gw"], c["test_files"], c["labels"]
+    manifest, geometry, per_video = c["manifest"], c["geometry"], c["per_video"]
+    maps = index_maps(index)
+    train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
+    ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
+                     lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+    floor_samples = read_table(root / FLOOR_SCORES / "samples.parquet")[0]
+    floor_rows = list(dict.fromkeys(floor_samples["row"]))   # in the order they were scored
+
+    from gazelib.core.compute import JobPool
     from gazelib.model.bias import bias_diagnostic, bias_files, content_free_batch
 
     val_files = split_files(root, index, "val")
@@ -258,8 +308,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     # in evaluate.workers processes (the same bytes for any count: gazelib.core.compute.JobPool)
     calib = {"ks": list(ecfg["calibration_s"]), "sigma": cfg["heatmap_sigma"], "gh": gh, "gw": gw,
              "frame_wh": frame_wh, "horizon_s": cfg["horizon_s"]}
-    context = {"labels": labels, "val_labels": val_labels, "per_video": per_video, "aoi_videos": aoi_videos,
-               "gh": gh, "gw": gw, "fixation_sigma": ecfg["fixation_map_sigma"], "geometry": geometry, "calib": calib}
+    context = {**c["jobs"], "val_labels": val_labels, "calib": calib}
     score_jobs, val_jobs, first_model, first_preds = [], [], None, None
     for seed in cfg["seeds"]:
         model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
@@ -280,16 +329,11 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
         test_probs[int(seed)] = {vid: {"prob": p["prob"]} for vid, p in preds.items()}
         bias_per_seed[int(seed)] = bias_diagnostic(model=model, batch=b_batch, gh=gh, gw=gw,
                                                    names=[f.stem for f in b_files])
-    floor_preds: dict[str, dict] = {}
-    for vid in sorted(labels):
-        for name, (prob, p_in) in floor_predictions(floors=floors, lab=labels[vid], gh=gh, gw=gw).items():
-            floor_preds.setdefault(name, {})[vid] = {"prob": prob, "p_in": p_in}
-    score_jobs += [{"kind": "score", "row": name, "seed": -1, "preds": preds} for name, preds in floor_preds.items()]
     pool = JobPool(fn=_evaluate_job, workers=int(ecfg["workers"]), context=context, what=f"evaluate@{variant}")
     done = pool.map(score_jobs + val_jobs)
     tables = done[:len(score_jobs)]
     calib_val = {lam: [by_lam[lam] for by_lam in done[len(score_jobs):]] for lam in lambdas}
-    samples = pd.concat(tables, ignore_index=True)
+    samples = pd.concat(tables + [floor_samples], ignore_index=True)
     if control_dir is not None:
         control_dir.cleanup()
     first = sorted(labels)[0]
@@ -301,7 +345,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     per_seed = {int(s): summarise(samples[(samples["row"] == variant) & (samples["seed"] == s)]) for s in cfg["seeds"]}
     model_mean = {k: float(np.nanmean([p[k] for p in per_seed.values()])) for k in per_seed[cfg["seeds"][0]]}
     metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
-               **{name: summarise(samples[samples["row"] == name]) for name in floor_preds},
+               **{name: summarise(samples[samples["row"] == name]) for name in floor_rows},
                "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
                "n_test_videos": len(test_files), "test_videos": sorted(labels), "protocol": PROTOCOL,
                "lookahead": params["features"]["lookahead"]}
@@ -321,7 +365,8 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     metrics["bias"] = bias_summary(per_seed=bias_per_seed, out=root / "reports" / "bias", variant=variant,
                                    levels=[f.stem for f in b_files])
     metrics["benchmark"] = _benchmark(params=params, variant=variant, labels=labels, per_video=per_video, gh=gh, gw=gw,
-                                      geometry=geometry, floors=floors, test_probs=test_probs, floor_preds=floor_preds,
+                                      geometry=geometry, floors=floors, test_probs=test_probs,
+                                      floor_frames=read_table(root / FLOOR_SCORES / "benchmark_frames.parquet")[0],
                                       out=root / "reports" / "eval" / variant / "benchmark_frames.parquet")
     write_json(root / eval_metrics(variant), metrics)
     rep = root / "reports" / "eval" / variant
@@ -524,26 +569,34 @@ def _overlays(*, root: Path, params: dict, variant: str, preds: dict, labels: di
                     gh=gh, gw=gw, gaze=lab["gaze"][ok, s], title=f"{variant} {vid} t={t:.1f}s")
 
 
+def _benchmark_targets(*, params: dict, labels: dict, per_video: dict, geometry: dict) -> dict:
+    """Per test video: the all-observer fixation maps of the benchmark protocol beside its evaluation maps."""
+    from gazelib.core.params import check_benchmark_params
+    from gazelib.eval import benchmark as bm
+
+    cfg = check_benchmark_params(params["evaluate"].get("benchmark"))
+    return {vid: {**per_video[vid], **bm.video_targets(lab=labels[vid], video_id=vid, hw=per_video[vid]["eval_hw"],
+                                                       other_xy=per_video[vid]["other_xy"], cfg=cfg, geometry=geometry)}
+            for vid in sorted(labels)}
+
+
 def _benchmark(*, params: dict, variant: str, labels: dict, per_video: dict, gh: int, gw: int, geometry: dict,
-               floors: dict, test_probs: dict, floor_preds: dict, out: Path) -> dict:
-    """Benchmark-protocol block (gazelib.eval.benchmark): the variant's seeds, centre prior and persistence per frame
-    (table at ``out``), and on the compare baseline's evaluation the infinite-observer ceiling (gazelib.eval.ceiling)."""
+               floors: dict, test_probs: dict, floor_frames: pd.DataFrame, out: Path) -> dict:
+    """Benchmark-protocol block (gazelib.eval.benchmark): the variant's seeds per frame beside the centre
+    prior and persistence (``floor_frames``, scored once by :func:`run_score_floors`) (table at ``out``),
+    and on the compare baseline's evaluation the infinite-observer ceiling (gazelib.eval.ceiling)."""
     import time
 
+    from gazelib.core.params import check_benchmark_params
     from gazelib.eval import benchmark as bm
     from gazelib.eval.ceiling import ceiling_block
-    from gazelib.core.params import check_benchmark_params
 
     cfg = check_benchmark_params(params["evaluate"].get("benchmark"))
     t0 = time.perf_counter()
-    pv = {vid: {**per_video[vid], **bm.video_targets(lab=labels[vid], video_id=vid, hw=per_video[vid]["eval_hw"],
-                                                      other_xy=per_video[vid]["other_xy"], cfg=cfg, geometry=geometry)}
-          for vid in sorted(labels)}
+    pv = _benchmark_targets(params=params, labels=labels, per_video=per_video, geometry=geometry)
     frames = [bm.score_row(row=variant, seed=s, probs={v: p["prob"] for v, p in probs.items()}, per_video=pv, gh=gh,
                            gw=gw) for s, probs in test_probs.items()]
-    frames += [bm.score_row(row=name, seed=-1, probs={v: p["prob"] for v, p in floor_preds[name].items()},
-                            per_video=pv, gh=gh, gw=gw) for name in ("centre_prior", "persistence") if name in floor_preds]
-    table = pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames + [floor_frames], ignore_index=True)
     write_table(out, table)
     sig = sorted({pv[v]["from"] for v in pv})
     block = {"protocol": bm.PROTOCOL.format(sigma="; ".join(sig)),
