@@ -404,16 +404,24 @@ def make_audio_models(cfg: dict) -> dict:
 
 
 # ---------------------------------------------------------------- DVC stage
+def audio_video(*, item: dict, cfg: dict, models: dict, out_dir: Path, lookahead: str) -> list[Path]:
+    """One video's audio features, extracted and written into ``out_dir`` (the featurize step of
+    audio: the extract_audio stage, ``gazelib predict`` and the bias inputs all run it;
+    gazelib.pipeline.featurize). ``item``: video_id, video_path, duration_s; ``models``:
+    :func:`make_audio_models`. Returns the files written."""
+    feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
+                                   duration_s=item["duration_s"], cfg=cfg, vad=models["vad"],
+                                   egemaps=models["egemaps"], speech=models["speech"], lookahead=lookahead)
+    return write_audio_features(feats=feats, out_dir=out_dir, video_id=item["video_id"], cfg=cfg,
+                                models=models["names"])
+
+
 def audio_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
     """The per-video work of extract_audio, its models loaded once (per worker: gazelib.core.compute)."""
     models = make_audio_models(cfg)
 
     def compute(item: dict) -> list[Path]:
-        feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
-                                       duration_s=item["duration_s"], cfg=cfg, vad=models["vad"],
-                                       egemaps=models["egemaps"], speech=models["speech"], lookahead=lookahead)
-        return write_audio_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
-                                    models=models["names"])
+        return audio_video(item=item, cfg=cfg, models=models, out_dir=out, lookahead=lookahead)
     return compute
 
 

@@ -557,16 +557,25 @@ def write_visual_features(*, feats: VisualFeatures, out_dir: str | Path, video_i
 
 
 # ---------------------------------------------------------------- DVC stage
+def visual_video(*, item: dict, cfg: dict, detector, encoder, out_dir: Path, lookahead: str,
+                 detector_name: str | None = None) -> list[Path]:
+    """One video's visual features, extracted and written into ``out_dir`` (the featurize step of
+    visual: the extract_visual stage, ``gazelib predict`` and the bias inputs all run it;
+    gazelib.pipeline.featurize). ``detector`` None: no face detection (``detector_name`` says why in
+    the metadata). Returns the files written."""
+    feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
+                                    detector=detector, encoder=encoder, lookahead=lookahead)
+    return write_visual_features(feats=feats, out_dir=out_dir, video_id=item["video_id"], cfg=cfg,
+                                 detector_name=detector_name if detector_name is not None else detector.name)
+
+
 def visual_worker(*, cfg: dict, out: Path, lookahead: str = "none"):
     """The per-video work of extract_visual, its models loaded once (per worker: gazelib.core.compute)."""
     detector = FaceDetector.from_params(cfg)
     encoder = make_image_encoder(cfg)
 
     def compute(item: dict) -> list[Path]:
-        feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=cfg,
-                                        detector=detector, encoder=encoder, lookahead=lookahead)
-        return write_visual_features(feats=feats, out_dir=out, video_id=item["video_id"], cfg=cfg,
-                                     detector_name=detector.name)
+        return visual_video(item=item, cfg=cfg, detector=detector, encoder=encoder, out_dir=out, lookahead=lookahead)
     return compute
 
 

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from gazelib.core.layout import BIAS_INPUTS, bias_level_name
 from gazelib.core.io import write_json, write_npz
@@ -35,34 +34,16 @@ def content_free_clip(*, path: Path, level: float, params: dict) -> dict:
 
 
 def build_content_free(*, params: dict, level: float, work: Path, models: dict) -> dict[str, np.ndarray]:
-    """Aligned arrays (as in ``data/aligned/<id>.npz``) of one content-free clip."""
-    from gazelib.data.align import align_video
-    from gazelib.features.audio import extract_audio_features, write_audio_features
-    from gazelib.features.grid import grid_shape
-    from gazelib.features.text import extract_text_video
-    from gazelib.features.visual import extract_visual_features, write_visual_features
-
+    """Aligned arrays (as in ``data/aligned/<id>.npz``) of one content-free clip, through the one
+    featurize path (:func:`gazelib.pipeline.featurize.featurize_video`): no transcript source at all
+    (text written as unavailable, exactly as for a video without one) and no gaze."""
     from gazelib.features import lookahead_of
+    from gazelib.pipeline.featurize import featurize_video
 
     vid = bias_level_name(level)
-    lookahead = lookahead_of(params)
     item = content_free_clip(path=work / f"{vid}.mp4", level=level, params=params)
-    feat = work / "features"
-    vcfg, acfg = params["visual"], params["audio"]
-    vis = extract_visual_features(video_path=item["video_path"], video_id=vid, cfg=vcfg, encoder=models["image"],
-                                  lookahead=lookahead)
-    write_visual_features(feats=vis, out_dir=feat / "visual", video_id=vid, cfg=vcfg, detector_name="content-free")
-    aud = extract_audio_features(video_path=item["video_path"], video_id=vid, duration_s=item["duration_s"], cfg=acfg,
-                                 vad=models["audio"]["vad"], egemaps=models["audio"]["egemaps"],
-                                 speech=models["audio"]["speech"], lookahead=lookahead)
-    write_audio_features(feats=aud, out_dir=feat / "audio", video_id=vid, cfg=acfg, models=models["audio"]["names"])
-    # no transcript source at all: text is written as unavailable, exactly as for a video without one
-    extract_text_video(item=item, cfg={**params["text"], "sources": []}, out_dir=feat / "text",
-                       embedder=models["text"], asr=None)
-    no_track = pd.DataFrame({"t": [0.0, item["duration_s"]], "x": [np.nan] * 2, "y": [np.nan] * 2,
-                             "valid": [0, 0], "viewer_id": ["none"] * 2})
-    return align_video(video_id=vid, duration_s=item["duration_s"], feat_dir=feat, gaze=no_track,
-                       cfg=params["align"], grid_shape=grid_shape(vcfg), lookahead=lookahead)
+    return featurize_video(item=item, params=params, models={**models, "asr": None}, work=work / "features",
+                           lookahead=lookahead_of(params), text_sources=[], detector_name="content-free")
 
 
 def run_bias_inputs(*, params: dict, root: Path = Path(".")) -> dict:

@@ -333,17 +333,13 @@ class LazyTextEmbedder:
 
 def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings: dict, progress: bool = True,
                      warn_sources: bool = True) -> None:
-    """Audio, text (ASR) and visual features of every job that has not failed, as the pipeline's
-    extract stages make them; failures are recorded on the jobs."""
-    from gazelib.features.audio import extract_audio_features, make_audio_models, write_audio_features
+    """Audio, text (ASR) and visual features of every job that has not failed, by the featurize steps
+    the pipeline's extract stages run (gazelib.pipeline.featurize), each with its own cache; failures
+    are recorded on the jobs."""
+    from gazelib.features.audio import audio_video, make_audio_models
     from gazelib.features.text import extract_text_video, text_config
     from gazelib.features.transcript import make_asr
-    from gazelib.features.visual import (
-        FaceDetector,
-        extract_visual_features,
-        make_image_encoder,
-        write_visual_features,
-    )
+    from gazelib.features.visual import FaceDetector, make_image_encoder, visual_video
 
     from gazelib.features import lookahead_of
 
@@ -354,12 +350,7 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     audio_models = _Lazy("audio", acfg, lambda: make_audio_models(acfg), timings)
 
     def audio(item: dict) -> list[Path]:
-        m = audio_models()
-        feats = extract_audio_features(video_path=item["video_path"], video_id=item["video_id"],
-                                       duration_s=item["duration_s"], cfg=acfg, vad=m["vad"], egemaps=m["egemaps"],
-                                       speech=m["speech"], lookahead=lookahead)
-        return write_audio_features(feats=feats, out_dir=work / "audio", video_id=item["video_id"], cfg=acfg,
-                                    models=m["names"])
+        return audio_video(item=item, cfg=acfg, models=audio_models(), out_dir=work / "audio", lookahead=lookahead)
 
     _run_stage(part="audio", jobs=jobs, work=work, params={**acfg, "lookahead": lookahead}, compute=audio,
                progress=progress,
@@ -392,10 +383,8 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
 
     def visual(item: dict) -> list[Path]:
         detector, encoder = visual_models()
-        feats = extract_visual_features(video_path=item["video_path"], video_id=item["video_id"], cfg=vcfg,
-                                        detector=detector, encoder=encoder, lookahead=lookahead)
-        return write_visual_features(feats=feats, out_dir=work / "visual", video_id=item["video_id"], cfg=vcfg,
-                                     detector_name=detector.name)
+        return visual_video(item=item, cfg=vcfg, detector=detector, encoder=encoder, out_dir=work / "visual",
+                            lookahead=lookahead)
 
     _run_stage(part="visual", jobs=jobs, work=work, params={**vcfg, "lookahead": lookahead}, compute=visual,
                progress=progress,
