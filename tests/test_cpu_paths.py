@@ -21,6 +21,9 @@ import pytest
 
 import gazelib.core.cpu as cpu
 
+# slow tier (scripts/test.sh runs it under GAZELIB_TEST_TIER=all): the pipeline twice in subprocesses, with and without AVX-512
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "tests" / "cpu_paths_run.py"
 
