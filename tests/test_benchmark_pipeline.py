@@ -11,6 +11,9 @@ import pytest
 
 from tests.tiny_pipeline import tiny_pipeline
 
+# slow tier (scripts/test.sh runs it under GAZELIB_TEST_TIER=all): a tiny pipeline run with the benchmark stages
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tiny_corpus):

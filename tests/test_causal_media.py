@@ -99,7 +99,7 @@ def test_media_after_t0_do_not_change_any_feature_up_to_t0(runs):
     changed = _changed_before_t0(runs, "none")
     assert changed == {"audio": [], "visual": [], "visual_grid": [], "aligned": []}, changed
     # the perturbation is real: after T0 the clips' features differ in every modality
-    (ta, va, ga, aa), (tb, vb, gb, ab) = runs[("none", "orig")], runs[("none", "swap")]
+    (_, _, _, aa), (_, _, _, ab) = runs[("none", "orig")], runs[("none", "swap")]
     later = aa["t"] > T0 + 0.15
     for k in ("audio", "visual", "grid"):
         assert not np.array_equal(np.asarray(aa[k])[later], np.asarray(ab[k])[later]), k

@@ -60,6 +60,7 @@ def runs(tmp_path_factory, tiny_corpus, ray_cluster):
     return out
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_backends_write_identical_bytes(runs):
     ref = runs["local1"]
     assert any(k.endswith("_report.json") for k in ref["digest"]) and any(k.endswith(".npz") for k in ref["digest"])
@@ -88,6 +89,7 @@ def _break_video(root: Path, vid: str) -> None:
     write_table(path, m, meta=meta)
 
 
+@pytest.mark.slow  # starts a Ray cluster
 def test_ray_reuses_the_cache_and_skips_and_reports_a_bad_video(runs):
     ray_root, params = runs["ray2"]["root"], runs["ray2"]["params"]
     mtimes = {p: p.stat().st_mtime_ns for p in (ray_root / "data/features").rglob("demo*")}
@@ -145,6 +147,7 @@ def test_worker_processes_send_logs_back_and_raise_like_in_process(tmp_path, cap
                       on_error="skip", backend=POOL)
 
 
+@pytest.mark.slow  # starts a Ray cluster
 @pytest.mark.parametrize("backend", [POOL, {"backend": "ray", "workers": 2, "ray": {"address": "local"}}],
                          ids=["local", "ray"])
 def test_two_workers_run_at_once(tmp_path, backend, ray_cluster):

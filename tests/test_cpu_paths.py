@@ -90,6 +90,7 @@ def test_mode_is_validated_and_explicit_settings_are_kept():
     assert bad.returncode != 0 and "GAZELIB_CPU_ISA='avx9'" in bad.stderr
 
 
+@pytest.mark.slow  # the tiny pipeline three times in subprocesses (pinned, AVX-512 hidden, native)
 def test_pinned_outputs_are_byte_identical_with_avx512_hidden(runs):
     pinned, hidden = runs["pinned"], runs["hidden"]
     files = pinned["files"]
@@ -105,6 +106,7 @@ def test_pinned_outputs_are_byte_identical_with_avx512_hidden(runs):
         assert "GEMM_S8 backend: DNNL" in run["log"]
 
 
+@pytest.mark.slow  # the tiny pipeline three times in subprocesses (pinned, AVX-512 hidden, native)
 def test_unpinned_kernels_change_the_outputs_on_an_avx512_cpu(runs):
     if not _has_avx512():
         pytest.skip("this CPU has no AVX-512: its native kernels are the pinned ones")

@@ -112,6 +112,7 @@ def horizon_run(tmp_path_factory, tiny_corpus):
     return root, p, out
 
 
+@pytest.mark.slow  # a tiny pipeline run with the horizons stage
 def test_horizon_stage_rows_and_files(horizon_run):
     root, p, m = horizon_run
     assert m["horizons_s"] == HORIZONS
@@ -138,6 +139,7 @@ def test_horizon_stage_rows_and_files(horizon_run):
     assert "<table" in html and "persistence" in html and "inout_ap" in html
 
 
+@pytest.mark.slow  # a tiny pipeline run with the horizons stage
 def test_horizon_rows_match_evaluate_at_the_trained_horizon(horizon_run):
     """Same protocol: at train.horizon_s, persistence and the model equal evaluate's own rows."""
     root, p, m = horizon_run
@@ -150,6 +152,7 @@ def test_horizon_rows_match_evaluate_at_the_trained_horizon(horizon_run):
         assert m["rows"]["centre_prior"]["metrics"][k] == pytest.approx(ev["centre_prior"][k], abs=1e-9)
 
 
+@pytest.mark.slow  # a tiny pipeline run with the horizons stage
 def test_model_is_causal_at_every_horizon(horizon_run):
     _, _, m = horizon_run
     assert set(m["leak_check"]) == {f"baseline@{h:g}s" for h in HORIZONS}
@@ -158,6 +161,7 @@ def test_model_is_causal_at_every_horizon(horizon_run):
 
 
 # ---------------------------------------------------------------- training with sampled horizons
+@pytest.mark.slow  # a tiny pipeline run with the horizons stage
 def test_sampled_horizons_cut_each_window_at_its_own_horizon(horizon_run):
     """Every training window's track is the track at its sampled horizon, the draw is deterministic, several
     horizons occur, and moving the gaze after t - h_window leaves that window's inputs unchanged."""
@@ -196,6 +200,7 @@ def test_sampled_horizons_cut_each_window_at_its_own_horizon(horizon_run):
     assert "horizon-conditioned" in horizon_run[2]["models_scored_at"]
 
 
+@pytest.mark.slow  # a tiny pipeline run with the horizons stage
 def test_scoring_workers_give_the_same_bytes(horizon_run, tmp_path):
     """evaluate.workers (the scoring jobs of evaluate and horizons in parallel processes) changes no byte:
     the fixture ran with the default 2 workers; rerun evaluate and horizons with 1 on a copy."""

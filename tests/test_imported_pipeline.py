@@ -25,6 +25,9 @@ from gazelib.core.io import read_table
 from gazelib.model.train import run_train
 from gazelib.data.validate import run_validate
 
+# slow tier (scripts/test.sh runs it under GAZELIB_TEST_TIER=all): the pipeline on an imported corpus
+pytestmark = pytest.mark.slow
+
 DISPLAY = (1920, 1200)
 RECT = (0.0, 60.0, 1920.0, 1080.0)      # a 16:9 video fitted on a 16:10 display: bars top and bottom
 GEOMETRY = {"rect": "fit", "screen_cm": [51.8, 32.4], "distance_cm": 65.0}

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+# slow tier (scripts/test.sh runs it under GAZELIB_TEST_TIER=all): dvc repro of the tiny demo in a git clone
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 SECONDS = 10.0
 

@@ -20,6 +20,9 @@ import pytest
 
 from tests.tiny_pipeline import tiny_pipeline
 
+# slow tier (scripts/test.sh runs it under GAZELIB_TEST_TIER=all): a tiny pipeline run, then the report in chromium
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory, tiny_corpus):
     """A finished tiny pipeline run (align -> compare) and its report."""

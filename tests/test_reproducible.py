@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 
 from gazelib.demo.corpus import run_demo
 from gazelib.gaze.ingest import run_ingest
@@ -40,6 +41,7 @@ def files_mentioning(root: Path, needle: str) -> list[str]:
     return hits
 
 
+@pytest.mark.slow  # generates and ingests the demo corpus twice
 def test_demo_and_ingest_are_byte_identical_in_two_directories(tmp_path, base_params):
     params = tiny_params(base_params, n_videos=3, duration_s=4.0)
     roots = [tmp_path / "a", tmp_path / "elsewhere" / "deeper" / "b"]

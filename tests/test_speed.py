@@ -19,6 +19,7 @@ def _hashes(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow  # trains the tiny corpus twice, once on two worker processes
 def test_seed_workers_give_the_bytes_of_serial_training(tmp_path, base_params):
     import yaml
 

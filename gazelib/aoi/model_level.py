@@ -25,6 +25,8 @@ and each row's seeds, on the per-sample means above.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -121,7 +123,7 @@ def load_video_aois(root, video_id: str) -> list[Aoi] | None:
     return aois_from_table(read_table(p)[0])
 
 
-def aoi_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: list[str] = (), ci: float = 0.95) -> dict:
+def aoi_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: Sequence[str] = (), ci: float = 0.95) -> dict:
     """Every row's AOI hit rate, mass and TV with intervals over test videos and seeds, and each row's
     delta vs ``references`` (:mod:`gazelib.stats.intervals`). Empty dict when no sample has AOI columns."""
     from gazelib.stats.intervals import contrast_interval, leave_one_out_weights, pooled_means, too_few_clusters
@@ -149,7 +151,7 @@ def aoi_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: list[st
                 per_key[k].append(pooled_means(sums=sums[None], counts=cnts[None], weights=w)[:, 0])
         vals[r] = {k: np.stack(v, 1) for k, v in per_key.items()}
         n_samples[r] = int(d["aoi_hit"].notna().sum())
-    out = {"method": "AOI layer: face identities + user AOIs + elsewhere (docs/aoi.md); intervals as compare's",
+    out: dict = {"method": "AOI layer: face identities + user AOIs + elsewhere (docs/aoi.md); intervals as compare's",
            "n_test_videos": len(videos), "significance_not_assessed": too_few_clusters(len(videos)),
            "rows": {}, "deltas": {}}
     for r, kind in rows.items():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------- per video
 def build_aois(*, faces: pd.DataFrame, frame_times: np.ndarray, audio: pd.DataFrame | None, cfg: dict,
-               user: list[Aoi] = ()) -> dict:
+               user: Sequence[Aoi] = ()) -> dict:
     """Tracks, speaker per frame and the AOI list (faces, speaker, user) of one video."""
     frame_times = np.asarray(frame_times, np.float64)
     frame_dt = float(np.median(np.diff(frame_times))) if frame_times.size > 1 else 0.1
@@ -128,7 +129,7 @@ def corpus_metrics(*, per_viewer: pd.DataFrame) -> dict:
 
 
 def process_video(*, video_id: str, faces: pd.DataFrame, frame_times, audio, gaze: pd.DataFrame | None, end_t: float,
-                  cfg: dict, fixation_cfg: dict, user: list[Aoi] = (), truth: dict | None = None) -> dict:
+                  cfg: dict, fixation_cfg: dict, user: Sequence[Aoi] = (), truth: dict | None = None) -> dict:
     built = build_aois(faces=faces, frame_times=frame_times, audio=audio, cfg=cfg, user=user)
     res = {"video_id": video_id, **built}
     if gaze is not None and len(gaze):
@@ -144,7 +145,7 @@ def process_video(*, video_id: str, faces: pd.DataFrame, frame_times, audio, gaz
 
 
 def write_outputs(*, results: list[dict], aoi_dir: Path | None, reports: Path, metrics_path: Path | None,
-                  cfg: dict, end_t: dict, scarf_first: list[str] = ()) -> dict:
+                  cfg: dict, end_t: dict, scarf_first: Sequence[str] = ()) -> dict:
     """data/aoi/<video_id>.parquet, reports/aoi/{measures,summary,speaker}.(parquet|csv), scarf plots, metrics."""
     for r in results:
         if aoi_dir is not None:

@@ -32,7 +32,10 @@ import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping
+
+if TYPE_CHECKING:
+    from importlib.metadata import Distribution
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +139,7 @@ def third_party_imports(files: Iterable[Path]) -> set[str]:
 
 
 @lru_cache(maxsize=1)
-def _distributions() -> tuple[dict[str, list[str]], dict[str, object]]:
+def _distributions() -> tuple[Mapping[str, list[str]], dict[str, Distribution]]:
     """(top-level import name -> distribution names, canonical name -> distribution) of this
     environment, read once per process."""
     from importlib.metadata import distributions, packages_distributions

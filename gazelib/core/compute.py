@@ -43,7 +43,10 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
 
 log = logging.getLogger(__name__)
 
@@ -417,7 +420,7 @@ class JobPool:
             raise ValueError(f"{what}: workers must be a positive integer, got {workers!r}")
         self.fn, self.workers, self.context, self.what = fn, workers, context, what
         self.threads = int(threads or torch.get_num_threads())
-        self._ex = None
+        self._ex: Executor | None = None
 
     def __enter__(self) -> "JobPool":
         return self

@@ -450,7 +450,8 @@ class GazeWindows:
             src = self._source(vid)
             h = self.horizon_of(int(i))
             if h is not None:
-                src = AtHorizon(video=src, horizon_s=h, grid_hw=self.grid_hw, sigma=self.cfg["heatmap_sigma"],
+                # AtHorizon has the sources' window() interface
+                src = AtHorizon(video=src, horizon_s=h, grid_hw=self.grid_hw, sigma=self.cfg["heatmap_sigma"],  # type: ignore[assignment]
                                 max_age_s=self.max_age_s)
             items.append((src, v, s))
         return window_batch(items, self.window)

@@ -228,7 +228,7 @@ def generate_corpus(*, out_dir: str | Path, cfg: dict, workers: int = 2) -> dict
 
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    summary = {"videos": [], "n_sentences": 0, "n_named": 0}
+    summary: dict = {"videos": [], "n_sentences": 0, "n_named": 0}
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
                              max_tasks_per_child=1) as pool:
         futures = [pool.submit(_generate_one, str(root), cfg, i) for i in range(cfg["n_videos"])]

@@ -229,7 +229,7 @@ def ceiling_block(*, labels: dict, per_video: dict, floors: dict, gh: int, gw: i
     io = floors["inter_observer"]
     splits = int(cfg["splits"])
     n_viewers = {v: labels[v]["valid"].shape[0] for v in vids}
-    out = {"model": MODEL, "splits": splits, "n_test_videos": len(vids),
+    out: dict = {"model": MODEL, "splits": splits, "n_test_videos": len(vids),
            "viewers_per_video": n_viewers, "predictor": (
                f"inter-observer predictor from k observers: (1 - w) mean N(g, sigma) + w centre prior on the grid, "
                f"sigma {io['sigma']:g}, w {io['w']:g} (fitted on train, as the inter_observer row)")}

@@ -58,7 +58,7 @@ def compare_rows(*, samples: pd.DataFrame, rows: dict[str, str], references: lis
     vals = {r: row_seed_values(df=samples[samples["row"] == r], videos=videos, seeds=seeds[r], keys=keys)
             for r in seeds}
     why_not = too_few_clusters(len(videos))
-    out = {"intervals": {"method": METHOD, "unit": "test videos (clusters, paired across rows) x training seeds "
+    out: dict = {"intervals": {"method": METHOD, "unit": "test videos (clusters, paired across rows) x training seeds "
                                                   "(per row)",
                          "n_test_videos": len(videos), "test_videos": videos, "ci": ci,
                          "min_test_videos_for_significance": MIN_CLUSTERS, "significance_not_assessed": why_not,

@@ -111,7 +111,7 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
     context = {"root": root, "params": params, "labels": labels, "train": train, "prior": prior,
                "per_video": per_video, "geometry": geometry, "grid_hw": (gh, gw), "fps": fps,
                "test_files": test_files}
-    jobs = [{"kind": "persistence", "h": h} for h in horizons]
+    jobs: list[dict] = [{"kind": "persistence", "h": h} for h in horizons]
     jobs += [{"kind": "model", "h": h, "variant": v} for v in model_variants for h in horizons]
     # at train.horizon_s a track variant's row is its evaluate row (the same models, windows, cut and code):
     # taken from the evaluate stage's samples and leak check instead of computed again

@@ -62,7 +62,7 @@ class AudioFeatures:
     available: bool
     duration_s: float
     speech_emb: np.ndarray | None = None    # [T, D] at the table's times
-    kinds: dict = None
+    kinds: dict | None = None
     lookahead: str = "none"                 # features.lookahead they were made with
 
     def __post_init__(self):
@@ -395,7 +395,7 @@ def make_audio_models(cfg: dict) -> dict:
     """The models a run needs, loaded once: VAD always, eGeMAPS and a speech encoder if asked."""
     import silero_vad
 
-    out = {"vad": SileroVAD(), "egemaps": EGeMAPS() if cfg.get("egemaps") else None,
+    out: dict = {"vad": SileroVAD(), "egemaps": EGeMAPS() if cfg.get("egemaps") else None,
            "speech": SpeechEncoder(path=cfg["speech_model"]) if cfg.get("speech_model", "none") != "none" else None}
     out["names"] = {"vad": f"silero-vad {getattr(silero_vad, '__version__', '')}".strip(),
                     **({"egemaps": out["egemaps"].name} if out["egemaps"] else {}),

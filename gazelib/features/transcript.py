@@ -65,8 +65,8 @@ def check_cue_timings(*, path: Path, tag: str) -> None:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise ValueError(f"{tag}: line {line}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+        lineno = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{tag}: line {lineno}: not UTF-8 ({exc.reason} at byte {exc.start})") from exc
     lines = text.splitlines()
     n_cues = 0
     for i, line in enumerate(lines, 1):

@@ -28,6 +28,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -41,6 +42,9 @@ from gazelib.core.closure import stage_code
 from gazelib.features.grid import GRID_CHANNELS, grid_channel_names  # noqa: F401 (tests import them here)
 from gazelib.core.layout import FEATURES, load_manifest, manifest_items
 from gazelib.core.params import default, feature_record
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 log = logging.getLogger(__name__)
 
@@ -484,6 +488,8 @@ class _Embedder:
     batch is in flight (memory stays bounded) and results are kept in submission order, so the
     outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
     """
+
+    future: Future | None   # the batch in flight
 
     def __init__(self, encoder, cfg: dict, timings: dict | None = None):
         from concurrent.futures import ThreadPoolExecutor

@@ -157,7 +157,7 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     return Bundle(model_dir=model_dir, variant=doc["variant"], modalities=list(doc["modalities"]),
                   seeds=[int(s) for s in doc["seeds"]], feature_params=feature_params,
                   ingest_params=doc.get("ingest_params", {}), stats=stats, stats_hash=h,
-                  gazelib_version=doc.get("gazelib_version", ""), grid=tuple(int(x) for x in doc["grid"]), meta=doc)
+                  gazelib_version=doc.get("gazelib_version", ""), grid=tuple(int(x) for x in doc["grid"]), meta=doc)  # type: ignore[arg-type]  # 3 ints
 
 
 def check_version(*, model_dir: Path, trained: str | None) -> str:

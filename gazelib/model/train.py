@@ -215,7 +215,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
                                 best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler)
             log.info("%s: val loss %.4f at the persistence floor (the start)", variant, init_val)
     t_start = time.time()
-    n_samples = 0
+    n_samples: float = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
     for epoch in range(start_epoch, stop_at):
         if bad >= cfg["patience"]:

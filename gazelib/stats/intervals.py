@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats as sstats
@@ -64,7 +65,7 @@ def pooled_means(*, sums: np.ndarray, counts: np.ndarray, weights: np.ndarray) -
         return (weights @ sums.T) / (weights @ counts.T)
 
 
-def contrast_interval(*, plus: list[np.ndarray], minus: list[np.ndarray] = (), ci: float = 0.95,
+def contrast_interval(*, plus: list[np.ndarray], minus: Sequence[np.ndarray] = (), ci: float = 0.95,
                       n_clusters: int | None = None) -> dict:
     """Point, interval, standard error, degrees of freedom and p-value of a contrast.
 
@@ -105,7 +106,8 @@ def contrast_interval(*, plus: list[np.ndarray], minus: list[np.ndarray] = (), c
 def holm(p: dict[str, float | None]) -> dict[str, float | None]:
     """Holm-Bonferroni adjusted p-values of one family (None stays None)."""
     known = sorted((v, k) for k, v in p.items() if v is not None)
-    m, out, running = len(known), {k: None for k in p}, 0.0
+    out: dict[str, float | None] = {k: None for k in p}
+    m, running = len(known), 0.0
     for i, (v, k) in enumerate(known):
         running = max(running, min(1.0, (m - i) * v))
         out[k] = running

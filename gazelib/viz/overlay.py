@@ -164,7 +164,7 @@ def mark_ops(*, width: int, height: int, point: np.ndarray, p_in: float, t: floa
 
     size = max(4, int(round(0.025 * min(width, height))))
     thick = max(1, size // 4)
-    ops = []
+    ops: list[tuple[tuple[int, int, int, int], object]] = []
 
     def around(cx: int, cy: int, r: int) -> tuple[int, int, int, int]:
         return cx - r, cy - r, cx + r + 1, cy + r + 1

@@ -15,9 +15,12 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: pymovements/polars load on use
+    import polars as pl
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +149,7 @@ def read_text_lines(path: Path, encoding: str | None = None) -> tuple[list[str],
     raise ImportFormatError(f"{path}: cannot be decoded as {tries}: {last}")
 
 
-def read_table(*, path: Path, separator: str, header_row: int = 0) -> "pl.DataFrame":  # noqa: F821
+def read_table(*, path: Path, separator: str, header_row: int = 0) -> "pl.DataFrame":
     """Read a vendor CSV/TSV with pymovements (every column as text; types are checked per column).
 
     Reading as text keeps the file's own values (a column empty in its first rows is not

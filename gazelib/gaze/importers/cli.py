@@ -102,7 +102,7 @@ def import_cmd(fmt, inputs, out_dir, config, videos, sync_start, sync_end, sync_
     off-screen gaze fall outside [0, 1]).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    cfg = load_config(config) if config else {"base_dir": "."}
+    cfg: dict = load_config(config) if config else {"base_dir": "."}
     if fmt:
         cfg["format"] = fmt
     if inputs:

@@ -138,7 +138,7 @@ def read(*, path: Path, cfg: dict) -> list[Recording]:
         log.info("%s: %d frames, viewer %s, video %s (%dx%d), event codes %s", f, n, viewer, video, vw, vh, codes)
         out.append(Recording(path=f, recording_id=f.stem, viewer_id=viewer, t=t, eyes=eyes, space="display_px",
                              native_per_s=fps, clock_origin=1.0, messages=[Message(t=0.0, text=f"{START} {video}")],
-                             display_px=display, sample_rate=fps, media_rect=rect,
+                             display_px=display, sample_rate=fps, media_rect=rect,  # type: ignore[arg-type]  # [w, h]
                              notes=[f"DIEM trial {trial}" if trial else "DIEM file"]))
     return out
 

@@ -218,7 +218,7 @@ class SceneMapper:
     def __init__(self, *, scene: dict, display_px: tuple[int, int]):
         dw, dh = display_px
         screen = [[0, 0], [dw, 0], [dw, dh], [0, dh]]
-        self.frames = None
+        self.frames: tuple[np.ndarray, np.ndarray] | None = None
         if scene.get("homography") is not None:
             self.h = np.asarray(scene["homography"], dtype=float)
             if self.h.shape != (3, 3):
@@ -279,7 +279,7 @@ def _display_of(cfg: dict, rec: Recording) -> tuple[int, int] | None:
             raise ImportFormatError(f"{rec.path}: the file says the display is {rec.display_px[0]}x"
                                     f"{rec.display_px[1]} px but geometry.display_px is {given[0]}x{given[1]}")
         return given
-    return tuple(rec.display_px) if rec.display_px else None
+    return tuple(rec.display_px) if rec.display_px else None  # type: ignore[return-value]  # (w, h)
 
 
 def _segment_rect(cfg: dict, rec: Recording, seg: Segment, mask: np.ndarray, display: tuple[int, int],
@@ -426,7 +426,9 @@ def run_import(*, cfg: dict, out_dir: str | Path) -> dict:
             except ImportFormatError as exc:
                 fail(rec.path, exc)
 
-    written, per_file, used = [], [], set()
+    written: list[str] = []
+    per_file: list[dict] = []
+    used: set[tuple[str, str]] = set()
     fmt = cfg["float_format"]
     for p in pieces:
         viewer, k = p.viewer_id, 2
@@ -459,7 +461,7 @@ def run_import(*, cfg: dict, out_dir: str | Path) -> dict:
         geometry = geometry_block(display_px=state["display"], rects=state["rects"],
                                   screen_cm=tuple(screen_cm) if screen_cm else None,
                                   distance_cm=float(distance_cm) if distance_cm else None)
-    corpus = {"coords": "normalized", "time_unit": "s"}
+    corpus: dict = {"coords": "normalized", "time_unit": "s"}
     if geometry:
         corpus["geometry"] = geometry
     if cfg.get("splits"):

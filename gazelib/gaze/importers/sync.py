@@ -128,7 +128,7 @@ def _read_table(path: Path) -> list[dict]:
         if not line.strip():
             continue
         cells = [c.strip() for c in line.split(sep)]
-        row = dict(zip(head, cells))
+        row: dict = dict(zip(head, cells))
         row["_line"] = n
         for col in ("t0", "t1"):
             if row.get(col, "") == "":
