@@ -446,3 +446,40 @@ def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_pa
     (dst / "modules.json").write_text(json.dumps(modules[:2] + [{"idx": 2, "name": "2", "path": "2_Dense",
                                                                   "type": "sentence_transformers.models.Dense"}]))
     assert sentence_embedding_dim(dst) is None and sentence_embedding_dim(tmp_path / "missing") is None
+
+
+# ---------------------------------------------------------------- one featurize path
+def test_predict_and_featurize_video_give_the_same_features(acceptance, trained, tmp_path):
+    """`gazelib predict` (per-step caches) and gazelib.pipeline.featurize.featurize_video (one call) run
+    the same per-video steps: the same aligned features for the same video and params."""
+    from gazelib.core.io import read_npz
+    from gazelib.core.media import probe_video
+    from gazelib.features import lookahead_of
+    from gazelib.features.audio import make_audio_models
+    from gazelib.features.text import TextEmbedder
+    from gazelib.features.transcript import make_asr
+    from gazelib.features.visual import FaceDetector, make_image_encoder
+    from gazelib.pipeline.featurize import featurize_video
+
+    _, out = acceptance
+    bundle = load_bundle(trained["models"]["content_only"])
+    params = {k: dict(v) for k, v in bundle.feature_params.items()}
+    video = trained["corpus"] / "videos" / "demo000.mp4"
+    probe = probe_video(path=video)
+    item = {"video_id": "demo000", "video_path": str(video), "duration_s": probe.duration_s,
+            "has_audio": probe.has_audio, "subtitle_path": ""}
+    tcfg = params["text"]
+    models = {"audio": make_audio_models(params["audio"]),
+              "text": TextEmbedder(model=tcfg["embedder"], batch_size=tcfg["embed_batch"]),
+              "asr": lambda: make_asr(tcfg), "detector": FaceDetector.from_params(params["visual"]),
+              "image": make_image_encoder(params["visual"])}
+    # predict transcribes whatever the model's text sources were (videos given to it have no subtitles)
+    mine = featurize_video(item=item, params=params, models=models, work=tmp_path, text_sources=["asr"],
+                           lookahead=lookahead_of(params, default="offline"))
+    theirs = read_npz(out / "_features" / "aligned" / "demo000.npz")
+    for key in ("t", "audio", "text", "visual", "grid"):
+        np.testing.assert_array_equal(np.asarray(mine[key]), theirs[key], err_msg=key)
+    for key in ("audio_columns", "text_columns", "visual_columns"):
+        assert [str(c) for c in mine[key]] == [str(c) for c in theirs[key]], key
+    np.testing.assert_array_equal(mine["mask"][:, :3], theirs["mask"][:, :3])   # the content modalities
+    assert mine["mask"][:, :3].any()

@@ -27,7 +27,7 @@ def featurize_video(*, item: dict, params: dict, models: dict, work: Path, gaze:
 
     ``item``: video_id, video_path, duration_s, subtitle_path, has_audio (a manifest row's fields);
     ``models``: ``audio`` (:func:`gazelib.features.audio.make_audio_models`), ``text`` (an embedder),
-    ``asr`` (a recogniser or a callable giving one, or None), ``detector`` (None: built from the
+    ``asr`` (a callable giving the recogniser, called only when a video needs it; None: no ASR), ``detector`` (None: built from the
     visual params) and ``image`` (the image encoder); ``work``: where the feature files are written
     (``<work>/<modality>/``); ``gaze``: the viewers' samples (viewer_id, t, x, y, valid), None for
     none; ``text_sources``: override of ``text.sources`` (e.g. ``[]``: no transcript at all)."""
