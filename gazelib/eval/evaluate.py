@@ -262,13 +262,13 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     from gazelib.core.normalize import stats_hash
     from gazelib.model.checkpoint import model_from_checkpoint
 
-    c = test_context(params=params, root=root)
-    index, meta, floors = c["index"], c["meta"], c["floors"]
+    tc = test_context(params=params, root=root)   # (`c` names a control below)
+    index, meta, floors = tc["index"], tc["meta"], tc["floors"]
     stats = read_norm_stats(root)
     modalities = params["variants"][variant]["modalities"]
     ecfg, cfg, fps = params["evaluate"], params["train"], meta["fps"]
-    gh, gw, test_files, labels = c["gh"], c["gw"], c["test_files"], c["labels"]
-    manifest, geometry, per_video = c["manifest"], c["geometry"], c["per_video"]
+    gh, gw, test_files, labels = tc["gh"], tc["gw"], tc["test_files"], tc["labels"]
+    manifest, geometry, per_video = tc["manifest"], tc["geometry"], tc["per_video"]
     maps = index_maps(index)
     train_cfg = {k: v for k, v in cfg.items() if k != "seeds"}
     ds = GazeWindows(files=test_files, stats=stats, cfg=train_cfg, grid_hw=(gh, gw), fps=fps,
@@ -308,7 +308,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     # in evaluate.workers processes (the same bytes for any count: gazelib.core.compute.JobPool)
     calib = {"ks": list(ecfg["calibration_s"]), "sigma": cfg["heatmap_sigma"], "gh": gh, "gw": gw,
              "frame_wh": frame_wh, "horizon_s": cfg["horizon_s"]}
-    context = {**c["jobs"], "val_labels": val_labels, "calib": calib}
+    context = {**tc["jobs"], "val_labels": val_labels, "calib": calib}
     score_jobs, val_jobs, first_model, first_preds = [], [], None, None
     for seed in cfg["seeds"]:
         model, _ = model_from_checkpoint(root / "models" / variant / f"seed{seed}" / "best.pt", expect={
