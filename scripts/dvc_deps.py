@@ -1,4 +1,4 @@
-"""Rewrite the code deps of every stage in dvc.yaml and import/dvc.yaml from the import closure of
+"""Rewrite the code deps of every stage in dvc.yaml and import/dvc.yaml.example from the import closure of
 its script: the package folders (``gazelib/eval``) and top-level files (``gazelib/__init__.py``) that
 hold the files it runs (gazelib.core.closure.closure_folders). tests/test_dvc_deps.py checks the
 result. Usage: ``python scripts/dvc_deps.py`` from the repository root."""
@@ -44,5 +44,5 @@ def rewrite(dvc_file: Path) -> bool:
 
 
 if __name__ == "__main__":
-    for f in (REPO / "dvc.yaml", REPO / "import" / "dvc.yaml"):
+    for f in (REPO / "dvc.yaml", REPO / "import" / "dvc.yaml.example"):
         print(f"{f.relative_to(REPO)}: {'rewritten' if rewrite(f) else 'unchanged'}")

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from gazelib.core.io import write_json, write_table
+from gazelib.core.params import FEATURE_SECTIONS, feature_record
 from tests.test_model import MODEL_CFG, TRAIN_CFG, _synthetic_split
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,10 @@ def _make_repo(root: Path, base_params: dict) -> None:
              "viewers": index["viewers"][f.stem]} for split, files in (("train", train), ("val", val)) for f in files]
     write_table(aligned / "index.parquet", pd.DataFrame(rows), meta={"fps": 10.0, "grid": [2, 3, 4]})
     write_json(aligned / "norm_stats.json", stats)
+    # the feature params align records for the model bundle (gazelib.data.align.feature_params_record)
+    write_json(aligned / "feature_params.json",
+               {"feature_params": {s: feature_record(base_params[s], section=s) for s in FEATURE_SECTIONS},
+                "ingest_params": base_params["ingest"]})
     # the ingest manifest train reads the corpus's provenance from (corpus.yaml synthetic:)
     write_table(root / "data" / "interim" / "manifest.parquet", pd.DataFrame({"video_id": [r["video_id"] for r in rows]}),
                 meta={"synthetic": None})

@@ -481,8 +481,16 @@ def feature_params_record(*, params: dict, root: Path) -> dict:
     need not depend on the feature params itself."""
     import json
 
+    from gazelib.core.cache import REPORT
+
     sections = {"features": dict(params["features"]), "align": feature_record(params["align"], section="align")}
     for m in ("audio", "text", "visual"):
+        if not (root / FEATURES / m / REPORT).exists():
+            # the extractor never ran here: align masks the modality; params.yaml's values are recorded
+            log.warning("%s: no extract_%s report (the stage has not run): %s masked, params.yaml's %s params recorded",
+                        root / FEATURES / m, m, m, m)
+            sections[m] = feature_record(params[m], section=m)
+            continue
         rep = read_stage_report(root / FEATURES / m)
         if "params" not in rep:
             raise ValueError(f"{root / FEATURES / m}: its report records no params (made by an older gazelib); "
