@@ -43,6 +43,7 @@ from gazelib.model.bundle import Bundle, BundleError, feature_param_diff, load_b
 from gazelib.core.cache import VideoCache, hash_file, hash_obj, run_per_video
 from gazelib.core.closure import stage_code
 from gazelib.core.io import atomic_path, read_npz, write_json, write_npz, write_table
+from gazelib.core.params import default
 from gazelib.core.media import VIDEO_EXTS
 from gazelib.viz.overlay import X264_PRESETS
 
@@ -395,8 +396,8 @@ def read_viewer_gaze(*, job: VideoJob, coords: str, time_unit: str, ingest_param
     """The recording of ``--gaze`` for one video, by the corpus reader (normalised, seconds)."""
     from gazelib.gaze.ingest import read_gaze_csv
 
-    cfg = {"min_gaze_hz": 10, "max_gaze_hz": 2000, "pixel_guess_limit": 3.0, "time_slack_s": 1.0,
-           "duplicate_timestamps": "first", **ingest_params}
+    # a bundle records the ingest params it was trained with; keys younger than it take the schema's defaults
+    cfg = {**default("ingest"), **ingest_params}
     p = job.probe
     return read_gaze_csv(path=job.gaze_path, video_id=job.video_id, viewer_id=_safe_id(job.gaze_path.stem),
                          coords=coords, time_unit=time_unit, width=p.width, height=p.height, duration_s=p.duration_s,
@@ -637,7 +638,7 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
         t0 = time.perf_counter()
         try:
             j.probe = probe_video(path=j.path, video_id=j.video_id,
-                                  truncation_tol_s=ingest_params.get("truncation_tol_s", 0.5))
+                                  truncation_tol_s={**default("ingest"), **ingest_params}["truncation_tol_s"])
             j.media_hash = hash_obj([hash_file(j.path)])
             j.gaze_path = _gaze_file(gaze=gaze, job=j, n_videos=n_videos)
         except PredictError:
