@@ -20,7 +20,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging(log_level())
     params = load_params()
-    code = relaunch(nproc=params["train"].get("nproc", 1), script=__file__, argv=sys.argv[1:])
+    code = relaunch(nproc=params["train"]["nproc"], script=__file__, argv=sys.argv[1:])
     if code is not None:
         raise SystemExit(code)
     try:

@@ -8,8 +8,10 @@ import pytest
 
 from gazelib.features.audio import SileroVAD, extract_audio_features, hysteresis, pitch_autocorr
 from gazelib.core.media import MediaError, read_audio, write_mp4
+from gazelib.core.params import default
 
-CFG = {"sample_rate": 16000, "hop_s": 0.01, "win_s": 0.025, "chunk_s": 4.0, "vad_threshold_on": 0.5,
+# the schema's audio params, and a few of the tests' own
+CFG = {**default("audio"), "sample_rate": 16000, "hop_s": 0.01, "win_s": 0.025, "chunk_s": 4.0, "vad_threshold_on": 0.5,
        "vad_threshold_off": 0.35, "vad_min_speech_s": 0.1, "vad_min_silence_s": 0.1}
 
 

@@ -69,7 +69,7 @@ def model_folder(tmp_path_factory):
     train, val, index, stats = _synthetic_split(root)
     params = {"features": {"lookahead": "none"}, "audio": {"hop_s": 0.01}, "text": {"hop_s": 0.04},
               "visual": {"grid_h": 3, "grid_w": 4},
-              "align": {"fps": 10.0}, "train": {"seeds": [0]}}
+              "align": {"fps": 10.0}, "train": {"seeds": [0]}, "ingest": {}}
     out = {}
     for variant, mods in (("content", ["audio", "text", "visual"]), ("tracked", ["track", "audio", "visual"])):
         mdir = root / "models" / variant
@@ -89,7 +89,7 @@ def test_export_verb_onnx_runtime_on_test_windows_and_refusal(model_folder, tmp_
 
     from gazelib.model.bundle import load_bundle
     from gazelib.cli import main
-    from gazelib.serve.predict import load_runtime_model, predict_aligned
+    from gazelib.serve.runtime import load_runtime_model, predict_aligned
 
     models, video, stats = model_folder
     res = CliRunner().invoke(main, ["export", str(models["tracked"]), "--onnx", str(tmp_path / "t.onnx")])

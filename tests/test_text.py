@@ -166,7 +166,9 @@ def test_whisperx_backend_is_optional_with_a_clear_message(monkeypatch):
     from gazelib.features.transcript import make_asr
 
     monkeypatch.setitem(sys.modules, "whisperx", None)  # not installable beside torch 2.13
-    cfg = {"asr_backend": "whisperx", "asr_model": "tiny.en-packaged", "language": "en", "whisperx_align_model": "",
+    from gazelib.core.params import default
+
+    cfg = {**default("text"), "asr_backend": "whisperx", "asr_model": "tiny.en-packaged", "language": "en", "whisperx_align_model": "",
            "asr_compute_type": "int8"}
     with pytest.raises(ImportError, match="whisperx is not importable"):
         make_asr(cfg)

@@ -38,11 +38,14 @@ def gaze_events(*, t, x, y, valid, basis: str = "fixations", fixation_cfg: dict 
     if basis == "fixations":
         from gazelib.gaze.fixations import detect_fixations
 
-        cfg = fixation_cfg or {}
-        res = detect_fixations(t=t, x=x, y=y, valid=valid, method=cfg.get("method", "ivt"),
-                               velocity_threshold=cfg.get("velocity_threshold"),
-                               dispersion_threshold=cfg.get("dispersion_threshold"),
-                               min_duration_s=cfg.get("min_duration_s", 0.1), deg_per_unit=cfg.get("deg_per_unit"))
+        from gazelib.core.params import default
+
+        # params.yaml ingest.fixations, plus the corpus geometry's deg_per_unit where known
+        cfg = fixation_cfg if fixation_cfg is not None else default("ingest.fixations")
+        res = detect_fixations(t=t, x=x, y=y, valid=valid, method=cfg["method"],
+                               velocity_threshold=cfg["velocity_threshold"],
+                               dispersion_threshold=cfg["dispersion_threshold"],
+                               min_duration_s=cfg["min_duration_s"], deg_per_unit=cfg.get("deg_per_unit"))
         f = res.fixations
         # a fixation lasts to the next sample after its last one: offset - onset + one sample period
         dt = float(np.median(np.diff(t))) if t.size > 1 else 0.0

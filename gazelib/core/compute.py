@@ -57,20 +57,23 @@ BACKENDS = ("local", "ray")
 class Backend:
     """``params['compute']``: where per-video work runs."""
 
-    kind: str = "local"
-    workers: int = 1
-    address: str = "local"
+    kind: str
+    workers: int
+    address: str
 
     @classmethod
     def from_params(cls, compute: dict | None) -> "Backend":
-        compute = compute or {}
-        kind = str(compute.get("backend", "local"))
+        """``params['compute']``; a key it lacks (or ``None``: no params) takes the schema default."""
+        from gazelib.core.params import default
+
+        compute = {**default("compute"), **(compute or {})}
+        kind = str(compute["backend"])
         if kind not in BACKENDS:
             raise ValueError(f"compute.backend must be one of {BACKENDS}, got {kind!r}")
-        workers = compute.get("workers", 1)
+        workers = compute["workers"]
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"compute.workers must be an integer >= 1, got {workers!r}")
-        address = str((compute.get("ray") or {}).get("address", "local") or "local")
+        address = str({**default("compute.ray"), **(compute["ray"] or {})}["address"] or "local")
         return cls(kind=kind, workers=workers, address=address)
 
     @property

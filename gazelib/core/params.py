@@ -222,7 +222,7 @@ def check_speech_model(*, cfg: dict, lookahead: str) -> None:
     modes = get_args(FeaturesCfg.model_fields["lookahead"].annotation)
     if lookahead not in modes:
         raise ValueError(f"features.lookahead is {lookahead!r}; expected one of {', '.join(modes)}")
-    if lookahead == "none" and cfg.get("speech_model", "none") != "none":
+    if lookahead == "none" and cfg["speech_model"] != "none":
         raise ValueError(f"audio.speech_model {cfg['speech_model']!r} attends to the whole audio chunk, future "
                          "included, so it cannot give viewer-causal features: set audio.speech_model: none, or "
                          "features.lookahead: offline (docs/causality.md)")

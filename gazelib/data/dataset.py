@@ -369,7 +369,8 @@ def max_track_age(cfg: dict) -> float:
     return value
 
 
-PREPARED_MB = 512.0   # default of train.cache_mb: whole prepared videos GazeWindows may hold
+# train.cache_mb's schema default, for the train_cfg of a checkpoint older than the key
+PREPARED_MB = float(params_default("train.cache_mb"))
 
 
 class GazeWindows:

@@ -253,7 +253,7 @@ DEMO_SYNTHETIC = ("gazelib demo corpus: rendered scenes, synthesised speech and 
 def demo_splits(*, n_videos: int, counts: dict, seed: int) -> dict[str, list[str]] | None:
     """Exact split sizes for the demo (``counts`` for val and test, the rest train), drawn
     from a permutation seeded by ``seed``; written into corpus.yaml, which ingest honours."""
-    n_val, n_test = int(counts.get("val", 0)), int(counts.get("test", 0))
+    n_val, n_test = int(counts["val"]), int(counts["test"])
     if n_val < 1 or n_test < 1 or n_videos - n_val - n_test < 1:
         log.warning("demo: split_counts %s do not fit %d videos; ingest assigns splits from its ratios",
                     counts, n_videos)

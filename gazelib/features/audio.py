@@ -310,7 +310,7 @@ def extract_audio_features(*, video_path: str | Path, video_id: str, duration_s:
         audio_t0 = t0 if audio_t0 is None else audio_t0
         first = int(np.ceil(total / hop))
         centres = np.arange(first * hop, total + core.size, hop) - total
-        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win, n_mfcc=cfg.get("n_mfcc", 0),
+        d = frame_descriptors(x=padded, sr=sr, centres=centres, pad=pad, win=win, n_mfcc=cfg["n_mfcc"],
                               causal=causal)
         d["sample"] = centres + total
         parts.append(d)
@@ -395,8 +395,8 @@ def make_audio_models(cfg: dict) -> dict:
     """The models a run needs, loaded once: VAD always, eGeMAPS and a speech encoder if asked."""
     import silero_vad
 
-    out: dict = {"vad": SileroVAD(), "egemaps": EGeMAPS() if cfg.get("egemaps") else None,
-           "speech": SpeechEncoder(path=cfg["speech_model"]) if cfg.get("speech_model", "none") != "none" else None}
+    out: dict = {"vad": SileroVAD(), "egemaps": EGeMAPS() if cfg["egemaps"] else None,
+           "speech": SpeechEncoder(path=cfg["speech_model"]) if cfg["speech_model"] != "none" else None}
     out["names"] = {"vad": f"silero-vad {getattr(silero_vad, '__version__', '')}".strip(),
                     **({"egemaps": out["egemaps"].name} if out["egemaps"] else {}),
                     **({"speech": out["speech"].name} if out["speech"] else {})}

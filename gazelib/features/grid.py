@@ -7,7 +7,7 @@ GRID_CHANNELS = ["lab_l", "lab_a", "lab_b", "motion", "saliency", "edges", "face
 
 def cnn_grid_channels(cfg: dict) -> int:
     """Grid channels the pretrained encoder adds (known without loading it)."""
-    if cfg.get("image_model", "none") != "efficientnet-lite0":
+    if cfg["image_model"] != "efficientnet-lite0":
         return 0
     from gazelib.features.image_models import LITE0_STAGES
 

@@ -279,7 +279,6 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
     ``lookahead``, default ``none``, picks causal words and features). Returns the written ``paths``,
     the ``source``, the ASR words (or None) and ``subtitles`` (a callable parsing them)."""
     from gazelib.features.transcript import (
-        UTTERANCE_GAP_S,
         empty_words,
         read_cues,
         transcribe_causal,
@@ -294,10 +293,10 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
     def subtitles() -> pd.DataFrame:
         if "words" not in subs_cache:
             subs_cache["words"] = words_from_cues(read_cues(path=item["subtitle_path"], video_id=vid), "subtitles",
-                                                  utterance_gap_s=cfg.get("utterance_gap_s", UTTERANCE_GAP_S))
+                                                  utterance_gap_s=cfg["utterance_gap_s"])
         return subs_cache["words"]
 
-    lookahead = check_lookahead(cfg.get("lookahead", "none"))
+    lookahead = check_lookahead(cfg["lookahead"])
     causal = lookahead == "none"
     words, source, asr_words = None, "none", None
     for src in sources or cfg["sources"]:
@@ -317,7 +316,7 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
         log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
     feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
                           rate_window_s=cfg["rate_window_s"], embedder=embedder, lookahead=lookahead,
-                          hold_s=cfg.get("hold_s") if causal else None)
+                          hold_s=cfg["hold_s"] if causal else None)
     paths = write_text_features(feats=feats, words=words, out_dir=out_dir, video_id=vid, cfg=cfg, source=source,
                                 embedder=embedder, asr_model=cfg["asr_model"] if source == "asr" else "")
     return {"paths": paths, "source": source, "asr_words": asr_words, "subtitles": subtitles}

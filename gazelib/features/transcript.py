@@ -254,7 +254,7 @@ def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_ra
     if not parts:
         return with_availability(empty_words(), avail=np.zeros(0))
     words = pd.concat(parts, ignore_index=True)
-    words["utterance_id"] = number_utterances(words, utterance_gap_s=cfg.get("utterance_gap_s", UTTERANCE_GAP_S))
+    words["utterance_id"] = number_utterances(words, utterance_gap_s=cfg["utterance_gap_s"])
     return words
 
 
@@ -357,9 +357,9 @@ class WhisperXASR:
 
 
 def make_asr(cfg: dict):
-    """The ASR backend named by ``text.asr_backend`` (faster-whisper by default)."""
-    gap = cfg.get("utterance_gap_s", UTTERANCE_GAP_S)
-    if cfg.get("asr_backend", "faster-whisper") == "whisperx":
+    """The ASR backend named by ``text.asr_backend``."""
+    gap = cfg["utterance_gap_s"]
+    if cfg["asr_backend"] == "whisperx":
         return WhisperXASR(model=cfg["asr_model"], language=cfg["language"], align_model=cfg["whisperx_align_model"],
                            compute_type=cfg["asr_compute_type"], utterance_gap_s=gap)
     return WhisperASR(model=cfg["asr_model"], language=cfg["language"], compute_type=cfg["asr_compute_type"],

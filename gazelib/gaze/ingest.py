@@ -109,7 +109,7 @@ def read_gaze_csv(*, path: Path, video_id: str, viewer_id: str, coords: str, tim
     dup = np.r_[False, dt == 0]
     if dup.any():
         i = int(np.argmax(dup))
-        if cfg.get("duplicate_timestamps", "first") == "error":
+        if cfg["duplicate_timestamps"] == "error":
             raise CorpusError(f"{tag}: row {i} repeats the timestamp t={t[i]} "
                               "(ingest.duplicate_timestamps: first keeps the first sample)")
         log.warning("%s: %d repeated timestamps (first at row %d, t=%s); kept the first sample of each",
@@ -266,7 +266,7 @@ def ingest_corpus(*, corpus: str | Path, params: dict, on_error: str = "skip") -
             except CorpusError as exc:
                 fail(gpath, video_id, exc)
         fix_share = None
-        if params.get("labels", "samples") == "fixations" and tables:
+        if params["labels"] == "fixations" and tables:
             tables, fix_share = fixation_labels(tables=tables, video_id=video_id, geometry=geometry,
                                                 cfg=params["fixations"])
         if not tables:

@@ -95,7 +95,7 @@ def write_bundle(*, out_dir: str | Path, params: dict, stats: dict, variant: str
     out_dir = Path(out_dir)
     if record is None:
         record = {"feature_params": {s: params[s] for s in FEATURE_SECTIONS if s in params},
-                  "ingest_params": params.get("ingest", {})}
+                  "ingest_params": params["ingest"]}
     missing = [s for s in FEATURE_SECTIONS if s not in record["feature_params"]]
     if missing:
         raise BundleError(f"{out_dir}: params have no section {missing}; cannot record the feature params")
@@ -151,12 +151,14 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     check_version(model_dir=model_dir, trained=doc.get("gazelib_version"))
     if doc.get("synthetic_training_data"):
         log.warning("%s: TRAINED ON SYNTHETIC DATA, not on real viewers: %s", model_dir, doc["synthetic_training_data"])
-    # the stages record no speed-only key (gazelib.core.params.feature_record): predict runs with the defaults
-    feature_params = {s: {**{k: default(f"{s}.{k}") for k in sorted(RUNTIME_KEYS.get(s, set()))}, **v}
-                      for s, v in doc["feature_params"].items()}
+    # A key the bundle lacks takes its schema default, so the extractors index every key: the stages
+    # record no speed-only key (gazelib.core.params.feature_record), and a key younger than the bundle
+    # ran at that default before it was a key. A missing "features" section stays missing: those
+    # models saw look-ahead features (gazelib.features.lookahead_of).
+    feature_params = {s: {**default(s), **v} for s, v in doc["feature_params"].items()}
     return Bundle(model_dir=model_dir, variant=doc["variant"], modalities=list(doc["modalities"]),
                   seeds=[int(s) for s in doc["seeds"]], feature_params=feature_params,
-                  ingest_params=doc.get("ingest_params", {}), stats=stats, stats_hash=h,
+                  ingest_params={**default("ingest"), **doc.get("ingest_params", {})}, stats=stats, stats_hash=h,
                   gazelib_version=doc.get("gazelib_version", ""), grid=tuple(int(x) for x in doc["grid"]), meta=doc)  # type: ignore[arg-type]  # 3 ints
 
 

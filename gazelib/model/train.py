@@ -33,7 +33,6 @@ from gazelib import __version__
 from gazelib.data.dataset import GazeWindows, block_order, feature_dims
 from gazelib.model.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.core.io import write_json, write_text
-from gazelib.core.params import default
 from gazelib.core.cells import cell_centres
 from gazelib.core.normalize import stats_hash
 from gazelib.model.checkpoint import load_checkpoint, save_checkpoint
@@ -140,13 +139,13 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         raise ValueError(f"{variant}: train.heatmap_target {cfg['heatmap_target']!r} unknown; "
                          f"choose one of {HEATMAP_TARGETS}")
     seed_everything(seed)
-    torch.set_num_threads(cfg.get("num_threads", default("train.num_threads")))
+    torch.set_num_threads(cfg["num_threads"])
     device = d.device
     gh, gw = grid_shape[1:]
     ds_args = dict(stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=fps, lengths=index["length"],
                    n_viewers=index["viewers"])
-    cache = cfg.get("cache_videos", 64)
-    train_ds = GazeWindows(files=train_files, cache_size=cache, sample_horizons=cfg.get("horizons_sampled"),
+    cache = cfg["cache_videos"]
+    train_ds = GazeWindows(files=train_files, cache_size=cache, sample_horizons=cfg["horizons_sampled"],
                            horizon_seed=seed, **ds_args)   # sampled horizons: docs/horizons.md
     val_ds = GazeWindows(files=val_files, stride_s=cfg["window_s"], cache_size=cache, **ds_args)
     if len(train_ds) == 0:
@@ -197,7 +196,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         else:
             log.info("%s: %s was trained with other params; starting fresh", variant, latest)
     bias_batch = None
-    if cfg.get("lambda_entropy", 0.0) > 0:
+    if cfg["lambda_entropy"] > 0:
         from gazelib.model.bias import content_free_batch, entropy_penalty
 
         if not bias_inputs:
@@ -371,9 +370,9 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
     # world_size instead; seed_workers leaves every byte as one process would write it)
     cfg = {k: v for k, v in params["train"].items() if k not in ("seeds", "nproc", "seed_workers")}
     d = init_from_env()  # under torchrun: join the process group; else one process
-    workers = seed_workers(params["train"].get("seed_workers", 1), n_seeds=len(seeds), distributed=d.active)
+    workers = seed_workers(params["train"]["seed_workers"], n_seeds=len(seeds), distributed=d.active)
     floors = None
-    if params["model"].get("persistence") and "track" in params["variants"][variant]["modalities"]:
+    if params["model"]["persistence"] and "track" in params["variants"][variant]["modalities"]:
         if (root / FLOORS).exists():
             floors = json.loads((root / FLOORS).read_text())
         else:
@@ -384,7 +383,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
                   train_files=split_files(root, index, "train"), val_files=split_files(root, index, "val"),
                   index=index_maps(index), stats=stats, grid_shape=index_grid(meta), fps=meta["fps"], cfg=cfg,
                   model_cfg=params["model"], max_epochs=max_epochs,
-                  bias_inputs=bias_files(root) if cfg.get("lambda_entropy", 0.0) > 0 else None,
+                  bias_inputs=bias_files(root) if cfg["lambda_entropy"] > 0 else None,
                   persistence_init=floors)
     for seed in seeds:
         (root / "models" / variant / f"seed{seed}").mkdir(parents=True, exist_ok=True)

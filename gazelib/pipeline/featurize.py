@@ -10,7 +10,7 @@ The steps are the same functions everywhere:
 :func:`featurize_video` runs them for one video (the bias inputs). The DVC stages run each step over
 the corpus, one stage per modality so that each caches and reruns alone (extract_audio,
 extract_text, extract_visual, align). ``gazelib predict`` runs each step over its videos with a
-cache per step (gazelib.serve.predict). The steps, and so the features, are one code path.
+cache per step (gazelib.serve.extract). The steps, and so the features, are one code path.
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def featurize_video(*, item: dict, params: dict, models: dict, work: Path, gaze:
     visual_video(item=item, cfg=vcfg, detector=models.get("detector"), encoder=models["image"],
                  out_dir=work / "visual", lookahead=lookahead, detector_name=detector_name)
     audio_video(item=item, cfg=acfg, models=models["audio"], out_dir=work / "audio", lookahead=lookahead)
-    tcfg = params["text"] if text_sources is None else {**params["text"], "sources": list(text_sources)}
+    # the text extractor reads features.lookahead from its cfg (gazelib.features.text.text_config)
+    tcfg = {**params["text"], "lookahead": lookahead, **({} if text_sources is None else {"sources": list(text_sources)})}
     extract_text_video(item=item, cfg=tcfg, out_dir=work / "text", embedder=models["text"], asr=models.get("asr"))
     if gaze is None:
         gaze = pd.DataFrame({"t": [0.0, item["duration_s"]], "x": [np.nan] * 2, "y": [np.nan] * 2,

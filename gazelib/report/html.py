@@ -37,7 +37,6 @@ from gazelib.core.layout import AOI_METRICS, COMPARE, VALIDATION, eval_metrics, 
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"clip_s": 4.0, "clip_width": 320, "clip_crf": 30, "variant": None}
 MAIN_METRICS = ("auc_vat", "l2_vat", "l2_vat_deg", "hit1_cell", "nss", "cc", "sauc", "ig", "inout_ap", "out_ap")
 LOWER_BETTER = ("l2_vat", "kl")
 
@@ -449,7 +448,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
     from gazelib import __version__
 
     root = Path(root)
-    cfg = {**DEFAULTS, **(params.get("report") or {})}
+    cfg = params["report"]
     cmp_path, val_path = root / COMPARE, root / VALIDATION
     for p in (cmp_path, val_path):
         if not p.exists():
@@ -457,7 +456,7 @@ def run_report(*, params: dict, root: Path = Path(".")) -> dict:
     cmp = json.loads(cmp_path.read_text())
     validation = json.loads(val_path.read_text())
     variants = list(params["variants"])
-    baseline = params.get("compare", {}).get("baseline", variants[0])
+    baseline = params["compare"]["baseline"]
     order = variants + ["centre_prior", "persistence", "inter_observer"]
     cmp_md = root / "reports" / "compare.md"
     comparison = comparison_html(cmp=cmp, order=order, baseline=baseline)
