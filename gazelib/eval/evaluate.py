@@ -189,10 +189,11 @@ def leak_check(*, model, arrays: dict, video_id: str, stats: dict, cfg: dict, fp
 
 
 # ---------------------------------------------------------------- DVC stages
-def test_context(*, params: dict, root: Path) -> dict:
-    """What every row scored on the test split shares (the floors' stage and each variant's): the test
-    videos' labels, per-video evaluation maps (size, resized centre prior, sAUC negatives), AOIs per
-    sample, the corpus geometry and the output grid."""
+def test_context(*, params: dict, root: Path, aois: bool = True) -> dict:
+    """What every row scored on the test split shares (the floors' stage, each variant's and the
+    horizons'): the test videos' labels, per-video evaluation maps (size, resized centre prior, sAUC
+    negatives), AOIs per sample (``aois``; the horizons score no AOI metric, so they skip them and get
+    ``None``), the corpus geometry and the output grid."""
     from gazelib.aoi.model_level import load_video_aois, prepare_video
     from gazelib.eval.metrics import resize_bilinear
 
@@ -216,7 +217,8 @@ def test_context(*, params: dict, root: Path) -> dict:
                           "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
                                                      seed=params["seed"])}
     # AOI hit rate / mass per sample (stage aoi's data/aoi; NaN columns for a video without AOIs)
-    aoi_videos = {vid: prepare_video(aois=load_video_aois(root, vid), lab=labels[vid], gh=gh, gw=gw) for vid in labels}
+    aoi_videos = ({vid: prepare_video(aois=load_video_aois(root, vid), lab=labels[vid], gh=gh, gw=gw) for vid in labels}
+                  if aois else None)
     return {"index": index, "meta": meta, "floors": floors, "gh": gh, "gw": gw, "test_files": test_files,
             "labels": labels, "manifest": manifest, "geometry": geometry, "per_video": per_video,
             "aoi_videos": aoi_videos,

@@ -34,7 +34,7 @@ from gazelib.core.layout import (
     CURVES,
     DETAILS,
     eval_metrics,
-    FLOORS, corpus_geometry, index_grid, index_maps, load_manifest, read_index, read_labels, split_files,
+    index_maps, read_index, read_labels, split_files,
 )
 from gazelib.eval.metrics import LOWER_IS_BETTER, POOLED_KEYS
 from gazelib.core.params import check_horizons  # noqa: F401  (re-exported: the check lives with the params schema)
@@ -74,38 +74,24 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
     """Score persistence and the track variants at every horizon; write reports/metrics/horizons.json, the
     report's section (reports/horizons.md, .png) and the curves' data (reports/curves/horizons/)."""
     from gazelib.core.compute import map_jobs
-    from gazelib.eval.evaluate import eval_map_shape, sauc_negatives
     from gazelib.eval.contrasts import compare_rows
-    from gazelib.eval.metrics import resize_bilinear
+    from gazelib.eval.evaluate import test_context
 
-    index, meta = read_index(root)
-    fps = float(meta["fps"])
-    _, gh, gw = index_grid(meta)
+    # the test split as evaluate scores it (labels, per-video maps, geometry); no AOIs: not on the curve
+    c = test_context(params=params, root=root, aois=False)
+    index, gh, gw = c["index"], c["gh"], c["gw"]
+    labels, per_video, geometry, test_files = c["labels"], c["per_video"], c["geometry"], c["test_files"]
+    fps = float(c["meta"]["fps"])
     ecfg, tcfg = params["evaluate"], params["train"]
     horizons = check_horizons(horizons=ecfg["horizons"], fps=fps)
     trained_h = float(tcfg["horizon_s"])
-    floors = json.loads((root / FLOORS).read_text())
-    prior = np.asarray(floors["prior"], np.float64)
+    prior = np.asarray(c["floors"]["prior"], np.float64)
     train = list(read_labels(split_files(root, index, "train")).values())
-    test_files = split_files(root, index, "test")
-    if not test_files:
-        raise ValueError("no test video with gaze recordings; check the split ratios")
-    labels = read_labels(test_files)
-    manifest = load_manifest(root).set_index("video_id")
-    geometry = corpus_geometry(root)
-    per_video = {}
-    for vid in sorted(labels):
-        wh = (int(manifest.loc[vid, "width"]), int(manifest.loc[vid, "height"]))
-        hw = eval_map_shape(width=wh[0], height=wh[1], saliency_width=ecfg["saliency_width"])
-        per_video[vid] = {"eval_hw": hw, "frame_wh": wh,
-                          "prior_eval": resize_bilinear(maps=prior.reshape(1, gh, gw), out_hw=hw)[0],
-                          "other_xy": sauc_negatives(labels=labels, video_id=vid, max_n=ecfg["sauc_negatives"],
-                                                     seed=params["seed"])}
 
     variants = params["variants"]
     track_variants = [v for v in variants if "track" in variants[v]["modalities"]]
     content_variants = [v for v in variants if "track" not in variants[v]["modalities"]]
-    model_variants = track_variants if ecfg.get("horizon_models", True) else []
+    model_variants = track_variants if ecfg["horizon_models"] else []
     # independent jobs (persistence refitted at each horizon; each track variant's seeds at each horizon), in
     # evaluate.workers processes: the same bytes for any count (gazelib.core.compute.JobPool)
     context = {"root": root, "params": params, "labels": labels, "train": train, "prior": prior,
@@ -158,7 +144,7 @@ def run_horizons(*, params: dict, root: Path = Path(".")) -> dict:
         if v in content_variants:
             free[v] = df[df["row"] == v]
             kinds[v] = "variant"
-        if not ecfg.get("horizon_models", True) and v in track_variants:
+        if not ecfg["horizon_models"] and v in track_variants:
             name = row_name(v, trained_h)
             free[name] = df[df["row"] == v].assign(row=name)
             kinds[name] = "variant"
