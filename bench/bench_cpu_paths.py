@@ -36,7 +36,7 @@ def run_models(inp: Path, out: Path) -> None:
 
     from gazelib.features.audio import SileroVAD
     from gazelib.features.transcript import WhisperASR
-    from gazelib.features.visual import CenterFaceDetector
+    from gazelib.features.faces import CenterFaceDetector
 
     data = np.load(inp)
     frames, audio = data["frames"], data["audio"]

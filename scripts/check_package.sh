@@ -39,7 +39,7 @@ for m in pkgutil.walk_packages(gazelib.__path__, "gazelib."):
 assert version("gazelib-av") == gazelib.__version__, (version("gazelib-av"), gazelib.__version__)
 # the default face detector's weights ship in the package (predict's default visual features)
 import numpy as np
-from gazelib.features.visual import CenterFaceDetector, centerface_weights
+from gazelib.features.faces import CenterFaceDetector, centerface_weights
 assert "site-packages" in str(centerface_weights()), centerface_weights()
 assert CenterFaceDetector().detect(np.zeros((180, 320, 3), np.uint8)).shape == (0, 4)
 print(f"check_package: gazelib-av {gazelib.__version__} installed with [all]; every module imports")

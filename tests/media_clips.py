@@ -180,7 +180,8 @@ def reference_outputs(*, work: Path, models: dict, lookahead: str | None) -> dic
 
 def load_models() -> dict:
     from gazelib.features.audio import SileroVAD
-    from gazelib.features.visual import FaceDetector, make_image_encoder
+    from gazelib.features.faces import FaceDetector
+    from gazelib.features.visual import make_image_encoder
 
     return {"vad": SileroVAD(), "detector": FaceDetector.from_params(VISUAL_CFG),
             "encoder": make_image_encoder(VISUAL_CFG)}

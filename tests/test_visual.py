@@ -10,8 +10,10 @@ import pytest
 
 from gazelib.features.visual import GRID_CHANNELS, extract_visual_features
 from gazelib.core.media import ffmpeg_exe, iter_frames, write_mp4
+from gazelib.core.params import default
 
-CFG = {"sample_fps": 10, "work_width": 160, "work_height": 90, "grid_h": 9, "grid_w": 16, "cut_threshold": 0.35,
+# the schema's visual params, and the tests' own (no image encoder unless a test asks)
+CFG = {**default("visual"), "sample_fps": 10, "work_width": 160, "work_height": 90, "grid_h": 9, "grid_w": 16, "cut_threshold": 0.35,
        "face_detector": "centerface", "face_input_width": 160, "face_threshold": 0.3, "face_nms_iou": 0.3,
        "face_min_size": 20, "face_scale_factor": 1.1, "face_min_neighbors": 3,
        "face_equalize": True, "face_fps": 5, "image_model": "none"}
@@ -117,7 +119,7 @@ def test_real_720p_clip_frames_and_features():
 
 
 def test_unknown_detector_fails_clearly():
-    from gazelib.features.visual import FaceDetector
+    from gazelib.features.faces import FaceDetector
 
     with pytest.raises(ValueError, match="unknown face detector 'magic' .*centerface"):
         FaceDetector(kind="magic")
@@ -127,7 +129,7 @@ def test_unknown_detector_fails_clearly():
 def test_centerface_loads_from_the_installed_package_and_finds_the_real_face():
     """Real footage (carphone: one face in every frame): CenterFace finds exactly that face in
     every frame, on the face; Haar finds it in about half of them (docs/pipeline.md)."""
-    from gazelib.features.visual import FaceDetector, centerface_weights
+    from gazelib.features.faces import FaceDetector, centerface_weights
 
     det = FaceDetector.from_params(CFG)
     assert centerface_weights().name == "centerface.onnx" and centerface_weights().parent.name == "weights"
@@ -146,7 +148,7 @@ def test_centerface_loads_from_the_installed_package_and_finds_the_real_face():
 
 
 def test_centerface_output_repeats_byte_for_byte(tiny_corpus):
-    from gazelib.features.visual import FaceDetector
+    from gazelib.features.faces import FaceDetector
 
     root, _ = tiny_corpus
     cfg = {**CFG, "work_width": 320, "work_height": 180, "sample_fps": 2}
@@ -162,7 +164,7 @@ def test_centerface_original_export_is_prepared_to_the_shipped_graph(tmp_path):
     ``weights`` is prepared to exactly the shipped bytes; the shipped file is used as it is."""
     import onnx
 
-    from gazelib.features.visual import prepare_centerface
+    from gazelib.features.faces import prepare_centerface
 
     shipped = centerface_weights_bytes()
     assert prepare_centerface(shipped, source="shipped") is shipped
@@ -178,16 +180,16 @@ def test_centerface_original_export_is_prepared_to_the_shipped_graph(tmp_path):
 
 
 def centerface_weights_bytes() -> bytes:
-    from gazelib.features.visual import centerface_weights
+    from gazelib.features.faces import centerface_weights
 
     return centerface_weights().read_bytes()
 
 
 def test_centerface_missing_or_broken_weights_say_what_is_wrong(monkeypatch, tmp_path):
-    from gazelib.features import visual
-    from gazelib.features.visual import CenterFaceDetector, FaceDetector
+    from gazelib.features import faces
+    from gazelib.features.faces import CenterFaceDetector, FaceDetector
 
-    monkeypatch.setattr(visual, "CENTERFACE_FILE", tmp_path / "gone.onnx")
+    monkeypatch.setattr(faces, "CENTERFACE_FILE", tmp_path / "gone.onnx")
     with pytest.raises(FileNotFoundError, match=r"(?s)gone\.onnx.*reinstall gazelib-av"):
         FaceDetector.from_params(CFG)
     monkeypatch.undo()
@@ -255,7 +257,7 @@ def test_clip_path_on_a_tiny_random_model(tmp_path):
 def test_mediapipe_detector_is_optional_with_a_clear_message(monkeypatch):
     import sys
 
-    from gazelib.features.visual import FaceDetector
+    from gazelib.features.faces import FaceDetector
 
     monkeypatch.setitem(sys.modules, "mediapipe", None)
     with pytest.raises(ImportError, match=r"mediapipe==0.10.21"):

@@ -23,7 +23,9 @@ def detect_faces(*, video_path: str | Path, video_id: str, vcfg: dict) -> tuple[
     sampling, detection rate (boxes held between) and mouth measure as extract_visual."""
     import cv2
 
-    from gazelib.features.visual import FaceDetector, box_mask
+    from gazelib.features.faces import FaceDetector
+
+    from gazelib.features.visual import box_mask
     from gazelib.core.media import iter_frames
 
     det = FaceDetector.from_params(vcfg)
