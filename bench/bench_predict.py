@@ -139,7 +139,7 @@ def latency(*, bundle, aligned: Path, threads: int, work: Path, repeat: int = 30
 
     from gazelib.data.dataset import GazeWindows
     from gazelib.model.onnx_export import parity
-    from gazelib.serve.predict import load_runtime_model
+    from gazelib.serve.runtime import load_runtime_model
 
     out, models = {}, {}
     with torch.no_grad():

@@ -12,7 +12,7 @@ import click
 # verb -> "module:click command object"
 COMMANDS = {
     "import": ("gazelib.gaze.importers.cli:import_cmd", "Convert vendor eye-tracking recordings into a gazelib corpus."),
-    "predict": ("gazelib.serve.predict:predict_cmd", "Predict where people look in any video with a trained model folder."),
+    "predict": ("gazelib.serve.cli:predict_cmd", "Predict where people look in any video with a trained model folder."),
     "aoi": ("gazelib.aoi.cli:aoi_cmd", "Moving areas of interest (faces, speaker, user AOIs) and dwell / TTFF measures."),
     "export": ("gazelib.model.onnx_export:export_cmd", "Export a trained model folder to ONNX (dynamic time axis, parity-checked)."),
     "params": ("gazelib.core.params:params_cmd", "Check a params.yaml against the schema: prints ok, or the bad keys (exit 1)."),

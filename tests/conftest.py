@@ -49,7 +49,8 @@ def causal_corpus(tmp_path_factory, base_params) -> tuple[Path, dict]:
 # ---------------------------------------------------------------- tiny trained model folders (gazelib predict)
 TRAIN_CFG = {"horizon_s": 1.0, "window_s": 6.0, "stride_s": 3.0, "batch_size": 8, "epochs": 1, "lr": 0.003,
              "weight_decay": 0.0, "patience": 5, "heatmap_sigma": 0.06, "lambda_heatmap": 1.0, "lambda_inout": 0.5,
-             "num_threads": 2, "heatmap_target": "gaussian", "warmup_frac": 0.05, "grad_clip": 1.0}
+             "num_threads": 2, "heatmap_target": "gaussian", "warmup_frac": 0.05, "grad_clip": 1.0,
+             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10}
 MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.0, "fusion": "gated",
              "cell_dim": 8, "content_context": "causal"}
 
@@ -68,7 +69,8 @@ def trained(tmp_path_factory, tiny_corpus):
     from gazelib.gaze.ingest import read_gaze_csv
     from gazelib.core.io import read_npz, write_npz
     from gazelib.core.normalize import fit_norm_stats
-    from gazelib.serve.predict import collect_videos, extract_features
+    from gazelib.serve.extract import extract_features
+    from gazelib.serve.inputs import collect_videos
     from gazelib.core.media import probe_video
     from gazelib.core.cache import hash_file, hash_obj
     from gazelib.model.train import train_variant

@@ -196,9 +196,12 @@ def test_stage_code_follows_the_import_closure(tmp_path, base_params):
     from gazelib.core.closure import STAGES, stage_code
 
     root = _package_copy(tmp_path)
-    cfg = {"extract_audio": base_params["audio"], "extract_text": base_params["text"],
+    from gazelib.features.text import text_config
+
+    cfg = {"extract_audio": base_params["audio"], "extract_text": text_config(base_params),
            "extract_visual": base_params["visual"], "align": base_params["align"],
-           "predict_text": base_params["text"], "predict_align": base_params["align"]}
+           "predict_audio": base_params["audio"], "predict_text": text_config(base_params),
+           "predict_visual": base_params["visual"], "predict_align": base_params["align"]}
 
     def digests():
         return {s: stage_code(stage=s, cfg=cfg.get(s, {}), root=root).digest for s in STAGES}
@@ -214,16 +217,18 @@ def test_stage_code_follows_the_import_closure(tmp_path, base_params):
 
 
 def test_predict_keys_come_from_the_stage_registry(base_params):
-    """predict's feature caches key on the same closure as the pipeline stage, plus predict.py."""
+    """predict's feature caches key on the same closure as the pipeline stage, plus serve/extract.py."""
     from gazelib.core.closure import stage_code
 
-    for part, cfg in (("audio", base_params["audio"]), ("text", base_params["text"]),
+    from gazelib.features.text import text_config
+
+    for part, cfg in (("audio", base_params["audio"]), ("text", text_config(base_params)),
                       ("visual", base_params["visual"]), ("align", base_params["align"])):
         stage = stage_code(stage="align" if part == "align" else f"extract_{part}", cfg=cfg)
         pred = stage_code(stage=f"predict_{part}", cfg=cfg)
-        assert set(stage.code) < set(pred.code) and "gazelib/serve/predict.py" in pred.code, part
+        assert set(stage.code) < set(pred.code) and "gazelib/serve/extract.py" in pred.code, part
         assert set(stage.weights) <= set(pred.weights), part
-    assert "gazelib/features/transcript.py" in stage_code(stage="extract_text", cfg=base_params["text"]).code
+    assert "gazelib/features/transcript.py" in stage_code(stage="extract_text", cfg=text_config(base_params)).code
 
 
 def test_weight_resolvers_run_only_code_in_the_stage_closure(monkeypatch):

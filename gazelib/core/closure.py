@@ -234,7 +234,7 @@ def _silero_vad() -> Path:
 
 def _audio_weights(cfg: dict, use: Use) -> dict[str, Path]:
     out = {"silero_vad": _silero_vad()}
-    if cfg.get("speech_model", "none") != "none":
+    if cfg["speech_model"] != "none":
         out["audio.speech_model"] = Path(cfg["speech_model"])
     return out
 
@@ -243,12 +243,12 @@ def _text_weights(cfg: dict, use: Use, asr: bool | None = None) -> dict[str, Pat
     """The embedder, and the recogniser when the text sources include ASR (``asr`` forces it:
     predict always transcribes)."""
     out = {"text.embedder": use("features/text.py", "resolve_text_model")(cfg["embedder"])}
-    transcribes = "asr" in cfg.get("sources", ["asr"]) if asr is None else asr
+    transcribes = "asr" in cfg["sources"] if asr is None else asr
     if transcribes:
         out["text.asr_model"] = use("features/transcript.py", "resolve_whisper_model")(cfg["asr_model"])
-        if cfg.get("lookahead", "none") == "none":  # causal ASR cuts the audio into chunks with silero VAD
+        if cfg["lookahead"] == "none":  # causal ASR cuts the audio into chunks with silero VAD
             out["silero_vad"] = _silero_vad()
-        if cfg.get("asr_backend", "faster-whisper") == "whisperx" and cfg.get("whisperx_align_model"):
+        if cfg["asr_backend"] == "whisperx" and cfg["whisperx_align_model"]:
             out["text.whisperx_align_model"] = Path(cfg["whisperx_align_model"])
     return out
 
@@ -259,14 +259,14 @@ def _predict_text_weights(cfg: dict, use: Use) -> dict[str, Path]:
 
 def _visual_weights(cfg: dict, use: Use) -> dict[str, Path]:
     out = {}
-    detector = cfg.get("face_detector")
+    detector = cfg["face_detector"]
     if detector == "centerface":
-        out["visual.face_detector"] = use("features/visual.py", "centerface_weights")()
+        out["visual.face_detector"] = use("features/faces.py", "centerface_weights")()
     elif detector == "haar":
         import cv2
 
         out["visual.face_detector"] = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-    image_model = cfg.get("image_model", "none")
+    image_model = cfg["image_model"]
     if image_model == "efficientnet-lite0":
         out["visual.image_model"] = use("features/image_models.py", "default_lite0_weights")()
     elif image_model.startswith("clip:"):
@@ -291,10 +291,10 @@ STAGES: dict[str, Stage] = {
     "extract_visual": Stage(("features/visual.py",), weights=_visual_weights),
     "align": Stage(("data/align.py",)),
     "aoi": Stage(("aoi/run.py",)),
-    "predict_audio": Stage(("features/audio.py",), ("serve/predict.py",), _audio_weights),
-    "predict_text": Stage(("features/text.py",), ("serve/predict.py",), _predict_text_weights),
-    "predict_visual": Stage(("features/visual.py",), ("serve/predict.py",), _visual_weights),
-    "predict_align": Stage(("data/align.py", "gaze/ingest.py"), ("serve/predict.py",)),
+    "predict_audio": Stage(("features/audio.py",), ("serve/extract.py",), _audio_weights),
+    "predict_text": Stage(("features/text.py",), ("serve/extract.py",), _predict_text_weights),
+    "predict_visual": Stage(("features/visual.py",), ("serve/extract.py",), _visual_weights),
+    "predict_align": Stage(("data/align.py", "gaze/ingest.py"), ("serve/extract.py",)),
     "predict": Stage(("serve/predict.py",)),   # the model checkpoint is hashed by predict itself
 }
 
