@@ -83,18 +83,19 @@ def test_batches_of_distinct_windows_carry_no_content_index(tmp_path):
     assert "content_index" not in ds.batch(first_viewer)
 
 
-def test_the_model_ignores_the_track_map_unless_its_keys_read_it(tmp_path):
-    """Content-only keys (the default): the last gaze enters through the track embedding and the
-    persistence path; the track_map input changes nothing. A track_in_keys model does read it."""
+def test_the_track_map_enters_the_cell_scores_through_a_gain_that_starts_at_zero(tmp_path):
+    """Content-only keys (the default): the last gaze's map adds a_t m_{t,c} to the cell scores, a_t
+    starting at 0 (the model starts at the persistence floor); a trained gain makes the map count."""
     vids, stats = _corpus(tmp_path)
     ds = _windows(sorted(tmp_path.glob("*.npz")), vids, stats)
     batch = ds.batch(window_major(ds.index)[:12])
     other = dict(batch, track_map=torch.rand_like(batch["track_map"]))
+    model = _model_for(ds, ("track", "visual"))
+    assert model.track_proj is None and model.track_gain is not None
     with torch.no_grad():
-        new = _model_for(ds, ("track", "visual"))
-        assert torch.equal(new(batch)["heatmap_logits"], new(other)["heatmap_logits"])
-        old = _model_for(ds, ("track", "visual"), track_in_keys=True)
-        assert not torch.allclose(old(batch)["heatmap_logits"], old(other)["heatmap_logits"])
+        assert torch.equal(model(batch)["heatmap_logits"], model(other)["heatmap_logits"])
+        torch.nn.init.normal_(model.track_gain.weight, std=0.5)
+        assert not torch.allclose(model(batch)["heatmap_logits"], model(other)["heatmap_logits"])
 
 
 def test_a_checkpoint_without_track_in_keys_loads_as_the_model_it_was(tmp_path):

@@ -8,13 +8,15 @@ to steps <= t only) and a padding mask gives a context h_t. The spatial head sco
 
 (one layer of width ``cell_dim`` on the cell side keeps the [B, T, cells, d_c] work small;
 the context side carries the depth)
-where f_{t,c} holds the cell's grid features (visual variants). The keys are content only
-(``track_in_keys: false``, the default since 0.4.0): the viewer enters through h_t and the
-persistence path below, so the keys of one window are computed once for all its viewers in a
-batch (``content_index``: the batch's content rows are the distinct windows, each item names its
-row; :func:`gazelib.data.dataset.window_batch`), and without the grid they are one [cells, d_c]
-table. Checkpoints that predate the option (``track_in_keys: true``) also add the map of the last
-known gaze to f_{t,c}: per viewer keys. The in/out head is a linear map of h_t.
+where f_{t,c} holds the cell's grid features (visual variants). Track variants add
+a_t m_{t,c}: m the map of the last known gaze (the track_map input), a_t a linear map of h_t
+(starting at 0). The keys are then content only (``track_in_keys: false``, the default since
+0.4.0), so the keys of one window are computed once for all its viewers in a batch
+(``content_index``: the batch's content rows are the distinct windows and each item names its row;
+:func:`gazelib.data.dataset.window_batch`), and without the grid they are one [cells, d_c] table:
+the [B, T, cells, d_c] work no longer grows with the viewers. Checkpoints that predate the option
+(``track_in_keys: true``) put m_{t,c} into f_{t,c} instead (per viewer keys) and load as they were.
+The in/out head is a linear map of h_t.
 
 **Persistence path** (``persistence: true``, variants with the track): the heatmap is a mixture
 that contains the persistence floor (:mod:`gazelib.model.floors`) as a special case,
@@ -175,6 +177,11 @@ class GazeTransformer(nn.Module):
         self.cell_proj = nn.Linear(cfg.grid_channels, dc) if self.use_grid else None
         self.legacy_keys = cfg.track_in_keys    # per item keys, as checkpoints before 0.4.0
         self.track_proj = nn.Parameter(torch.randn(dc) * 0.1) if self.use_track_map and self.legacy_keys else None
+        self.track_gain = None   # a_t = W h_t + b: the last gaze's map in the cell scores
+        if self.use_track_map and not self.legacy_keys:
+            self.track_gain = nn.Linear(d, 1)
+            nn.init.zeros_(self.track_gain.weight)
+            nn.init.zeros_(self.track_gain.bias)
         self.query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, dc))
         self.cell_bias = nn.Linear(dc, 1)
         self.inout_head = nn.Linear(d, 1)
@@ -249,6 +256,8 @@ class GazeTransformer(nn.Module):
         else:   # no grid: the keys are one table for every step
             logits = q @ nn.functional.gelu(self.cell_pos).T
         logits = logits + self.cell_bias.bias
+        if self.track_gain is not None:
+            logits = logits + self.track_gain(h) * batch["track_map"]
         if self.use_persistence:
             logits = self._persistence(logits, h, batch["track"], mask[..., MODALITY_INDEX["track"]])
         return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}

@@ -43,13 +43,12 @@ class OnnxExportError(RuntimeError):
     pass
 
 
-def input_names(modalities: list[str], track_in_keys: bool = False) -> list[str]:
-    """The graph's inputs for a variant, in order (``track_map`` only for a model whose cell keys read it:
-    ``track_in_keys``, checkpoints before 0.4.0)."""
+def input_names(modalities: list[str]) -> list[str]:
+    """The graph's inputs for a variant, in order."""
     names = list(modalities)
     if "visual" in modalities:
         names.append("grid")
-    if "track" in modalities and track_in_keys:
+    if "track" in modalities:
         names.append("track_map")
     return names + ["mask", "pad"]
 
@@ -140,7 +139,7 @@ def export_model(*, model: nn.Module, out_path: str | Path, metadata: dict | Non
     out_path = Path(out_path)
     model = model.eval()
     cfg = _config_dict(model)
-    names = input_names(cfg["modalities"], bool(cfg.get("track_in_keys")))
+    names = input_names(cfg["modalities"])
     example = random_windows(config=cfg, batch=2, steps=max(window, 4), seed=0)
     b_dim = torch.export.Dim("batch", min=1, max=4096)
     t_dim = torch.export.Dim("time", min=2, max=int(cfg["max_len"]))
