@@ -18,10 +18,11 @@ from gazelib.model.train import train_variant
 DIMS = {"audio": 3, "text": 4, "visual": 5, "track": 5}
 
 
-def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal", persistence=False):
+def _cfg(fusion, modalities=("track", "audio", "text", "visual"), content_context="causal", persistence=False,
+         track_in_keys=False):
     return ModelConfig(modalities=list(modalities), input_dims=DIMS, grid_channels=2, grid_h=3, grid_w=4,
                        d_model=16, n_heads=2, n_layers=1, dim_ff=32, dropout=0.0, fusion=fusion, cell_dim=8,
-                       content_context=content_context, persistence=persistence)
+                       content_context=content_context, persistence=persistence, track_in_keys=track_in_keys)
 
 
 def _batch(b=2, t=7, seed=0):
@@ -171,13 +172,16 @@ def _assert_unchanged_upto(model, a, b, t):
         assert (oa[k][:, :t + 1] - ob[k][:, :t + 1]).abs().max() <= 1e-6, k
 
 
+@pytest.mark.parametrize("track_in_keys", [False, True])
 @pytest.mark.parametrize("persistence", [False, True])
 @pytest.mark.parametrize("content_context", CONTENT_CONTEXTS)
 @pytest.mark.parametrize("fusion", FUSIONS)
-def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context, persistence):
-    """Every fusion and option, with and without the persistence path: the track path is causal."""
+def test_gaze_inputs_after_t_never_reach_the_output_at_t(fusion, content_context, persistence, track_in_keys):
+    """Every fusion and option, with and without the persistence path, content-only cell keys or the
+    last gaze's map in them (checkpoints before 0.4.0): the track path is causal."""
     torch.manual_seed(0)
-    model = build_model(_cfg(fusion, content_context=content_context, persistence=persistence)).eval()
+    model = build_model(_cfg(fusion, content_context=content_context, persistence=persistence,
+                             track_in_keys=track_in_keys)).eval()
     if persistence:  # random weights on the persistence head too (it starts constant)
         torch.nn.init.normal_(model.persist_head.weight, std=0.3)
     batch = _batch(t=9)
@@ -240,7 +244,7 @@ TRAIN_CFG = {"horizon_s": 0.5, "window_s": 3.0, "stride_s": 1.5, "batch_size": 4
              "weight_decay": 0.0, "patience": 10, "heatmap_sigma": 0.1, "lambda_heatmap": 1.0,
              "lambda_inout": 0.5, "num_threads": 1,
              "heatmap_target": "gaussian", "warmup_frac": 0.05, "grad_clip": 1.0,
-             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10}
+             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10, "viewer_group": 2}
 MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.1, "fusion": "gated",
              "cell_dim": 8, "content_context": "causal"}
 
@@ -276,6 +280,24 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     sf = load_checkpoint(tmp_path / "full" / "latest.pt")["model"]
     sr = load_checkpoint(tmp_path / "resumed" / "latest.pt")["model"]
     assert all(torch.allclose(sf[k], sr[k], atol=1e-6) for k in sf)
+
+
+def test_a_model_param_edited_since_the_last_run_starts_training_fresh(tmp_path, caplog):
+    """latest.pt of another network (here: the last gaze's map in its keys, a 0.3 model) is not
+    resumed: the run starts fresh and equals a run from scratch."""
+    global MODEL_CFG
+    saved = MODEL_CFG
+    try:
+        MODEL_CFG = {**saved, "track_in_keys": True}
+        _train(tmp_path, tmp_path / "m", max_epochs=1)
+    finally:
+        MODEL_CFG = saved
+    with caplog.at_level("INFO"):
+        again = _train(tmp_path, tmp_path / "m", max_epochs=1)
+    assert "starting fresh" in caplog.text
+    fresh = _train(tmp_path, tmp_path / "fresh", max_epochs=1)
+    assert [h["val_loss"] for h in again["history"]] == [h["val_loss"] for h in fresh["history"]]
+    assert "track_proj" not in load_checkpoint(tmp_path / "m" / "latest.pt")["model"]
 
 
 def test_checkpoint_type_detection(tmp_path):

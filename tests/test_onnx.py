@@ -116,3 +116,23 @@ def test_export_verb_onnx_runtime_on_test_windows_and_refusal(model_folder, tmp_
     (tmp_path / "junk.onnx").write_bytes(b"junk")
     with pytest.raises(OnnxExportError, match="not a loadable ONNX model"):
         OnnxGazeModel(tmp_path / "junk.onnx")
+
+
+def test_a_model_with_the_track_map_in_its_keys_exports_it_and_agrees(tmp_path):
+    """A checkpoint from before 0.4.0 (``track_in_keys``: the track_map in the cell keys) exports and
+    agrees with PyTorch."""
+    import onnx
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(modalities=["track", "audio", "text", "visual"], input_dims=DIMS, grid_channels=2,
+                                    grid_h=3, grid_w=4, d_model=16, n_heads=2, n_layers=1, dim_ff=32, cell_dim=8,
+                                    track_in_keys=True)).eval()
+    export_model(model=model, out_path=tmp_path / "m.onnx", metadata={"variant": "v", "seed": 0}, window=20,
+                 check=False)
+    names = [i.name for i in onnx.load(str(tmp_path / "m.onnx")).graph.input]
+    assert names == input_names(["track", "audio", "text", "visual"])
+    cfg = {"modalities": ["track", "audio", "text", "visual"], "input_dims": DIMS, "grid_channels": 2, "grid_h": 3,
+           "grid_w": 4}
+    batches = [random_windows(config=cfg, batch=b, steps=t, seed=s) for b, t, s in ((1, 3, 5), (3, 41, 6))]
+    p = parity(model=model, onnx_model=OnnxGazeModel(tmp_path / "m.onnx", threads=1), batches=batches)
+    assert p["max_abs_dprob"] <= TOL and p["max_abs_dp_in"] <= TOL, p

@@ -240,6 +240,7 @@ class ModelCfg(Group):
     dropout: Annotated[float, Field(ge=0, lt=1)] = 0.1
     fusion: Literal["gated", "concat", "add", "cross_attention"] = "gated"
     cell_dim: PosInt = 32
+    track_in_keys: bool = False
     content_context: Literal["causal", "bidirectional"] = "causal"
     persistence: bool = True
     persistence_sigma: PosFloat = 0.05
@@ -255,6 +256,7 @@ class TrainCfg(Group):
     window_s: PosFloat = 6.0
     stride_s: PosFloat = 3.0
     batch_size: PosInt = 16
+    viewer_group: PosInt = 4
     epochs: PosInt = 25
     lr: PosFloat = 0.002
     weight_decay: NonNegFloat = 0.01

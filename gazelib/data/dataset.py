@@ -311,25 +311,39 @@ def window_starts(n_steps: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def window_batch(items: list[tuple[VideoTensors | LazyVideo, int, int]], window: int) -> dict[str, torch.Tensor]:
-    """Stack (video, viewer, start) windows into one batch, padding short ones at the end."""
-    wins = [(vt.window(v, s, window), s) for vt, v, s in items]
+CONTENT_KEYS = ("audio", "text", "visual", "grid")   # the window's, the same for each of its viewers
 
-    def stack(get, value=0):
-        rows = []
-        for w, s in wins:
+
+def window_batch(items: list[tuple[VideoTensors | LazyVideo, int, int]], window: int) -> dict[str, torch.Tensor]:
+    """Stack (video, viewer, start) windows into one batch, padding short ones at the end.
+
+    The content (:data:`CONTENT_KEYS`) of a window that more than one item of the batch uses (its
+    viewers) is stacked once: then the batch holds U < B content rows and ``content_index`` [B]
+    names each item's (:meth:`gazelib.model.net.GazeTransformer.forward`)."""
+    wins = [(vt.window(v, s, window), s) for vt, v, s in items]
+    rows: dict[tuple[int, int], int] = {}
+    index = [rows.setdefault((id(getattr(vt, "video", vt)), s), len(rows)) for vt, _, s in items]
+    firsts = list({r: i for i, r in reversed(list(enumerate(index)))}.items())   # (row, its first item)
+    firsts.sort()
+
+    def stack(get, value=0, which=None):
+        out = []
+        for w, s in (wins if which is None else [wins[i] for _, i in which]):
             x = get(w, s)
             if x.shape[0] < window:
                 x = np.concatenate([x, np.full((window - x.shape[0],) + x.shape[1:], value, dtype=x.dtype)])
-            rows.append(x)
-        return torch.from_numpy(np.stack(rows))
+            out.append(x)
+        return torch.from_numpy(np.stack(out))
 
     def mask(w, s):
         m = w["mask"].astype(np.float32)
         m[:, 3] = w["track"][:, 4]  # this viewer's own history, not any viewer's
         return m
 
-    out = {k: stack(lambda w, s, k=k: w[k]) for k in ("audio", "text", "visual", "grid")}
+    shared = len(rows) < len(items)
+    out = {k: stack(lambda w, s, k=k: w[k], which=firsts if shared else None) for k in CONTENT_KEYS}
+    if shared:
+        out["content_index"] = torch.tensor(index, dtype=torch.long)
     return {
         **out, "mask": stack(mask), "track": stack(lambda w, s: w["track"]),
         "track_map": stack(lambda w, s: w["track_map"]), "gaze": stack(lambda w, s: w["gaze"]),
@@ -467,9 +481,16 @@ class GazeWindows:
             yield self.batch(order[b:b + batch_size])
 
 
-def block_order(index: list[tuple], block: int, seed: int, epoch: int) -> list[int]:
+def block_order(index: list[tuple], block: int, seed: int, epoch: int, group: int = 1) -> list[int]:
     """Shuffle videos, then windows within blocks of ``block`` videos, so the LRU cache
-    holds every video a batch needs (memory follows the block, not the corpus)."""
+    holds every video a batch needs (memory follows the block, not the corpus).
+
+    ``group`` > 1 (``train.viewer_group``): the items are groups of up to ``group`` viewers of one
+    window (each window's viewers shuffled, then cut into groups), shuffled within the block; a batch
+    of ``batch_size`` items then holds ``batch_size / group`` windows, whose content the model
+    computes once for the group (:func:`window_batch`). 1: single windows, as before 0.4.0."""
+    if group < 1:
+        raise ValueError(f"train.viewer_group must be >= 1, got {group}")
     rng = np.random.default_rng([seed, epoch])
     by_vid: dict[str, list[int]] = {}
     for i, (vid, _, _) in enumerate(index):
@@ -479,6 +500,26 @@ def block_order(index: list[tuple], block: int, seed: int, epoch: int) -> list[i
     out: list[int] = []
     for b in range(0, len(vids), block):
         idx = [i for vid in vids[b:b + block] for i in by_vid[vid]]
-        rng.shuffle(idx)
-        out.extend(idx)
+        if group == 1:
+            rng.shuffle(idx)
+            out.extend(idx)
+            continue
+        by_window: dict[tuple, list[int]] = {}
+        for i in idx:
+            vid, _, start = index[i]
+            by_window.setdefault((vid, start), []).append(i)
+        groups = []
+        for members in by_window.values():
+            members = list(members)
+            rng.shuffle(members)
+            groups.extend(members[k:k + group] for k in range(0, len(members), group))
+        for k in rng.permutation(len(groups)):
+            out.extend(groups[k])
     return out
+
+
+def window_major(index: list[tuple]) -> list[int]:
+    """Indices of (video, viewer, start) windows ordered by video, start, viewer: a batch of
+    consecutive ones holds a window's viewers side by side (its content computed once: evaluation
+    and validation, whose per-item numbers do not depend on the order)."""
+    return sorted(range(len(index)), key=lambda i: (index[i][0], index[i][2], index[i][1]))

@@ -60,7 +60,8 @@ def load_checkpoint(path: str | Path, *, expect: dict | None = None) -> dict:
 
 def model_from_checkpoint(path: str | Path, expect: dict | None = None):
     state = load_checkpoint(path, expect=expect)
-    model = build_model(ModelConfig(**state["meta"]["model_config"]))
+    # a checkpoint from before 0.4.0 has no track_in_keys: its keys held the last gaze's map
+    model = build_model(ModelConfig(**{"track_in_keys": True, **state["meta"]["model_config"]}))
     model.load_state_dict(state["model"])
     return model.eval(), state
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from gazelib.data.dataset import GazeWindows
+from gazelib.data.dataset import GazeWindows, window_major
 
 
 @torch.no_grad()
 def predict(*, model, ds: GazeWindows, batch_size: int = 32) -> dict[str, dict]:
-    """Per video: ``prob`` [V,T,cells] heatmap probabilities and ``p_in`` [V,T]."""
+    """Per video: ``prob`` [V,T,cells] heatmap probabilities and ``p_in`` [V,T]. Batches in window-major
+    order (a window's viewers side by side: its content computed once)."""
     model.eval()
     out: dict[str, dict] = {}
-    order = list(range(len(ds)))
+    order = window_major(ds.index)
     for b0 in range(0, len(order), batch_size):
         idx = order[b0:b0 + batch_size]
         batch = ds.batch(idx)

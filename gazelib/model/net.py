@@ -8,8 +8,15 @@ to steps <= t only) and a padding mask gives a context h_t. The spatial head sco
 
 (one layer of width ``cell_dim`` on the cell side keeps the [B, T, cells, d_c] work small;
 the context side carries the depth)
-where f_{t,c} holds the cell's grid features (visual variants) and the map of the last
-known gaze (track variants). The in/out head is a linear map of h_t.
+where f_{t,c} holds the cell's grid features (visual variants). Track variants add
+a_t m_{t,c}: m the map of the last known gaze (the track_map input), a_t a linear map of h_t
+(starting at 0). The keys are then content only (``track_in_keys: false``, the default since
+0.4.0), so the keys of one window are computed once for all its viewers in a batch
+(``content_index``: the batch's content rows are the distinct windows and each item names its row;
+:func:`gazelib.data.dataset.window_batch`), and without the grid they are one [cells, d_c] table:
+the [B, T, cells, d_c] work no longer grows with the viewers. Checkpoints that predate the option
+(``track_in_keys: true``) put m_{t,c} into f_{t,c} instead (per viewer keys) and load as they were.
+The in/out head is a linear map of h_t.
 
 **Persistence path** (``persistence: true``, variants with the track): the heatmap is a mixture
 that contains the persistence floor (:mod:`gazelib.model.floors`) as a special case,
@@ -75,6 +82,8 @@ class ModelConfig:
     fusion: str = "gated"
     content_context: str = "causal"     # causal | bidirectional (offline analysis; never the track)
     cell_dim: int = 32                  # width of the per-cell keys (the [B, T, cells, .] work)
+    track_in_keys: bool = False         # the last gaze's map in the cell keys (true: checkpoints before 0.4.0,
+                                        # gazelib.model.checkpoint); false: content-only keys, shared by a window's viewers
     max_len: int = 4096
     persistence: bool = False           # the persistence path (track variants); params.yaml sets it
     persistence_sigma: float = 0.05     # its initial Gaussian width (normalised units), then learned
@@ -92,6 +101,8 @@ def build_model(config: ModelConfig | dict) -> "GazeTransformer":
         raise ValueError(f"model.persistence_sigma must be a positive width, got {cfg.persistence_sigma!r}")
     if not 0 < cfg.persistence_prior_weight < 1:
         raise ValueError(f"model.persistence_prior_weight must lie in (0, 1), got {cfg.persistence_prior_weight!r}")
+    if not isinstance(cfg.track_in_keys, bool):
+        raise ValueError(f"model.track_in_keys must be true or false, got {cfg.track_in_keys!r}")
     if not isinstance(cfg.persistence, bool):
         raise ValueError(f"model.persistence must be true or false, got {cfg.persistence!r}")
     unknown = set(cfg.modalities) - set(MODALITY_INDEX)
@@ -164,7 +175,13 @@ class GazeTransformer(nn.Module):
         dc = cfg.cell_dim
         self.cell_pos = nn.Parameter(torch.randn(n_cells, dc) * 0.02)
         self.cell_proj = nn.Linear(cfg.grid_channels, dc) if self.use_grid else None
-        self.track_proj = nn.Parameter(torch.randn(dc) * 0.1) if self.use_track_map else None
+        self.legacy_keys = cfg.track_in_keys    # per item keys, as checkpoints before 0.4.0
+        self.track_proj = nn.Parameter(torch.randn(dc) * 0.1) if self.use_track_map and self.legacy_keys else None
+        self.track_gain = None   # a_t = W h_t + b: the last gaze's map in the cell scores
+        if self.use_track_map and not self.legacy_keys:
+            self.track_gain = nn.Linear(d, 1)
+            nn.init.zeros_(self.track_gain.weight)
+            nn.init.zeros_(self.track_gain.bias)
         self.query = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, dc))
         self.cell_bias = nn.Linear(dc, 1)
         self.inout_head = nn.Linear(d, 1)
@@ -199,30 +216,63 @@ class GazeTransformer(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``batch``: per-modality [B,T,D], ``grid`` [B,T,Gh*Gw,C] (cells row-major), ``track_map`` [B,T,Gh*Gw],
-        ``mask`` [B,T,4] availability, ``pad`` [B,T] True on padding.
+        ``mask`` [B,T,4] availability, ``pad`` [B,T] True on padding. With ``content_index`` [B] (long) the
+        content inputs (audio, text, visual, grid) hold U <= B distinct rows and item b uses row
+        ``content_index[b]``: the same numbers as the rows repeated, computed once per row.
         Returns ``heatmap_logits`` [B,T,Gh*Gw] and ``inout_logits`` [B,T]."""
         mask = batch["mask"].float()
-        embs = {m: self.embed[m](batch[m]) for m in self.modalities}
-        mods = torch.stack([mask[..., MODALITY_INDEX[m]] for m in self.modalities], -1)
         b, t = mask.shape[:2]
+        ci = batch.get("content_index")
+        if ci is None:
+            first, expand = None, (lambda x: x)
+        else:   # each content row's first item: its content availability (mask columns 0-2 are the window's)
+            first = torch.full((int(ci.max()) + 1,), b, dtype=ci.dtype, device=ci.device).scatter_reduce(
+                0, ci, torch.arange(b, device=ci.device), "amin")
+            expand = (lambda x: x.index_select(0, ci))
+        embs = {m: self.embed[m](batch[m]) if m == "track" else expand(self.embed[m](batch[m]))
+                for m in self.modalities}
+        mods = torch.stack([mask[..., MODALITY_INDEX[m]] for m in self.modalities], -1)
         if self.content_encoder is not None:
             embs = self._content_context(embs, mask, batch["pad"])
         x = self.fusion([embs[m] for m in self.modalities], mods)
         x = x + self.pos[:t].unsqueeze(0)
         causal = torch.triu(torch.full((t, t), float("-inf"), device=x.device), diagonal=1)
         h = self.norm(self.encoder(x, mask=causal, src_key_padding_mask=batch["pad"]))
-        keys = self.cell_pos.expand(b, t, -1, -1)                # [B,T,cells,dc]
-        if self.use_grid:
-            keys = keys + self.cell_proj(batch["grid"] * mask[..., 2, None, None])
-        if self.use_track_map:
-            keys = keys + batch["track_map"].unsqueeze(-1) * self.track_proj
-        keys = nn.functional.gelu(keys)
         # <W_q h, k> / sqrt(dc) + w^T k + b in one contraction over dc
         q = self.query(h) / math.sqrt(self.cfg.cell_dim) + self.cell_bias.weight[0]
-        logits = torch.einsum("btcd,btd->btc", keys, q) + self.cell_bias.bias
+        if self.legacy_keys:
+            logits = self._legacy_logits(batch, mask, q, expand)
+        elif self.use_grid:
+            vis = mask[..., 2] if first is None else mask.index_select(0, first)[..., 2]
+            keys = nn.functional.gelu(self.cell_pos + self.cell_proj(batch["grid"] * vis[..., None, None]))
+            if ci is None:
+                logits = torch.einsum("btcd,btd->btc", keys, q)
+            elif torch.equal(ci, torch.arange(keys.shape[0], device=ci.device).repeat_interleave(b // keys.shape[0])):
+                # window-major batch (each window's viewers side by side, as many for each): no [B,T,cells,dc]
+                u = keys.shape[0]
+                logits = torch.einsum("utcd,uvtd->uvtc", keys, q.reshape(u, b // u, t, -1)).reshape(b, t, -1)
+            else:
+                logits = torch.einsum("btcd,btd->btc", keys.index_select(0, ci), q)
+        else:   # no grid: the keys are one table for every step
+            logits = q @ nn.functional.gelu(self.cell_pos).T
+        logits = logits + self.cell_bias.bias
+        if self.track_gain is not None:
+            logits = logits + self.track_gain(h) * batch["track_map"]
         if self.use_persistence:
             logits = self._persistence(logits, h, batch["track"], mask[..., MODALITY_INDEX["track"]])
         return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}
+
+    def _legacy_logits(self, batch: dict, mask: torch.Tensor, q: torch.Tensor, expand) -> torch.Tensor:
+        """The cell scores of a ``track_in_keys`` model (checkpoints before 0.4.0; the last gaze's map in
+        the keys of track variants): keys per item, the same operations in the same order as then."""
+        b, t = mask.shape[:2]
+        keys = self.cell_pos.expand(b, t, -1, -1)                # [B,T,cells,dc]
+        if self.use_grid:
+            keys = keys + self.cell_proj(expand(batch["grid"]) * mask[..., 2, None, None])
+        if self.use_track_map:
+            keys = keys + batch["track_map"].unsqueeze(-1) * self.track_proj
+        keys = nn.functional.gelu(keys)
+        return torch.einsum("btcd,btd->btc", keys, q)
 
     def _persistence(self, logits: torch.Tensor, h: torch.Tensor, track: torch.Tensor,
                      avail: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gazelib import __version__
-from gazelib.data.dataset import GazeWindows, block_order, feature_dims
+from gazelib.data.dataset import GazeWindows, block_order, feature_dims, window_major
 from gazelib.model.distributed import Dist, current, init_from_env, ordered_mean
 from gazelib.core.io import write_json, write_text
 from gazelib.core.cells import cell_centres
@@ -179,7 +179,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     if latest.exists():
         state = load_checkpoint(latest, expect={"variant": variant, "modalities": list(modalities),
                                                 "norm_stats_hash": meta["norm_stats_hash"]})
-        if state["meta"].get("train_cfg") == cfg:
+        # the same train params and the same network (a model param edited since: start fresh)
+        if state["meta"].get("train_cfg") == cfg and state["meta"].get("model_config") == meta["model_config"]:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -194,7 +195,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             log.info("%s: resumed from %s at epoch %d (saved by %d process(es), now %d)", variant, latest,
                      start_epoch, state["meta"].get("world_size", 1), d.world)
         else:
-            log.info("%s: %s was trained with other params; starting fresh", variant, latest)
+            log.info("%s: %s was trained with other train or model params; starting fresh", variant, latest)
     bias_batch = None
     if cfg["lambda_entropy"] > 0:
         from gazelib.model.bias import content_free_batch, entropy_penalty
@@ -220,7 +221,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         if bad >= cfg["patience"]:
             break
         net.train()
-        order = d.shard(block_order(train_ds.index, block=cache, seed=seed, epoch=epoch))
+        order = d.shard(block_order(train_ds.index, block=cache, seed=seed, epoch=epoch, group=int(cfg["viewer_group"])))
         tr = []
         for i_batch, batch in enumerate(tqdm(train_ds.batches(order, local_bs), total=n_batches,
                                              desc=f"{variant} seed {seed} epoch {epoch}", leave=False,
@@ -319,13 +320,15 @@ def batch_losses(model, batches, centres, cfg, device) -> list[dict]:
 
 
 def validation_loss(model, val_ds: GazeWindows, centres, cfg, device, d: Dist) -> dict:
-    """Mean loss parts over the validation batches (``batch_size`` windows in index order). Under
+    """Mean loss parts over the validation batches (``batch_size`` windows in window-major order,
+    :func:`gazelib.data.dataset.window_major`). Under
     torchrun rank r scores batches r, r + W, ... and the parts are gathered, so every rank gets the
     number one process would compute from the same weights."""
     if not d.active:
-        return evaluate_loss(model, val_ds.batches(range(len(val_ds)), cfg["batch_size"]), centres, cfg, device)
+        return evaluate_loss(model, val_ds.batches(window_major(val_ds.index), cfg["batch_size"]), centres, cfg, device)
     size = cfg["batch_size"]
-    chunks = [list(range(b, min(b + size, len(val_ds)))) for b in range(0, len(val_ds), size)]
+    order = window_major(val_ds.index)
+    chunks = [order[b:b + size] for b in range(0, len(order), size)]
     if not chunks:  # no validation windows: the same on every rank
         return _mean_parts([])
     mine = chunks[d.rank::d.world]
