@@ -21,6 +21,9 @@ def tiny_params(base: dict, **demo) -> dict:
     p = copy.deepcopy(base)
     p["demo"].update({"n_videos": 3, "duration_s": 10.0, "split_counts": {"val": 1, "test": 1}, **demo})
     p["train"].update({"epochs": 1, "seeds": [0]})
+    # 3 short videos: worker processes would cost more to start (each loads the models) than they
+    # save; the parallel path is tested on its own (tests/test_compute.py) and by the e2e run
+    p["compute"]["workers"] = 1
     return p
 
 
@@ -50,7 +53,8 @@ def causal_corpus(tmp_path_factory, base_params) -> tuple[Path, dict]:
 TRAIN_CFG = {"horizon_s": 1.0, "window_s": 6.0, "stride_s": 3.0, "batch_size": 8, "epochs": 1, "lr": 0.003,
              "weight_decay": 0.0, "patience": 5, "heatmap_sigma": 0.06, "lambda_heatmap": 1.0, "lambda_inout": 0.5,
              "num_threads": 2, "heatmap_target": "gaussian", "warmup_frac": 0.05, "grad_clip": 1.0,
-             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10, "viewer_group": 4}
+             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10,
+             "viewer_group": 4}
 MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.0, "fusion": "gated",
              "cell_dim": 8, "content_context": "causal"}
 

@@ -12,7 +12,7 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gazelib.data.align import align_video
@@ -230,6 +230,8 @@ def test_words_known_after_t0_never_change_features_at_or_before_t0(words, other
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.sampled_from([0.0, 0.2, 0.6, 0.9]), max_size=400), st.floats(0.05, 1.0), st.floats(0.3, 4.0),
        st.floats(0.0, 0.5))
+@example(prob=[0.0] * 9 + [0.6], silence=1.0, cap=0.3125, pad=0.5)   # the pad once pushed chunks past the cap
+@example(prob=[0.0] * 8 + [0.6, 0.0], silence=1.0, cap=0.3125, pad=0.5)
 def test_chunks_of_any_prefix_are_the_chunks_closed_by_then(prob, silence, cap, pad):
     win = 0.032
     prob = np.array(prob)

@@ -159,7 +159,14 @@ def test_two_workers_run_at_once(tmp_path, backend, ray_cluster):
 
 
 def test_backend_params():
-    assert Backend.from_params(None) == Backend("local", 1, "local") and Backend.from_params(None).in_process
+    from gazelib.core.compute import run_items
+    from gazelib.core.params import default
+
+    # no params: the schema's compute section; no backend at all: this process (a closure is fine)
+    assert Backend.from_params(None) == Backend("local", default("compute.workers"), "local")
+    assert Backend.from_params({"workers": 1}).in_process
+    outcomes = list(run_items(lambda item: [item["video_id"]], ITEMS, None))
+    assert [o.files for o in outcomes] == [[i["video_id"]] for i in ITEMS] and {o.pid for o in outcomes} == {os.getpid()}
     assert Backend.from_params({"backend": "ray", "workers": 3, "ray": {"address": "auto"}}) == Backend("ray", 3, "auto")
     for bad in ({"backend": "dask"}, {"workers": 0}, {"workers": "2"}):
         with pytest.raises(ValueError):

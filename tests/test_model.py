@@ -244,7 +244,8 @@ TRAIN_CFG = {"horizon_s": 0.5, "window_s": 3.0, "stride_s": 1.5, "batch_size": 4
              "weight_decay": 0.0, "patience": 10, "heatmap_sigma": 0.1, "lambda_heatmap": 1.0,
              "lambda_inout": 0.5, "num_threads": 1,
              "heatmap_target": "gaussian", "warmup_frac": 0.05, "grad_clip": 1.0,
-             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10, "viewer_group": 2}
+             "horizons_sampled": None, "cache_videos": 64, "lambda_entropy": 0.0, "entropy_every": 10,
+             "viewer_group": 2}
 MODEL_CFG = {"d_model": 16, "n_heads": 2, "n_layers": 1, "dim_ff": 32, "dropout": 0.1, "fusion": "gated",
              "cell_dim": 8, "content_context": "causal"}
 

@@ -350,7 +350,11 @@ class _RayWorker:
 def run_items(compute: WorkerSpec | Callable[[dict], list], items: list[dict],
               backend: Backend | dict | None = None) -> Iterator[Outcome]:
     """One :class:`Outcome` per item, in the order of ``items``. Closing the iterator (or leaving
-    it early) stops the workers. A plain callable runs in this process only."""
+    it early) stops the workers. A plain callable runs in this process only, and so does everything
+    when no ``backend`` is given (not the params' default workers: a caller without a backend, such
+    as align or aoi, passes a closure)."""
+    if backend is None:
+        backend = Backend(kind="local", workers=1, address="local")
     backend = backend if isinstance(backend, Backend) else Backend.from_params(backend)
     if not items:
         return iter(())

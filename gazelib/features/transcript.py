@@ -197,7 +197,9 @@ def causal_chunks(*, prob: np.ndarray, win_s: float, threshold: float, min_silen
         speech = p >= threshold
         if start is None:
             if speech:
-                start, quiet = max(prev_end, i * win_s - pad_s), 0
+                # the pad reaches back at most so far that the chunk can still close at the next window
+                # within the cap
+                start, quiet = max(prev_end, i * win_s - pad_s, t_end + win_s - max_chunk_s), 0
             continue
         quiet = 0 if speech else quiet + 1
         if quiet >= n_sil or t_end + win_s - start > max_chunk_s + 1e-9:  # the next window would pass the cap
