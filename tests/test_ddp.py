@@ -100,7 +100,7 @@ def _written(audit: Path) -> dict[str, set[str]]:
 
 @pytest.mark.slow
 def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path, base_params):
-    from gazelib.data.dataset import GazeWindows
+    from gazelib.data.dataset import GazeWindows, window_major
     from gazelib.core.layout import read_norm_stats
     from gazelib.core.cells import cell_centres
     from gazelib.core.params import load_params
@@ -161,7 +161,8 @@ def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path, base_params):
     val = GazeWindows(files=[ddp / "data" / "aligned" / "v3.npz"], stats=read_norm_stats(ddp), cfg=cfg,
                       grid_hw=(3, 4), fps=10.0, lengths={"v3": 80}, n_viewers={"v3": 2}, stride_s=cfg["window_s"])
     centres = torch.tensor(cell_centres(3, 4), dtype=torch.float32)
-    loss = evaluate_loss(model, val.batches(range(len(val)), cfg["batch_size"]), centres, cfg, torch.device("cpu"))
+    loss = evaluate_loss(model, val.batches(window_major(val.index), cfg["batch_size"]), centres, cfg,
+                         torch.device("cpu"))   # validation's order (gazelib.model.train.validation_loss)
     assert loss["loss"] == pytest.approx(state["best"], rel=1e-6)
     assert metrics["best_val_loss_mean"] == pytest.approx(state["best"], rel=1e-9)
     single_best = ref["best_val_loss_mean"]

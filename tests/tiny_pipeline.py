@@ -90,7 +90,7 @@ def tiny_pipeline(*, root: Path, corpus: Path, base: dict, report: dict | None =
     p["evaluate"].update({"viz_frames": 1, "workers": 1, **(evaluate or {})})
     p["variants"] = {"baseline": {"modalities": ["track"]}, "content_only": {"modalities": ["audio", "text", "visual"]}}
     if report is not None:
-        p["report"] = report
+        p["report"] = {**p["report"], **report}
     run_ingest(params=p, root=root)
     _synthetic_features(root, load_manifest(root), p)
     run_align(params=p, root=root)
