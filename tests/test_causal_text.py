@@ -41,7 +41,7 @@ def speech():
 @pytest.fixture(scope="module")
 def models(base_params):
     cfg = base_params["text"]
-    return {"embedder": TextEmbedder(model=cfg["embedder"], batch_size=cfg["embed_batch"]), "asr": make_asr(cfg)}
+    return {"embedder": TextEmbedder(model=cfg["embedder"], threads=cfg["embed_threads"], batch_size=cfg["embed_batch"]), "asr": make_asr(cfg)}
 
 
 def _clip(speech) -> tuple[np.ndarray, float, list[dict]]:

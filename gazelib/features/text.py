@@ -50,12 +50,14 @@ class TextEmbedder:
 
     A directory with ``modules.json`` loads through sentence-transformers; any other
     ``transformers`` encoder directory (BERT, XLM-R, a CLIP text tower...) is mean-pooled
-    over tokens. Nothing is downloaded.
+    over tokens. Nothing is downloaded. It encodes on ``threads`` torch threads (``text.embed_threads``)
+    whatever the process's setting: its float sums depend on the thread count, which the recogniser's
+    OpenMP pool (``text.asr_threads``) or the machine's core count would otherwise decide.
     """
 
-    def __init__(self, *, model: str, batch_size: int = 64):
+    def __init__(self, *, model: str, threads: int, batch_size: int = 64):
         path = resolve_text_model(model)
-        self.name, self.batch_size = model, batch_size
+        self.name, self.batch_size, self.threads = model, batch_size, int(threads)
         if (path / "modules.json").exists():
             from sentence_transformers import SentenceTransformer
 
@@ -77,6 +79,16 @@ class TextEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
+        import torch
+
+        prev = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._encode(texts)
+        finally:
+            torch.set_num_threads(prev)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
         if self._st is not None:
             out = self._st.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                   normalize_embeddings=True, show_progress_bar=False)
@@ -227,7 +239,7 @@ def text_worker(*, cfg: dict, out: Path):
     the recogniser loads on the first video that needs ASR."""
     from gazelib.features.transcript import asr_quality
 
-    embedder = TextEmbedder(model=cfg["embedder"], batch_size=cfg["embed_batch"])
+    embedder = TextEmbedder(model=cfg["embedder"], threads=cfg["embed_threads"], batch_size=cfg["embed_batch"])
     asr_holder: dict = {}
 
     def asr():
@@ -257,8 +269,8 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
 
     cfg = text_config(params)   # text params + features.lookahead: recorded and in the cache key
     out = root / FEATURES / "text"
-    # torch threads = asr_threads in every worker (the embedder's sums depend on the thread count;
-    # the recogniser sets its OpenMP pool to asr_threads when it loads)
+    # torch threads = asr_threads in every worker (the recogniser sets its OpenMP pool to that when it
+    # loads); the embedder pins its own (text.embed_threads), so its bytes do not depend on this
     spec = WorkerSpec(text_worker, {"cfg": cfg, "out": out}, threads=int(cfg["asr_threads"]))
     run = run_per_video(cache=VideoCache(out, "extract_text"), items=manifest_items(load_manifest(root)),
                         params=cfg, code=stage_code(stage="extract_text", cfg=cfg),

@@ -61,7 +61,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # what torch.use_deterministic_algorithms(True, warn_only=True) sets for eager ops; the public call
+    # also imports torch._inductor to set its config flag (torch.compile is not used here), 2-4 s in
+    # every training process
+    torch._C._set_deterministic_algorithms(True, warn_only=True)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = False
 

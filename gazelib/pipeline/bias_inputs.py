@@ -57,7 +57,8 @@ def run_bias_inputs(*, params: dict, root: Path = Path(".")) -> dict:
         raise ValueError("evaluate.bias_grey_levels is empty: the bias diagnostic needs at least one grey level")
     out = root / BIAS_INPUTS
     models = {"image": make_image_encoder(params["visual"]), "audio": make_audio_models(params["audio"]),
-              "text": TextEmbedder(model=params["text"]["embedder"], batch_size=params["text"]["embed_batch"])}
+              "text": TextEmbedder(model=params["text"]["embedder"], threads=params["text"]["embed_threads"],
+                                  batch_size=params["text"]["embed_batch"])}
     for old in out.glob("*.npz") if out.exists() else []:
         old.unlink()
     written = []

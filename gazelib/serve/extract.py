@@ -99,11 +99,11 @@ class LazyTextEmbedder:
     ``load_s``: the seconds the network took to load (0 until it loads). Kept here rather than in the
     extractor so the extract stages' code (and so their caches) stay as they were."""
 
-    def __init__(self, *, model: str, batch_size: int):
+    def __init__(self, *, model: str, threads: int, batch_size: int):
         from gazelib.features.text import resolve_text_model
 
         path = resolve_text_model(model)
-        self.name, self.batch_size, self.path = model, batch_size, path
+        self.name, self.threads, self.batch_size, self.path = model, threads, batch_size, path
         self.backend = "sentence-transformers" if (path / "modules.json").exists() else "transformers-meanpool"
         self.dim = sentence_embedding_dim(path) if self.backend == "sentence-transformers" else None
         self.net, self.load_s = None, 0.0
@@ -114,7 +114,7 @@ class LazyTextEmbedder:
         from gazelib.features.text import TextEmbedder
 
         t0 = time.perf_counter()
-        net = TextEmbedder(model=self.name, batch_size=self.batch_size)
+        net = TextEmbedder(model=self.name, threads=self.threads, batch_size=self.batch_size)
         if self.dim is not None and (net.dim, net.backend) != (self.dim, self.backend):
             raise RuntimeError(f"text embedder {self.name} ({self.path}): the network gives {net.dim}-d "
                                f"{net.backend} embeddings, its files said {self.dim}-d {self.backend}")
@@ -159,8 +159,9 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
         log.warning("the model's text came from %s, never from speech recognition; here text comes from ASR "
                     "(videos have no subtitles), which it was not trained on", tcfg.get("sources"))
     # lazy: a video without words (no audio) gets zero embeddings, for which the network never loads
-    embedder = Lazy("text_embedder", [tcfg["embedder"], tcfg["embed_batch"]],
-                     lambda: LazyTextEmbedder(model=tcfg["embedder"], batch_size=tcfg["embed_batch"]), timings)
+    embedder = Lazy("text_embedder", [tcfg["embedder"], tcfg["embed_threads"], tcfg["embed_batch"]],
+                     lambda: LazyTextEmbedder(model=tcfg["embedder"], threads=tcfg["embed_threads"],
+                                              batch_size=tcfg["embed_batch"]), timings)
     asr = Lazy("asr", {k: v for k, v in tcfg.items() if k.startswith(("asr_", "whisperx_"))
                         or k in ("language", "utterance_gap_s")}, lambda: make_asr(tcfg), timings)
 
