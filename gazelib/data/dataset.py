@@ -323,8 +323,7 @@ def window_batch(items: list[tuple[VideoTensors | LazyVideo, int, int]], window:
     wins = [(vt.window(v, s, window), s) for vt, v, s in items]
     rows: dict[tuple[int, int], int] = {}
     index = [rows.setdefault((id(getattr(vt, "video", vt)), s), len(rows)) for vt, _, s in items]
-    firsts = list({r: i for i, r in reversed(list(enumerate(index)))}.items())   # (row, its first item)
-    firsts.sort()
+    firsts = [(r, index.index(r)) for r in range(len(rows))]   # (row, its first item); rows in order of first use
 
     def stack(get, value=0, which=None):
         out = []
