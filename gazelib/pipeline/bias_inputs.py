@@ -49,7 +49,7 @@ def build_content_free(*, params: dict, level: float, work: Path, models: dict) 
 def run_bias_inputs(*, params: dict, root: Path = Path(".")) -> dict:
     """DVC stage ``bias_inputs``: one aligned NPZ per grey level in ``data/bias_inputs``."""
     from gazelib.features.audio import make_audio_models
-    from gazelib.features.text import TextEmbedder
+    from gazelib.features.text import LazyTextEmbedder
     from gazelib.features.visual import make_image_encoder
 
     levels = [float(x) for x in params["evaluate"]["bias_grey_levels"]]
@@ -57,8 +57,9 @@ def run_bias_inputs(*, params: dict, root: Path = Path(".")) -> dict:
         raise ValueError("evaluate.bias_grey_levels is empty: the bias diagnostic needs at least one grey level")
     out = root / BIAS_INPUTS
     models = {"image": make_image_encoder(params["visual"]), "audio": make_audio_models(params["audio"]),
-              "text": TextEmbedder(model=params["text"]["embedder"], threads=params["text"]["embed_threads"],
-                                  batch_size=params["text"]["embed_batch"])}
+              # no words in a content-free clip: the embedder's network never loads
+              "text": LazyTextEmbedder(model=params["text"]["embedder"], threads=params["text"]["embed_threads"],
+                                       batch_size=params["text"]["embed_batch"])}
     for old in out.glob("*.npz") if out.exists() else []:
         old.unlink()
     written = []

@@ -14,6 +14,7 @@ from gazelib.core.cache import VideoCache, hash_file, hash_obj, run_per_video
 from gazelib.core.closure import stage_code
 from gazelib.serve.inputs import VideoJob, safe_id
 from gazelib.serve.runtime import Lazy
+from gazelib.features.text import LazyTextEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -64,69 +65,6 @@ def run_stage(*, part: str, jobs: list[VideoJob], work: Path, params: dict, comp
         job_by_id[vid].timings.setdefault(part, 0.0)
     for vid, why in run.failed.items():
         job_by_id[vid].fail(part, why)
-
-
-_POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
-                  "pooling_mode_mean_sqrt_len_tokens")
-
-
-def sentence_embedding_dim(path: Path) -> int | None:
-    """The embedding size of a sentence-transformers folder read from its files, for the plain layout
-    only: modules Transformer, Pooling (the word dimension times the pooling modes it concatenates,
-    :data:`_POOLING_MODES`) and optionally Normalize. None for anything else (the network is then
-    loaded to ask it)."""
-    import json
-
-    try:
-        modules = json.loads((path / "modules.json").read_text())
-        kinds = [str(m["type"]).rsplit(".", 1)[-1] for m in modules]
-        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
-            return None
-        cfg = json.loads((path / modules[1]["path"] / "config.json").read_text())
-        if any(cfg[k] for k in cfg if k.startswith("pooling_mode_") and k not in _POOLING_MODES):
-            return None                      # a pooling mode this does not know is on: ask the network
-        n_modes = sum(bool(cfg.get(k)) for k in _POOLING_MODES)
-        return int(cfg["word_embedding_dimension"]) * n_modes if n_modes else None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-class LazyTextEmbedder:
-    """:class:`gazelib.features.text.TextEmbedder` with its network loaded on the first words: name,
-    backend and ``dim`` (what a video without words needs: zero embeddings and the files' metadata)
-    come from the model folder's files (:func:`sentence_embedding_dim`), so a silent video never loads
-    sentence-transformers (about 4 s). Where the files do not give the size plainly it loads at once.
-    ``load_s``: the seconds the network took to load (0 until it loads). Kept here rather than in the
-    extractor so the extract stages' code (and so their caches) stay as they were."""
-
-    def __init__(self, *, model: str, threads: int, batch_size: int):
-        from gazelib.features.text import resolve_text_model
-
-        path = resolve_text_model(model)
-        self.name, self.threads, self.batch_size, self.path = model, threads, batch_size, path
-        self.backend = "sentence-transformers" if (path / "modules.json").exists() else "transformers-meanpool"
-        self.dim = sentence_embedding_dim(path) if self.backend == "sentence-transformers" else None
-        self.net, self.load_s = None, 0.0
-        if self.dim is None:
-            self._load()
-
-    def _load(self) -> None:
-        from gazelib.features.text import TextEmbedder
-
-        t0 = time.perf_counter()
-        net = TextEmbedder(model=self.name, threads=self.threads, batch_size=self.batch_size)
-        if self.dim is not None and (net.dim, net.backend) != (self.dim, self.backend):
-            raise RuntimeError(f"text embedder {self.name} ({self.path}): the network gives {net.dim}-d "
-                               f"{net.backend} embeddings, its files said {self.dim}-d {self.backend}")
-        self.net, self.dim, self.backend = net, net.dim, net.backend
-        self.load_s = time.perf_counter() - t0
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        if self.net is None:
-            self._load()
-        return self.net.encode(texts)
 
 
 def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings: dict, progress: bool = True,
