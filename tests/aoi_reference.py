@@ -1,11 +1,15 @@
 """The AOI hit tests and cell shares as they were before they were vectorised (issue 23): kept
 verbatim as the reference the fast code in :mod:`gazelib.aoi.shapes` and
-:mod:`gazelib.aoi.model_level` must match bit for bit (tests/test_aoi.py, bench/bench_aoi.py)."""
+:mod:`gazelib.aoi.model_level` must match bit for bit (tests/test_aoi.py, bench/bench_aoi.py); and the
+demo truth check before its per-frame pandas indexing became arrays (issue 24)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
 
 from gazelib.aoi.shapes import Aoi
+from gazelib.aoi.tracks import iou_matrix
 
 
 def points_in_polygons(verts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -108,3 +112,38 @@ def ref_prepare_video(*, aois, lab: dict, gh: int, gw: int, sub: int = 4) -> dic
     share /= np.maximum(n_in, 1)[:, None]
     return {"shares": ref_cell_shares(aois=aois, times=t, gh=gh, gw=gw, sub=sub), "looked": looked,
             "inframe": inframe, "viewer_share": share, "names": [a.name for a in aois] + ["elsewhere"]}
+
+
+def check_against_truth(*, truth: dict, tracks: pd.DataFrame, speakers: pd.DataFrame, iou_min: float = 0.5) -> dict:
+    chars = [f["character"] for f in truth["faces"]]
+    tboxes = np.array([f["box"] for f in truth["faces"]], np.float64)
+    times = speakers["t"].to_numpy(np.float64)
+    by_t = {t: g for t, g in tracks.groupby("t")}
+    matched = np.full((len(chars), len(times)), "", dtype=object)
+    for i, t in enumerate(times):
+        g = by_t.get(t)
+        if g is None or g.empty:
+            continue
+        iou = iou_matrix(tboxes, g[["x0", "y0", "x1", "y1"]].to_numpy())
+        r, c = linear_sum_assignment(-iou)
+        for a, b in zip(r, c):
+            if iou[a, b] >= iou_min:
+                matched[a, i] = g["track"].iloc[b]
+    switches = 0
+    for a in range(len(chars)):
+        seq = [m for m in matched[a] if m]
+        switches += int(sum(x != y for x, y in zip(seq, seq[1:])))
+    speaking = np.full(len(times), -1)
+    for s in truth["sentences"]:
+        speaking[(times >= s["start"]) & (times < s["end"])] = chars.index(s["speaker"])
+    pred = speakers["speaker"].to_numpy(str)
+    in_speech = speaking >= 0
+    correct = np.where(in_speech, pred == matched[np.maximum(speaking, 0), np.arange(len(times))].astype(str),
+                       pred == "")
+    correct &= ~(in_speech & (pred == ""))
+    return {"n_characters": len(chars), "n_tracks": int(tracks["track"].nunique()), "id_switches": switches,
+            "coverage": float((matched != "").mean()) if matched.size else None,
+            "speaker_accuracy": float(correct[in_speech].mean()) if in_speech.any() else None,
+            "silence_accuracy": float(correct[~in_speech].mean()) if (~in_speech).any() else None,
+            "frame_accuracy": float(correct.mean()) if len(times) else None,
+            "n_speech_frames": int(in_speech.sum()), "n_frames": int(len(times))}

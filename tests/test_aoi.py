@@ -561,3 +561,50 @@ def test_gazelib_aoi_names_a_folder_it_cannot_read(tmp_path):
     out = " ".join(res.output.split())      # click wraps long lines
     assert str(tmp_path / "notes") in out and "summary.json" in out and "videos/" in out
     assert not (tmp_path / "o").exists()
+
+
+def _truth_case(data):
+    """A random demo-like truth file, face tracks (some frames without any, boxes near the truth's or
+    not) and speaker rows at frame times."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    n_chars, n_frames = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 40))
+    times = np.round(np.arange(n_frames) * 0.1, 6)
+    faces = [{"character": f"c{k}", "box": [0.2 * k, 0.1, 0.2 * k + 0.15, 0.4]} for k in range(n_chars)]
+    rows = []
+    for t in times:
+        for k in rng.permutation(n_chars)[: int(rng.integers(0, n_chars + 2))]:
+            x0 = 0.2 * (k % n_chars) + rng.normal(0, 0.03)
+            rows.append({"t": t, "track": f"face{int(rng.integers(0, n_chars + 2))}", "x0": x0, "y0": 0.1,
+                         "x1": x0 + 0.15, "y1": 0.4})
+    tracks = pd.DataFrame(rows, columns=["t", "track", "x0", "y0", "x1", "y1"])
+    tracks = tracks.sample(frac=1.0, random_state=int(rng.integers(0, 1000))) if len(tracks) else tracks
+    sentences = [{"speaker": f"c{int(rng.integers(0, n_chars))}", "start": float(a), "end": float(a + 0.7)}
+                 for a in rng.uniform(0, n_frames * 0.1, int(rng.integers(0, 4)))]
+    speakers = pd.DataFrame({"t": times, "speaker": rng.choice(["", *sorted(tracks["track"].unique())], n_frames)
+                             if len(tracks) else [""] * n_frames})
+    return {"faces": faces, "sentences": sentences}, tracks, speakers
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_truth_check_matches_the_reference(data):
+    """The demo's track and speaker check (arrays per frame) gives the pandas version's numbers."""
+    from gazelib.aoi.truth import check_against_truth
+    from tests.aoi_reference import check_against_truth as reference
+
+    truth, tracks, speakers = _truth_case(data)
+    assert check_against_truth(truth=truth, tracks=tracks, speakers=speakers) == reference(
+        truth=truth, tracks=tracks, speakers=speakers)
+
+
+def test_truth_check_counts_an_identity_switch_and_the_speaker():
+    from gazelib.aoi.truth import check_against_truth
+
+    truth = {"faces": [{"character": "ann", "box": [0.1, 0.1, 0.3, 0.5]}],
+             "sentences": [{"speaker": "ann", "start": 0.0, "end": 0.25}]}
+    tracks = pd.DataFrame({"t": [0.0, 0.1, 0.2, 0.3], "track": ["a", "a", "b", "b"], "x0": 0.1, "y0": 0.1,
+                           "x1": 0.3, "y1": 0.5})
+    speakers = pd.DataFrame({"t": [0.0, 0.1, 0.2, 0.3], "speaker": ["a", "", "b", ""]})
+    out = check_against_truth(truth=truth, tracks=tracks, speakers=speakers)
+    assert out["id_switches"] == 1 and out["coverage"] == 1.0 and out["n_tracks"] == 2
+    assert out["speaker_accuracy"] == 2 / 3 and out["silence_accuracy"] == 1.0 and out["frame_accuracy"] == 0.75

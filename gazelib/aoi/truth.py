@@ -23,17 +23,25 @@ def check_against_truth(*, truth: dict, tracks: pd.DataFrame, speakers: pd.DataF
     chars = [f["character"] for f in truth["faces"]]
     tboxes = np.array([f["box"] for f in truth["faces"]], np.float64)
     times = speakers["t"].to_numpy(np.float64)
-    by_t = {t: g for t, g in tracks.groupby("t")}
+    # the track boxes of each frame time, in table order (as groupby("t") gives them), as arrays:
+    # pandas indexing per frame was most of this function's time
+    order = np.argsort(tracks["t"].to_numpy(np.float64), kind="stable")
+    t_sorted = tracks["t"].to_numpy(np.float64)[order]
+    boxes = tracks[["x0", "y0", "x1", "y1"]].to_numpy()[order]
+    ids = tracks["track"].to_numpy()[order]
+    keys, starts = np.unique(t_sorted, return_index=True)
+    ends = np.append(starts[1:], len(t_sorted))
+    by_t = {t: (boxes[a:b], ids[a:b]) for t, a, b in zip(keys.tolist(), starts, ends)}
     matched = np.full((len(chars), len(times)), "", dtype=object)
     for i, t in enumerate(times):
-        g = by_t.get(t)
-        if g is None or g.empty:
+        frame = by_t.get(t)
+        if frame is None:
             continue
-        iou = iou_matrix(tboxes, g[["x0", "y0", "x1", "y1"]].to_numpy())
+        iou = iou_matrix(tboxes, frame[0])
         r, c = linear_sum_assignment(-iou)
         for a, b in zip(r, c):
             if iou[a, b] >= iou_min:
-                matched[a, i] = g["track"].iloc[b]
+                matched[a, i] = frame[1][b]
     switches = 0
     for a in range(len(chars)):
         seq = [m for m in matched[a] if m]
