@@ -23,12 +23,14 @@ held from the last detection (docs/causality.md).
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generator, Iterator, cast
 
 import cv2
 import numpy as np
@@ -65,7 +67,7 @@ def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
     sal = np.abs(np.fft.ifft2(f * (np.exp(residual) / np.maximum(amp, 1e-30)))) ** 2
     sal = cv2.GaussianBlur(sal.astype(np.float32, copy=False), (0, 0), 2.5)
     sal = cv2.resize(sal, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return sal * np.float32(1.0 / max(float(sal.max()), 1e-12))
+    return np.multiply(sal, np.float32(1.0 / max(float(sal.max()), 1e-12)), out=sal)
 
 
 def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> list[tuple[slice, slice]]:
@@ -143,14 +145,105 @@ def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.n
     return out
 
 
+def lab_map(rgb: np.ndarray) -> np.ndarray:
+    """[H, W, 3] float32 8-bit Lab values of an RGB frame (scaled by 1 / 255 after pooling)."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+
+
+# frames the reader thread may decode ahead of the main loop (a few 320x180 frames: memory stays flat)
+_READ_AHEAD = 4
+
+
+class _Failed:
+    """An exception raised in the thread of :func:`in_thread`, carried to the consumer."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def in_thread(items: Iterator, *, depth: int, name: str) -> Generator:
+    """The items of the generator ``items``, made in a thread of its own up to ``depth`` ahead of the
+    consumer (decoding and face detection release the GIL, so they overlap the main loop's maps on a
+    second core). The items and their order are those of ``items``; an exception raised there is
+    raised here; closing this generator (or dropping it) stops the thread and closes ``items``."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the consumer)
+            put(_Failed(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_frames(*, video_path: str | Path, video_id: str, cfg: dict, detector,
+                 timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8, Lab map, face boxes)`` of each sampled frame: the per-frame work that needs
+    no earlier frame, run by :func:`in_thread` ahead of the main loop. Faces are detected at
+    ``face_fps`` and the boxes held in between. ``timings`` gets ``decode_thread`` and
+    ``faces_thread`` (seconds in this thread)."""
+    timer = _Timer(timings)
+    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
+    # a generator: closed when the consumer stops early, so the file is closed in this thread
+    frames = cast(Generator, iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
+                                         height=cfg["work_height"], video_id=video_id))
+    try:
+        while True:
+            with timer("decode_thread"):
+                item = next(frames, None)
+            if item is None:
+                return
+            t, rgb = item
+            if t + 1e-6 >= next_detect:
+                # faces move slowly: detect at face_fps and hold the boxes in between
+                # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
+                with timer("faces_thread"):
+                    boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
+                                       np.float32).reshape(-1, 4)
+                next_detect = t + 1.0 / cfg["face_fps"]
+            with timer("decode_thread"):
+                gray_u8, lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lab_map(rgb)
+            yield t, rgb, gray_u8, lab, boxes
+    finally:
+        frames.close()
+
+
 def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray,
-               gray_u8: np.ndarray | None = None) -> tuple[dict, dict]:
+               gray_u8: np.ndarray | None = None, lab: np.ndarray | None = None) -> tuple[dict, dict]:
     """Full-resolution float32 maps for the grid (``lab``: [H, W, 3] 8-bit Lab values, the others
-    [H, W] in [0, 1]) and per-frame scalars of one frame."""
+    [H, W] in [0, 1]) and per-frame scalars of one frame. ``gray_u8`` and ``lab``, when given, are
+    the frame's grey (``cv2.COLOR_RGB2GRAY``) and :func:`lab_map`, made by the reader thread."""
     h, w = rgb.shape[:2]
     gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray_u8 is None else gray_u8
     gray = gray_u8.astype(np.float32)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)  # 8-bit Lab; / 255 after pooling
+    lab = lab_map(rgb) if lab is None else lab
     motion = cv2.absdiff(gray, prev_gray) if prev_gray is not None else np.zeros_like(gray)
     motion *= np.float32(1 / 255.0)
     sal = spectral_residual(gray)
@@ -160,7 +253,8 @@ def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarr
     gy *= gy
     edges += gy
     np.sqrt(edges, out=edges)
-    np.minimum(edges * np.float32(1 / 255.0), np.float32(1.0), out=edges)
+    edges *= np.float32(1 / 255.0)
+    np.minimum(edges, np.float32(1.0), out=edges)
     face = np.zeros_like(gray)
     mouth = np.zeros_like(gray)
     mouth_vals = []
@@ -181,8 +275,14 @@ def pool_grid(maps: dict, gh: int, gw: int) -> np.ndarray:
     out = np.empty((len(GRID_CHANNELS), gh, gw), np.float32)
     lab = cv2.resize(maps["lab"], (gw, gh), interpolation=cv2.INTER_AREA)
     out[:3] = lab.transpose(2, 0, 1) * np.float32(1 / 255.0)
-    for k, c in enumerate(GRID_CHANNELS[3:], start=3):
-        out[k] = cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
+    # the one-channel maps pooled four at a time (OpenCV's area resize takes up to 4 channels at
+    # any scale): each channel's cells are those of resizing it alone (tests/test_visual_speed.py),
+    # and a call on four channels costs less than four calls
+    for k in range(3, len(GRID_CHANNELS), 4):
+        names = GRID_CHANNELS[k:k + 4]
+        stacked = maps[names[0]] if len(names) == 1 else np.dstack([maps[c] for c in names])
+        pooled = cv2.resize(stacked, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, len(names))
+        out[k:k + len(names)] = pooled.transpose(2, 0, 1)
     return out
 
 
@@ -211,9 +311,10 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                             timings: dict | None = None, lookahead: str = "none") -> VisualFeatures:
     """Per-frame table, face boxes and grid (+ encoder embedding) of one video; ``lookahead``
     (``features.lookahead``) says how keyframe features reach the other frames. ``timings``, when
-    given, collects seconds spent per part of the main thread: decode, faces, maps, cnn (frame resizing
-    and waiting for the encoder thread); the rest is bookkeeping. ``cnn_thread``: seconds the encoder
-    network ran in its own thread, overlapping the main thread."""
+    given, collects seconds spent per part of the main thread: decode (waiting for the reader thread),
+    maps, cnn (frame resizing and waiting for the encoder thread); the rest is bookkeeping. Two threads
+    overlap the main one: the reader (:func:`_read_frames`: ``decode_thread`` for decoding, grey and
+    Lab, ``faces_thread`` for face detection) and the encoder network (``cnn_thread``)."""
     timer = _Timer(timings)
     to_frames = hold_rows if check_lookahead(lookahead) == "none" else interp_clamped
     detector = detector or FaceDetector.from_params(cfg)
@@ -222,36 +323,30 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     rows, face_rows = [], []
     spool = tempfile.TemporaryFile()  # base grid rows, so memory does not grow with the video
     prev_gray, prev_hist = None, None
-    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
-    frames = iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
-                         height=cfg["work_height"], video_id=video_id)
-    while True:
-        with timer("decode"):
-            item = next(frames, None)
-        if item is None:
-            break
-        t, rgb = item
-        gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if t + 1e-6 >= next_detect:
-            # faces move slowly: detect at face_fps and hold the boxes in between
-            # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
-            with timer("faces"):
-                boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
-                                   np.float32).reshape(-1, 4)
-            next_detect = t + 1.0 / cfg["face_fps"]
-        with timer("maps"):
-            maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8)
-            spool.write(pool_grid(maps, gh, gw).tobytes())
-        hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
-        hist /= max(hist.sum(), 1)
-        cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
-        rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
-        for b, mv in zip(boxes, info["mouth_vals"]):
-            face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
-        prev_gray, prev_hist = info["gray"], hist
-        if embed is not None:
-            with timer("cnn"):
-                embed.add(t, rgb)
+    frames = in_thread(_read_frames(video_path=video_path, video_id=video_id, cfg=cfg, detector=detector,
+                                    timings=timings), depth=_READ_AHEAD, name="visual-reader")
+    try:
+        while True:
+            with timer("decode"):
+                item = next(frames, None)
+            if item is None:
+                break
+            t, rgb, gray_u8, lab, boxes = item
+            with timer("maps"):
+                maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8, lab=lab)
+                spool.write(pool_grid(maps, gh, gw).tobytes())
+            hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
+            hist /= max(hist.sum(), 1)
+            cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
+            rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
+            for b, mv in zip(boxes, info["mouth_vals"]):
+                face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
+            prev_gray, prev_hist = info["gray"], hist
+            if embed is not None:
+                with timer("cnn"):
+                    embed.add(t, rgb)
+    finally:
+        frames.close()  # a failure mid-way stops the reader thread and closes the file
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
     emb_t, emb, cnn, n_base = None, None, None, len(GRID_CHANNELS)
