@@ -8,7 +8,7 @@ takes, where the rest goes, the same on 1280x720 input, and the face detectors' 
    profile splits the main thread's wall time into decode (waiting for the reader thread), maps
    (per-frame maps, grid pooling, scalars), cnn (frame resizing + waiting for the encoder), writing
    (Parquet + NPZ) and other (bookkeeping). Two threads overlap it, reported apart (``threads``):
-   the reader (decode_thread: decoding, grey and Lab; faces_thread: face detection) and the
+   the reader (decode_thread: decoding and grey; faces_thread: face detection) and the
    encoder network (cnn_thread).
 2. 1280x720 input: a 60 s demo scene rendered natively at 1280x720 (three drawn characters
    talking, moving balls, espeak-ng speech; the demo generator at that size, written once to

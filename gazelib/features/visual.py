@@ -145,12 +145,7 @@ def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.n
     return out
 
 
-def lab_map(rgb: np.ndarray) -> np.ndarray:
-    """[H, W, 3] float32 8-bit Lab values of an RGB frame (scaled by 1 / 255 after pooling)."""
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-
-
-# frames the reader thread may decode ahead of the main loop (a few 320x180 frames: memory stays flat)
+# frames the reader thread may decode ahead of the main loop (a few frames: memory stays flat)
 _READ_AHEAD = 4
 
 
@@ -204,11 +199,11 @@ def in_thread(items: Iterator, *, depth: int, name: str) -> Generator:
 
 
 def _read_frames(*, video_path: str | Path, video_id: str, cfg: dict, detector,
-                 timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(t, rgb, grey uint8, Lab map, face boxes)`` of each sampled frame: the per-frame work that needs
-    no earlier frame, run by :func:`in_thread` ahead of the main loop. Faces are detected at
-    ``face_fps`` and the boxes held in between. ``timings`` gets ``decode_thread`` and
-    ``faces_thread`` (seconds in this thread)."""
+                 timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8, face boxes)`` of each sampled frame, run by :func:`in_thread` ahead of
+    the main loop. Faces are detected at ``face_fps`` and the boxes held in between. The Lab map stays
+    in the main loop: made here too, it left this thread the busier one and the main loop waiting.
+    ``timings`` gets ``decode_thread`` and ``faces_thread`` (seconds in this thread)."""
     timer = _Timer(timings)
     boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
     # a generator: closed when the consumer stops early, so the file is closed in this thread
@@ -229,21 +224,21 @@ def _read_frames(*, video_path: str | Path, video_id: str, cfg: dict, detector,
                                        np.float32).reshape(-1, 4)
                 next_detect = t + 1.0 / cfg["face_fps"]
             with timer("decode_thread"):
-                gray_u8, lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), lab_map(rgb)
-            yield t, rgb, gray_u8, lab, boxes
+                gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+            yield t, rgb, gray_u8, boxes
     finally:
         frames.close()
 
 
 def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray,
-               gray_u8: np.ndarray | None = None, lab: np.ndarray | None = None) -> tuple[dict, dict]:
+               gray_u8: np.ndarray | None = None) -> tuple[dict, dict]:
     """Full-resolution float32 maps for the grid (``lab``: [H, W, 3] 8-bit Lab values, the others
-    [H, W] in [0, 1]) and per-frame scalars of one frame. ``gray_u8`` and ``lab``, when given, are
-    the frame's grey (``cv2.COLOR_RGB2GRAY``) and :func:`lab_map`, made by the reader thread."""
+    [H, W] in [0, 1]) and per-frame scalars of one frame. ``gray_u8``: the frame's grey
+    (``cv2.COLOR_RGB2GRAY``) when the reader thread made it."""
     h, w = rgb.shape[:2]
     gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray_u8 is None else gray_u8
     gray = gray_u8.astype(np.float32)
-    lab = lab_map(rgb) if lab is None else lab
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)  # 8-bit Lab; / 255 after pooling
     motion = cv2.absdiff(gray, prev_gray) if prev_gray is not None else np.zeros_like(gray)
     motion *= np.float32(1 / 255.0)
     sal = spectral_residual(gray)
@@ -313,8 +308,8 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     (``features.lookahead``) says how keyframe features reach the other frames. ``timings``, when
     given, collects seconds spent per part of the main thread: decode (waiting for the reader thread),
     maps, cnn (frame resizing and waiting for the encoder thread); the rest is bookkeeping. Two threads
-    overlap the main one: the reader (:func:`_read_frames`: ``decode_thread`` for decoding, grey and
-    Lab, ``faces_thread`` for face detection) and the encoder network (``cnn_thread``)."""
+    overlap the main one: the reader (:func:`_read_frames`: ``decode_thread`` for decoding and grey,
+    ``faces_thread`` for face detection) and the encoder network (``cnn_thread``)."""
     timer = _Timer(timings)
     to_frames = hold_rows if check_lookahead(lookahead) == "none" else interp_clamped
     detector = detector or FaceDetector.from_params(cfg)
@@ -331,9 +326,9 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                 item = next(frames, None)
             if item is None:
                 break
-            t, rgb, gray_u8, lab, boxes = item
+            t, rgb, gray_u8, boxes = item
             with timer("maps"):
-                maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8, lab=lab)
+                maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8)
                 spool.write(pool_grid(maps, gh, gw).tobytes())
             hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
             hist /= max(hist.sum(), 1)
