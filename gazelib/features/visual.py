@@ -145,8 +145,12 @@ def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.n
     return out
 
 
-# frames the reader thread may decode ahead of the main loop (a few frames: memory stays flat)
-_READ_AHEAD = 4
+# How far the decoding thread may run ahead of the main loop, in bytes of decoded frames (about 10 s
+# of 320x180 frames at 10 fps): far enough that the encoder gets its frames early, so its last
+# batches no longer run alone after the main loop has finished a video; memory stays flat.
+_READ_AHEAD_BYTES = 24 << 20
+# frames the face thread may run ahead of the main loop
+_FACES_AHEAD = 4
 
 
 class _Failed:
@@ -198,14 +202,13 @@ def in_thread(items: Iterator, *, depth: int, name: str) -> Generator:
         thread.join()
 
 
-def _read_frames(*, video_path: str | Path, video_id: str, cfg: dict, detector,
-                 timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(t, rgb, grey uint8, face boxes)`` of each sampled frame, run by :func:`in_thread` ahead of
-    the main loop. Faces are detected at ``face_fps`` and the boxes held in between. The Lab map stays
-    in the main loop: made here too, it left this thread the busier one and the main loop waiting.
-    ``timings`` gets ``decode_thread`` and ``faces_thread`` (seconds in this thread)."""
+def _decoded(*, video_path: str | Path, video_id: str, cfg: dict, embed: _Embedder | None,
+             timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8)`` of each sampled frame (the decoding thread's work, run by
+    :func:`in_thread`); the encoder's frames are handed to ``embed`` here, as soon as they are
+    decoded. ``timings`` gets ``decode_thread`` (seconds in this thread, waiting for the encoder
+    to take a batch included)."""
     timer = _Timer(timings)
-    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
     # a generator: closed when the consumer stops early, so the file is closed in this thread
     frames = cast(Generator, iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
                                          height=cfg["work_height"], video_id=video_id))
@@ -213,18 +216,32 @@ def _read_frames(*, video_path: str | Path, video_id: str, cfg: dict, detector,
         while True:
             with timer("decode_thread"):
                 item = next(frames, None)
-            if item is None:
-                return
-            t, rgb = item
+                if item is None:
+                    return
+                t, rgb = item
+                gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                if embed is not None:
+                    embed.add(t, rgb)
+            yield t, rgb, gray_u8
+    finally:
+        frames.close()
+
+
+def _with_faces(frames: Generator, *, detector, face_fps: float,
+                timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8, face boxes)``: faces detected at ``face_fps``, the boxes held in
+    between (the face thread's work, run by :func:`in_thread`). ``timings`` gets ``faces_thread``."""
+    timer = _Timer(timings)
+    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
+    try:
+        for t, rgb, gray_u8 in frames:
             if t + 1e-6 >= next_detect:
                 # faces move slowly: detect at face_fps and hold the boxes in between
                 # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
                 with timer("faces_thread"):
                     boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
                                        np.float32).reshape(-1, 4)
-                next_detect = t + 1.0 / cfg["face_fps"]
-            with timer("decode_thread"):
-                gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                next_detect = t + 1.0 / face_fps
             yield t, rgb, gray_u8, boxes
     finally:
         frames.close()
@@ -306,10 +323,10 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                             timings: dict | None = None, lookahead: str = "none") -> VisualFeatures:
     """Per-frame table, face boxes and grid (+ encoder embedding) of one video; ``lookahead``
     (``features.lookahead``) says how keyframe features reach the other frames. ``timings``, when
-    given, collects seconds spent per part of the main thread: decode (waiting for the reader thread),
-    maps, cnn (frame resizing and waiting for the encoder thread); the rest is bookkeeping. Two threads
-    overlap the main one: the reader (:func:`_read_frames`: ``decode_thread`` for decoding and grey,
-    ``faces_thread`` for face detection) and the encoder network (``cnn_thread``)."""
+    given, collects seconds spent per part of the main thread: decode (waiting for the frames and
+    their faces), maps, cnn (waiting for the encoder's last batches); the rest is bookkeeping. Three
+    threads overlap the main one: decoding (``decode_thread``: decoding, grey, the encoder's frames),
+    face detection (``faces_thread``) and the encoder network (``cnn_thread``)."""
     timer = _Timer(timings)
     to_frames = hold_rows if check_lookahead(lookahead) == "none" else interp_clamped
     detector = detector or FaceDetector.from_params(cfg)
@@ -318,8 +335,13 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     rows, face_rows = [], []
     spool = tempfile.TemporaryFile()  # base grid rows, so memory does not grow with the video
     prev_gray, prev_hist = None, None
-    frames = in_thread(_read_frames(video_path=video_path, video_id=video_id, cfg=cfg, detector=detector,
-                                    timings=timings), depth=_READ_AHEAD, name="visual-reader")
+    # three threads feed the main loop: decoding (far ahead; it hands the encoder its frames), face
+    # detection (a few frames ahead) and the encoder network; each item keeps its order
+    decoded = in_thread(_decoded(video_path=video_path, video_id=video_id, cfg=cfg, embed=embed, timings=timings),
+                        depth=max(_FACES_AHEAD, _READ_AHEAD_BYTES // (4 * cfg["work_width"] * cfg["work_height"])),
+                        name="visual-decode")
+    frames = in_thread(_with_faces(decoded, detector=detector, face_fps=cfg["face_fps"], timings=timings),
+                       depth=_FACES_AHEAD, name="visual-faces")
     try:
         while True:
             with timer("decode"):
@@ -337,11 +359,8 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
             for b, mv in zip(boxes, info["mouth_vals"]):
                 face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
             prev_gray, prev_hist = info["gray"], hist
-            if embed is not None:
-                with timer("cnn"):
-                    embed.add(t, rgb)
     finally:
-        frames.close()  # a failure mid-way stops the reader thread and closes the file
+        frames.close()  # a failure mid-way stops the threads and closes the file
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
     emb_t, emb, cnn, n_base = None, None, None, len(GRID_CHANNELS)
@@ -383,10 +402,10 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
 class _Embedder:
     """Collects frames at ``embed_fps`` and encodes them in batches of ``embed_batch``.
 
-    Each batch is encoded in a worker thread (torch releases the GIL) while the main loop decodes
-    and computes the next frames' maps, so a second core is used when there is one; at most one
-    batch is in flight (memory stays bounded) and results are kept in submission order, so the
-    outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
+    Frames are added by the decoding thread as they are decoded; each batch is encoded in a worker
+    thread (torch releases the GIL) while the next frames are decoded and their maps computed; at
+    most one batch is in flight (memory stays bounded) and results are kept in submission order, so
+    the outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
     """
 
     future: Future | None   # the batch in flight
