@@ -1,8 +1,11 @@
 """Visual features per sampled frame: scalars, face boxes and a spatial grid [C, Gh, Gw].
 
-Frames are decoded by PTS at ``sample_fps`` and processed one at a time (memory does not
-grow with the video). Faces are detected at ``face_fps`` (boxes held in between); mouth
-motion is measured in the held boxes on every sampled frame. Grid channels are cell means of full-resolution maps:
+Frames are decoded by PTS at ``sample_fps`` and processed one at a time, in order (memory does
+not grow with the video). Decoding (up to ``_READ_AHEAD_BYTES`` of frames ahead), face detection
+and the image encoder run in threads of their own beside the per-frame maps; every output is
+what processing in line gives, byte for byte. Faces are detected at ``face_fps`` (boxes held in
+between); mouth motion is measured in the held boxes on every sampled frame. Grid channels are
+cell means of full-resolution maps:
 
 - ``lab_l, lab_a, lab_b``: CIE Lab colour, each scaled to [0, 1]
 - ``motion``: |gray_t - gray_{t-1}| / 255
