@@ -1,8 +1,11 @@
 """Visual features per sampled frame: scalars, face boxes and a spatial grid [C, Gh, Gw].
 
-Frames are decoded by PTS at ``sample_fps`` and processed one at a time (memory does not
-grow with the video). Faces are detected at ``face_fps`` (boxes held in between); mouth
-motion is measured in the held boxes on every sampled frame. Grid channels are cell means of full-resolution maps:
+Frames are decoded by PTS at ``sample_fps`` and processed one at a time, in order (memory does
+not grow with the video). Decoding (up to ``_READ_AHEAD_BYTES`` of frames ahead), face detection
+and the image encoder run in threads of their own beside the per-frame maps; every output is
+what processing in line gives, byte for byte. Faces are detected at ``face_fps`` (boxes held in
+between); mouth motion is measured in the held boxes on every sampled frame. Grid channels are
+cell means of full-resolution maps:
 
 - ``lab_l, lab_a, lab_b``: CIE Lab colour, each scaled to [0, 1]
 - ``motion``: |gray_t - gray_{t-1}| / 255
@@ -23,12 +26,14 @@ held from the last detection (docs/causality.md).
 from __future__ import annotations
 
 import logging
+import queue
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generator, Iterator, cast
 
 import cv2
 import numpy as np
@@ -65,7 +70,7 @@ def spectral_residual(gray: np.ndarray, size: int = 64) -> np.ndarray:
     sal = np.abs(np.fft.ifft2(f * (np.exp(residual) / np.maximum(amp, 1e-30)))) ** 2
     sal = cv2.GaussianBlur(sal.astype(np.float32, copy=False), (0, 0), 2.5)
     sal = cv2.resize(sal, (gray.shape[1], gray.shape[0]), interpolation=cv2.INTER_LINEAR)
-    return sal * np.float32(1.0 / max(float(sal.max()), 1e-12))
+    return np.multiply(sal, np.float32(1.0 / max(float(sal.max()), 1e-12)), out=sal)
 
 
 def box_mask(boxes: np.ndarray, h: int, w: int, lower_third: bool = False) -> list[tuple[slice, slice]]:
@@ -143,10 +148,113 @@ def hold_rows(src_t: np.ndarray, src_v: np.ndarray, dst_t: np.ndarray, out: np.n
     return out
 
 
+# How far the decoding thread may run ahead of the main loop, in bytes of decoded frames (about 10 s
+# of 320x180 frames at 10 fps): far enough that the encoder gets its frames early, so its last
+# batches no longer run alone after the main loop has finished a video; memory stays flat.
+_READ_AHEAD_BYTES = 24 << 20
+# frames the face thread may run ahead of the main loop
+_FACES_AHEAD = 4
+
+
+class _Failed:
+    """An exception raised in the thread of :func:`in_thread`, carried to the consumer."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def in_thread(items: Iterator, *, depth: int, name: str) -> Generator:
+    """The items of the generator ``items``, made in a thread of its own up to ``depth`` ahead of the
+    consumer (decoding and face detection release the GIL, so they overlap the main loop's maps on a
+    second core). The items and their order are those of ``items``; an exception raised there is
+    raised here; closing this generator (or dropping it) stops the thread and closes ``items``."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(None)
+        except BaseException as exc:  # noqa: BLE001 (re-raised in the consumer)
+            put(_Failed(exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=work, name=name, daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _decoded(*, video_path: str | Path, video_id: str, cfg: dict, embed: _Embedder | None,
+             timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8)`` of each sampled frame (the decoding thread's work, run by
+    :func:`in_thread`); the encoder's frames are handed to ``embed`` here, as soon as they are
+    decoded. ``timings`` gets ``decode_thread`` (seconds in this thread, waiting for the encoder
+    to take a batch included)."""
+    timer = _Timer(timings)
+    # a generator: closed when the consumer stops early, so the file is closed in this thread
+    frames = cast(Generator, iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
+                                         height=cfg["work_height"], video_id=video_id))
+    try:
+        while True:
+            with timer("decode_thread"):
+                item = next(frames, None)
+                if item is None:
+                    return
+                t, rgb = item
+                gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+                if embed is not None:
+                    embed.add(t, rgb)
+            yield t, rgb, gray_u8
+    finally:
+        frames.close()
+
+
+def _with_faces(frames: Generator, *, detector, face_fps: float,
+                timings: dict | None) -> Iterator[tuple[float, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(t, rgb, grey uint8, face boxes)``: faces detected at ``face_fps``, the boxes held in
+    between (the face thread's work, run by :func:`in_thread`). ``timings`` gets ``faces_thread``."""
+    timer = _Timer(timings)
+    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
+    try:
+        for t, rgb, gray_u8 in frames:
+            if t + 1e-6 >= next_detect:
+                # faces move slowly: detect at face_fps and hold the boxes in between
+                # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
+                with timer("faces_thread"):
+                    boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
+                                       np.float32).reshape(-1, 4)
+                next_detect = t + 1.0 / face_fps
+            yield t, rgb, gray_u8, boxes
+    finally:
+        frames.close()
+
+
 def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarray,
                gray_u8: np.ndarray | None = None) -> tuple[dict, dict]:
     """Full-resolution float32 maps for the grid (``lab``: [H, W, 3] 8-bit Lab values, the others
-    [H, W] in [0, 1]) and per-frame scalars of one frame."""
+    [H, W] in [0, 1]) and per-frame scalars of one frame. ``gray_u8``: the frame's grey
+    (``cv2.COLOR_RGB2GRAY``) when the reader thread made it."""
     h, w = rgb.shape[:2]
     gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if gray_u8 is None else gray_u8
     gray = gray_u8.astype(np.float32)
@@ -160,7 +268,8 @@ def frame_maps(*, rgb: np.ndarray, prev_gray: np.ndarray | None, boxes: np.ndarr
     gy *= gy
     edges += gy
     np.sqrt(edges, out=edges)
-    np.minimum(edges * np.float32(1 / 255.0), np.float32(1.0), out=edges)
+    edges *= np.float32(1 / 255.0)
+    np.minimum(edges, np.float32(1.0), out=edges)
     face = np.zeros_like(gray)
     mouth = np.zeros_like(gray)
     mouth_vals = []
@@ -181,17 +290,25 @@ def pool_grid(maps: dict, gh: int, gw: int) -> np.ndarray:
     out = np.empty((len(GRID_CHANNELS), gh, gw), np.float32)
     lab = cv2.resize(maps["lab"], (gw, gh), interpolation=cv2.INTER_AREA)
     out[:3] = lab.transpose(2, 0, 1) * np.float32(1 / 255.0)
-    for k, c in enumerate(GRID_CHANNELS[3:], start=3):
-        out[k] = cv2.resize(maps[c], (gw, gh), interpolation=cv2.INTER_AREA)
+    # the one-channel maps pooled four at a time (OpenCV's area resize takes up to 4 channels at
+    # any scale): each channel's cells are those of resizing it alone (tests/test_visual_speed.py),
+    # and a call on four channels costs less than four calls
+    for k in range(3, len(GRID_CHANNELS), 4):
+        names = GRID_CHANNELS[k:k + 4]
+        stacked = maps[names[0]] if len(names) == 1 else np.dstack([maps[c] for c in names])
+        pooled = cv2.resize(stacked, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, len(names))
+        out[k:k + len(names)] = pooled.transpose(2, 0, 1)
     return out
 
 
 class _Timer:
-    """Adds the wall time of each ``with timer(part):`` block to ``timings[part]`` (seconds);
-    does nothing when ``timings`` is None. The bench reads it for its per-part profile."""
+    """Adds the wall time of each ``with timer(part):`` block to ``timings[part]`` and the CPU time
+    of the thread running it to ``timings[part + "_cpu"]`` (seconds); does nothing when ``timings``
+    is None. The bench reads it for its per-part profile; on a busy machine the CPU times show each
+    thread's own work, which wall times mix with waiting for a core."""
 
     def __init__(self, timings: dict | None):
-        self.timings, self.part, self.t0 = timings, "", 0.0
+        self.timings, self.part, self.t0, self.c0 = timings, "", 0.0, 0.0
 
     def __call__(self, part: str) -> "_Timer":
         self.part = part
@@ -199,11 +316,13 @@ class _Timer:
 
     def __enter__(self) -> None:
         if self.timings is not None:
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.thread_time()
 
     def __exit__(self, *exc) -> None:
         if self.timings is not None:
+            cpu = self.part + "_cpu"
             self.timings[self.part] = self.timings.get(self.part, 0.0) + time.perf_counter() - self.t0
+            self.timings[cpu] = self.timings.get(cpu, 0.0) + time.thread_time() - self.c0
 
 
 def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
@@ -211,9 +330,10 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
                             timings: dict | None = None, lookahead: str = "none") -> VisualFeatures:
     """Per-frame table, face boxes and grid (+ encoder embedding) of one video; ``lookahead``
     (``features.lookahead``) says how keyframe features reach the other frames. ``timings``, when
-    given, collects seconds spent per part of the main thread: decode, faces, maps, cnn (frame resizing
-    and waiting for the encoder thread); the rest is bookkeeping. ``cnn_thread``: seconds the encoder
-    network ran in its own thread, overlapping the main thread."""
+    given, collects seconds spent per part of the main thread: decode (waiting for the frames and
+    their faces), maps, cnn (waiting for the encoder's last batches); the rest is bookkeeping. Three
+    threads overlap the main one: decoding (``decode_thread``: decoding, grey, the encoder's frames),
+    face detection (``faces_thread``) and the encoder network (``cnn_thread``)."""
     timer = _Timer(timings)
     to_frames = hold_rows if check_lookahead(lookahead) == "none" else interp_clamped
     detector = detector or FaceDetector.from_params(cfg)
@@ -222,36 +342,32 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
     rows, face_rows = [], []
     spool = tempfile.TemporaryFile()  # base grid rows, so memory does not grow with the video
     prev_gray, prev_hist = None, None
-    boxes, next_detect = np.zeros((0, 4), np.float32), -np.inf
-    frames = iter_frames(path=video_path, sample_fps=cfg["sample_fps"], width=cfg["work_width"],
-                         height=cfg["work_height"], video_id=video_id)
-    while True:
-        with timer("decode"):
-            item = next(frames, None)
-        if item is None:
-            break
-        t, rgb = item
-        gray_u8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        if t + 1e-6 >= next_detect:
-            # faces move slowly: detect at face_fps and hold the boxes in between
-            # detectors do not return faces in a stable order: sort, so side tables repeat byte for byte
-            with timer("faces"):
-                boxes = np.asarray(sorted(map(tuple, np.asarray(detector.detect(rgb)).reshape(-1, 4))),
-                                   np.float32).reshape(-1, 4)
-            next_detect = t + 1.0 / cfg["face_fps"]
-        with timer("maps"):
-            maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8)
-            spool.write(pool_grid(maps, gh, gw).tobytes())
-        hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
-        hist /= max(hist.sum(), 1)
-        cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
-        rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
-        for b, mv in zip(boxes, info["mouth_vals"]):
-            face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
-        prev_gray, prev_hist = info["gray"], hist
-        if embed is not None:
-            with timer("cnn"):
-                embed.add(t, rgb)
+    # three threads feed the main loop: decoding (far ahead; it hands the encoder its frames), face
+    # detection (a few frames ahead) and the encoder network; each item keeps its order
+    decoded = in_thread(_decoded(video_path=video_path, video_id=video_id, cfg=cfg, embed=embed, timings=timings),
+                        depth=max(_FACES_AHEAD, _READ_AHEAD_BYTES // (4 * cfg["work_width"] * cfg["work_height"])),
+                        name="visual-decode")
+    frames = in_thread(_with_faces(decoded, detector=detector, face_fps=cfg["face_fps"], timings=timings),
+                       depth=_FACES_AHEAD, name="visual-faces")
+    try:
+        while True:
+            with timer("decode"):
+                item = next(frames, None)
+            if item is None:
+                break
+            t, rgb, gray_u8, boxes = item
+            with timer("maps"):
+                maps, info = frame_maps(rgb=rgb, prev_gray=prev_gray, boxes=boxes, gray_u8=gray_u8)
+                spool.write(pool_grid(maps, gh, gw).tobytes())
+            hist = cv2.calcHist([gray_u8], [0], None, [32], [0, 256]).ravel()
+            hist /= max(hist.sum(), 1)
+            cut = prev_hist is not None and 0.5 * np.abs(hist - prev_hist).sum() > cfg["cut_threshold"]
+            rows.append({"t": t, **{k: info[k] for k in KINDS if k in info}, "scene_cut": int(cut)})
+            for b, mv in zip(boxes, info["mouth_vals"]):
+                face_rows.append({"t": t, "x0": b[0], "y0": b[1], "x1": b[2], "y1": b[3], "mouth_motion": mv})
+            prev_gray, prev_hist = info["gray"], hist
+    finally:
+        frames.close()  # a failure mid-way stops the threads and closes the file
     if not rows:
         raise ValueError(f"{video_id}: no frame decoded from {video_path}")
     emb_t, emb, cnn, n_base = None, None, None, len(GRID_CHANNELS)
@@ -293,10 +409,10 @@ def extract_visual_features(*, video_path: str | Path, video_id: str, cfg: dict,
 class _Embedder:
     """Collects frames at ``embed_fps`` and encodes them in batches of ``embed_batch``.
 
-    Each batch is encoded in a worker thread (torch releases the GIL) while the main loop decodes
-    and computes the next frames' maps, so a second core is used when there is one; at most one
-    batch is in flight (memory stays bounded) and results are kept in submission order, so the
-    outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
+    Frames are added by the decoding thread as they are decoded; each batch is encoded in a worker
+    thread (torch releases the GIL) while the next frames are decoded and their maps computed; at
+    most one batch is in flight (memory stays bounded) and results are kept in submission order, so
+    the outputs are those of encoding in line. ``timings["cnn_thread"]`` gets the worker's seconds.
     """
 
     future: Future | None   # the batch in flight
@@ -321,11 +437,8 @@ class _Embedder:
             self._flush()
 
     def _encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        t0 = time.perf_counter()
-        out = self.encoder.encode(batch)
-        if self.timings is not None:
-            self.timings["cnn_thread"] = self.timings.get("cnn_thread", 0.0) + time.perf_counter() - t0
-        return out
+        with _Timer(self.timings)("cnn_thread"):
+            return self.encoder.encode(batch)
 
     def _collect(self) -> None:
         if self.future is None:
