@@ -163,14 +163,21 @@ def test_backend_params():
     from gazelib.core.params import default
 
     # no params: the schema's compute section; no backend at all: this process (a closure is fine)
-    assert Backend.from_params(None) == Backend("local", default("compute.workers"), "local")
+    assert default("compute.workers") == {"default": 1, "extract_text": 2}
+    assert Backend.from_params(None) == Backend("local", 1, "local")
+    assert Backend.from_params(None, stage="extract_text") == Backend("local", 2, "local")
     assert Backend.from_params({"workers": 1}).in_process
+    # one count for every stage, or per stage with a default (1 when the mapping has none)
+    assert Backend.from_params({"workers": 3}, stage="extract_text").workers == 3
+    per_stage = {"workers": {"extract_visual": 4, "default": 2}}
+    assert [Backend.from_params(per_stage, stage=s).workers for s in ("extract_visual", "extract_audio", None)] == [4, 2, 2]
+    assert Backend.from_params({"workers": {"extract_text": 3}}, stage="extract_audio").in_process
     outcomes = list(run_items(lambda item: [item["video_id"]], ITEMS, None))
     assert [o.files for o in outcomes] == [[i["video_id"]] for i in ITEMS] and {o.pid for o in outcomes} == {os.getpid()}
     assert Backend.from_params({"backend": "ray", "workers": 3, "ray": {"address": "auto"}}) == Backend("ray", 3, "auto")
-    for bad in ({"backend": "dask"}, {"workers": 0}, {"workers": "2"}):
+    for bad in ({"backend": "dask"}, {"workers": 0}, {"workers": "2"}, {"workers": {"extract_text": 0}}):
         with pytest.raises(ValueError):
-            Backend.from_params(bad)
+            Backend.from_params(bad, stage="extract_text")
     with pytest.raises(TypeError, match="WorkerSpec"):  # a closure cannot travel to a worker
         run_per_video(cache=VideoCache(Path("unused"), "toy"), items=ITEMS, params={}, progress=False,
                       compute=lambda item: [], backend=POOL)

@@ -57,6 +57,21 @@ def test_unknown_keys_in_nested_and_user_maps():
     assert "trian: unknown key (did you mean train?)" in msg
 
 
+def test_compute_workers_per_stage_names_a_known_stage():
+    ok = copy.deepcopy(RAW)
+    ok["compute"]["workers"] = {"extract_visual": 3}
+    validate_params(ok)
+    ok["compute"]["workers"] = 4
+    validate_params(ok)
+    bad = copy.deepcopy(RAW)
+    bad["compute"]["workers"] = {"extract_txt": 2}
+    with pytest.raises(ParamsError, match="compute.workers"):
+        validate_params(bad)
+    bad["compute"]["workers"] = {"extract_text": 0}
+    with pytest.raises(ParamsError, match="compute.workers"):
+        validate_params(bad)
+
+
 @pytest.mark.parametrize("path,value,needle", [
     ("audio.sample_rate", 22050, "audio.sample_rate"),
     ("aoi.track_min_s", -1.0, "aoi.track_min_s"),

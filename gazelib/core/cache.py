@@ -155,7 +155,7 @@ def run_per_video(*, cache: VideoCache, items: list[dict], params: dict,
     for reason, vids in sorted(why.items()):
         log.info("%s: %d video(s) stale: %s (%s)", cache.stage, len(vids), reason, ", ".join(vids[:5]) +
                  (", ..." if len(vids) > 5 else ""))
-    outcomes = run_items(compute, [item for item, _ in pending], backend)
+    outcomes = run_items(compute, [item for item, _ in pending], backend, stage=cache.stage)
     done = []
     bar = tqdm(total=len(items), initial=len(run.cached), desc=cache.stage, disable=not progress, leave=False)
     try:

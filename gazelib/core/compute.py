@@ -62,8 +62,10 @@ class Backend:
     address: str
 
     @classmethod
-    def from_params(cls, compute: dict | None) -> "Backend":
-        """``params['compute']``; a key it lacks (or ``None``: no params) takes the schema default."""
+    def from_params(cls, compute: dict | None, stage: str | None = None) -> "Backend":
+        """``params['compute']``; a key it lacks (or ``None``: no params) takes the schema default.
+        ``compute.workers`` is one count for every stage or a mapping stage -> count (``default``
+        for the stages it does not name; 1 without it); ``stage`` picks from the mapping."""
         from gazelib.core.params import default
 
         compute = {**default("compute"), **(compute or {})}
@@ -71,8 +73,11 @@ class Backend:
         if kind not in BACKENDS:
             raise ValueError(f"compute.backend must be one of {BACKENDS}, got {kind!r}")
         workers = compute["workers"]
+        if isinstance(workers, dict):
+            workers = workers.get(stage, workers.get("default", 1)) if stage else workers.get("default", 1)
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"compute.workers must be an integer >= 1, got {workers!r}")
+            raise ValueError(f"compute.workers{f' ({stage})' if stage else ''} must be an integer >= 1, "
+                             f"got {workers!r}")
         address = str({**default("compute.ray"), **(compute["ray"] or {})}["address"] or "local")
         return cls(kind=kind, workers=workers, address=address)
 
@@ -348,14 +353,14 @@ class _RayWorker:
 
 
 def run_items(compute: WorkerSpec | Callable[[dict], list], items: list[dict],
-              backend: Backend | dict | None = None) -> Iterator[Outcome]:
+              backend: Backend | dict | None = None, stage: str | None = None) -> Iterator[Outcome]:
     """One :class:`Outcome` per item, in the order of ``items``. Closing the iterator (or leaving
     it early) stops the workers. A plain callable runs in this process only, and so does everything
     when no ``backend`` is given (not the params' default workers: a caller without a backend, such
-    as align or aoi, passes a closure)."""
+    as align or aoi, passes a closure). ``stage`` picks the count from a per-stage ``compute.workers``."""
     if backend is None:
         backend = Backend(kind="local", workers=1, address="local")
-    backend = backend if isinstance(backend, Backend) else Backend.from_params(backend)
+    backend = backend if isinstance(backend, Backend) else Backend.from_params(backend, stage=stage)
     if not items:
         return iter(())
     if backend.in_process:

@@ -57,7 +57,8 @@ class RayCfg(Group):
 
 class ComputeCfg(Group):
     backend: Literal["local", "ray"] = "local"
-    workers: PosInt = 2
+    workers: PosInt | dict[Literal["default", "extract_audio", "extract_text", "extract_visual"], PosInt] = \
+        {"default": 1, "extract_text": 2}
     ray: RayCfg = RayCfg()
 
 
