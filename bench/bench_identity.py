@@ -11,7 +11,8 @@ byte as it was (issue 24), so the check fails on any differing file.
    ``train.seed_workers``), which must not change a byte either.
 3. The stages run in order, reference first then this tree, stage by stage (so both see the same
    machine load): ingest, extract_audio, extract_text, extract_visual, align, bias_inputs, validate,
-   floors, train and evaluate of ``--variants``.
+   floors, train of ``--variants``, aoi, score_floors and evaluate of ``--variants`` (a stage the
+   reference does not have is skipped there).
 4. Files under ``data/`` (the corpus aside), ``models/`` and ``metrics/`` are hashed; wall-clock
    files (``reports/timing``) are not outputs and are not compared.
 
@@ -72,7 +73,11 @@ def digest(root: Path) -> dict[str, str]:
 
 
 def run_stage(tree: Path, root: Path, stage: str, variant: str | None) -> float:
-    cmd = [sys.executable, str(tree / "stages" / f"{stage}.py")] + (["--variant", variant] if variant else [])
+    script = tree / "stages" / f"{stage}.py"
+    if not script.exists():   # a reference older than the stage
+        print(f"{stage}: no {script.relative_to(tree)} in {tree.name}, not run", file=sys.stderr)
+        return 0.0
+    cmd = [sys.executable, str(script)] + (["--variant", variant] if variant else [])
     env = {**os.environ, "PYTHONPATH": str(tree), "DVC_NO_ANALYTICS": "1"}
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
@@ -116,8 +121,9 @@ def main() -> None:
         if name == "after" and args.seed_workers is not None:
             params["train"]["seed_workers"] = args.seed_workers
         (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # evaluate reads the AOI samples and the floors' rows (stages aoi and score_floors)
     steps = [(s, None) for s in STAGES] + [("train", v) for v in args.variants] + \
-            [("evaluate", v) for v in args.variants]
+            [("aoi", None), ("score_floors", None)] + [("evaluate", v) for v in args.variants]
     times: dict[str, dict[str, float]] = {}
     for stage, variant in steps:
         key = stage + (f"@{variant}" if variant else "")
