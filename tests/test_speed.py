@@ -59,19 +59,24 @@ import numpy as np  # noqa: E402
 from gazelib.eval import metrics as M  # noqa: E402
 
 
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 4), h=st.integers(1, 20), w=st.integers(1, 20), oh=st.integers(1, 70),
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 12), h=st.integers(1, 20), w=st.integers(1, 20), oh=st.integers(1, 70),
        ow=st.integers(1, 70), dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**31),
-       const=st.booleans())
-def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, const):
-    """The buffer-wrapping resizes give exactly what ``Image.fromarray(m).resize`` gave (uint8 'L'
-    after scipy's bytescale, and float32 'F'), bit for bit, on any size change."""
+       const=st.booleans(), block=st.sampled_from([1, 500, 1 << 22]))
+def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, const, block):
+    """The batched resizes (the maps stacked into one PIL image per pass, in blocks of ``block``
+    pixels) give exactly what ``Image.fromarray(m).resize`` gave map by map (uint8 'L' after scipy's
+    bytescale, and float32 'F'), bit for bit, on any size change, growing or shrinking."""
+    import pytest
+
     rng = np.random.default_rng(seed)
     maps = (rng.normal(size=(n, h, w)) * rng.uniform(0.01, 100)).astype(dtype)
     if const:
         maps[0] = dtype(0.3)
-    u8 = M.imresize_uint8(maps=maps, out_hw=(oh, ow))
-    fl = M.resize_bilinear(maps=maps, out_hw=(oh, ow))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(M, "_RESIZE_BLOCK_PIXELS", block)
+        u8 = M.imresize_uint8(maps=maps, out_hw=(oh, ow))
+        fl = M.resize_bilinear(maps=maps, out_hw=(oh, ow))
     for i in range(n):
         ref_u8 = np.asarray(Image.fromarray(np.ascontiguousarray(M._bytescale(maps[i]))).resize(
             (ow, oh), resample=Image.Resampling.BILINEAR))
@@ -79,6 +84,25 @@ def test_map_resizes_are_the_per_map_pil_calls(n, h, w, oh, ow, dtype, seed, con
             (ow, oh), resample=Image.Resampling.BILINEAR)).astype(np.float64)
         assert np.array_equal(u8[i], ref_u8)
         assert np.array_equal(fl[i].view(np.int64), ref_f.view(np.int64))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 300), seed=st.integers(0, 2**31), out_hw=st.sampled_from([(64, 64), (36, 64), (48, 64)]))
+def test_evaluation_resizes_of_grid_maps_are_the_per_map_pil_calls(n, seed, out_hw):
+    """The evaluation's own sizes (a 9 x 16 grid of probabilities to 64 x 64 for VideoAttentionTarget and to
+    the saliency map), many maps at once: the same bytes as one PIL call per map."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, 9 * 16)) * rng.uniform(0.1, 8)
+    maps = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).reshape(n, 9, 16).astype(np.float32)
+    u8 = M.imresize_uint8(maps=maps.astype(np.float64), out_hw=out_hw)
+    fl = M.resize_bilinear(maps=maps, out_hw=out_hw)
+    oh, ow = out_hw
+    for i in range(n):
+        ref_u8 = np.asarray(Image.fromarray(M._bytescale(maps[i].astype(np.float64))).resize(
+            (ow, oh), resample=Image.Resampling.BILINEAR))
+        ref_f = np.asarray(Image.fromarray(maps[i]).resize((ow, oh), resample=Image.Resampling.BILINEAR))
+        assert np.array_equal(u8[i], ref_u8)
+        assert np.array_equal(fl[i].view(np.int64), ref_f.astype(np.float64).view(np.int64))
 
 
 def test_seeding_sets_torch_deterministic_mode_without_importing_the_compiler():
