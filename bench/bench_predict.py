@@ -197,9 +197,14 @@ def same_tables(a: Path, b: Path) -> dict[str, bool]:
 
 
 def ref_overlay_module(tree: Path):
-    """The reference tree's gazelib/viz/overlay.py as a module of its own (its imports: this tree's gazelib.core.io
-    and gazelib.core.media, whose functions it calls are unchanged)."""
-    spec = importlib.util.spec_from_file_location("ref_overlay", tree / "gazelib" / "overlay.py")
+    """The reference tree's overlay writer (gazelib/viz/overlay.py; gazelib/overlay.py before 0.3.0) as a
+    module of its own (its imports: this tree's gazelib.core.io and gazelib.core.media, whose functions it
+    calls are unchanged)."""
+    path = next((p for p in (tree / "gazelib" / "viz" / "overlay.py", tree / "gazelib" / "overlay.py") if p.exists()),
+                None)
+    if path is None:
+        raise FileNotFoundError(f"reference tree {tree} has no gazelib/viz/overlay.py nor gazelib/overlay.py")
+    spec = importlib.util.spec_from_file_location("ref_overlay", path)
     mod = importlib.util.module_from_spec(spec)
     sys.modules["ref_overlay"] = mod
     spec.loader.exec_module(mod)
