@@ -55,7 +55,7 @@ lists every video and what failed. See docs/predict.md.
               help="x264 preset of the overlay video (slower presets: smaller files, same look).")
 @click.option("--overlay-crf", type=click.IntRange(0, 51), default=OVERLAY_CRF, show_default=True,
               help="x264 constant rate factor of the overlay video (lower: better quality, larger files).")
-@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for the model.")
+@click.option("--threads", type=int, default=2, show_default=True, help="CPU threads for the model and the speech recogniser.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars, warnings only.")
 def predict_cmd(inputs, model_dir, out_dir, seed, runtime, onnx_path, gaze, gaze_coords, gaze_time_unit, params_file,
                 no_overlay, overlay_preset, overlay_crf, threads, quiet) -> None:

@@ -68,10 +68,11 @@ def run_stage(*, part: str, jobs: list[VideoJob], work: Path, params: dict, comp
 
 
 def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings: dict, progress: bool = True,
-                     warn_sources: bool = True) -> None:
+                     warn_sources: bool = True, asr_threads: int | None = None) -> None:
     """Audio, text (ASR) and visual features of every job that has not failed, by the featurize steps
     the pipeline's extract stages run (gazelib.pipeline.featurize), each with its own cache; failures
-    are recorded on the jobs."""
+    are recorded on the jobs. ``asr_threads``: the recogniser's threads when given, instead of the
+    params' (speed only: neither the words nor the cache keys change)."""
     from gazelib.features.audio import audio_video, make_audio_models
     from gazelib.features.text import extract_text_video, text_config
     from gazelib.features.transcript import make_asr
@@ -101,7 +102,8 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
                      lambda: LazyTextEmbedder(model=tcfg["embedder"], threads=tcfg["embed_threads"],
                                               batch_size=tcfg["embed_batch"]), timings)
     asr = Lazy("asr", {k: v for k, v in tcfg.items() if k.startswith(("asr_", "whisperx_"))
-                        or k in ("language", "utterance_gap_s")}, lambda: make_asr(tcfg), timings)
+                        or k in ("language", "utterance_gap_s")} | {"asr_threads": asr_threads or tcfg["asr_threads"]},
+               lambda: make_asr({**tcfg, "asr_threads": asr_threads or tcfg["asr_threads"]}), timings)
 
     def text(item: dict) -> list[Path]:
         # videos given to predict have no subtitles: text comes from ASR whatever the model's order

@@ -157,7 +157,8 @@ def predict_videos(*, inputs: list[str | Path], model_dir: str | Path, out_dir: 
             j.fail("probe", str(exc))
         j.timings["probe"] = time.perf_counter() - t0
 
-    extract_features(jobs=jobs, params=params, work=work, timings=timings, progress=progress)
+    # the recogniser on the threads asked for here, not on the count the model's extract stage used
+    extract_features(jobs=jobs, params=params, work=work, timings=timings, progress=progress, asr_threads=threads)
     gaze_opts = {"coords": gaze_coords, "time_unit": gaze_time_unit}
     align_jobs(jobs=jobs, params=params, work=work, gaze_opts=gaze_opts, ingest_params=ingest_params,
                progress=progress)
