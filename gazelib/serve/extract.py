@@ -101,9 +101,9 @@ def extract_features(*, jobs: list[VideoJob], params: dict, work: Path, timings:
     embedder = Lazy("text_embedder", [tcfg["embedder"], tcfg["embed_threads"], tcfg["embed_batch"]],
                      lambda: LazyTextEmbedder(model=tcfg["embedder"], threads=tcfg["embed_threads"],
                                               batch_size=tcfg["embed_batch"]), timings)
-    asr = Lazy("asr", {k: v for k, v in tcfg.items() if k.startswith(("asr_", "whisperx_"))
-                        or k in ("language", "utterance_gap_s")} | {"asr_threads": asr_threads or tcfg["asr_threads"]},
-               lambda: make_asr({**tcfg, "asr_threads": asr_threads or tcfg["asr_threads"]}), timings)
+    asr_cfg = {**tcfg, "asr_threads": asr_threads or tcfg["asr_threads"]}
+    asr = Lazy("asr", {k: v for k, v in asr_cfg.items() if k.startswith(("asr_", "whisperx_"))
+                        or k in ("language", "utterance_gap_s")}, lambda: make_asr(asr_cfg), timings)
 
     def text(item: dict) -> list[Path]:
         # videos given to predict have no subtitles: text comes from ASR whatever the model's order
