@@ -41,6 +41,7 @@ import pickle
 import resource
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -412,6 +413,20 @@ def _jobs_run(job: dict) -> tuple[Any, list]:
         raise
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch's intra-op thread count set to ``n`` for the block, the process's setting given back after:
+    float sums are split by thread, so a computation whose bytes matter pins its own count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class JobPool:
     """Runs ``fn(context, **job)`` for lists of jobs, in job order: in this process (``workers`` 1) or in
     ``workers`` spawned processes kept for the pool's life. ``fn`` must be a module-level function;
@@ -444,14 +459,8 @@ class JobPool:
 
     def map(self, jobs: list[dict]) -> list:
         if self.workers <= 1 or len(jobs) <= 1 and self._ex is None:
-            import torch
-
-            before = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
-            try:
+            with torch_threads(self.threads):
                 return [self.fn(self.context, **job) for job in jobs]
-            finally:
-                torch.set_num_threads(before)
         if self._ex is None:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor

@@ -183,12 +183,10 @@ class ImageEncoder:
     def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Runs on ``threads`` torch threads and gives the process's setting back after, so what runs
         next (predict's gaze model) gets the same threads whether or not features were cached."""
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        from gazelib.core.compute import torch_threads
+
+        with torch_threads(self.threads):
             return self._encode(frames)
-        finally:
-            torch.set_num_threads(prev)
 
     @torch.inference_mode()
     def _encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

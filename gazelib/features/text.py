@@ -79,14 +79,10 @@ class TextEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        import torch
+        from gazelib.core.compute import torch_threads
 
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
+        with torch_threads(self.threads):
             return self._encode(texts)
-        finally:
-            torch.set_num_threads(prev)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._st is not None:
