@@ -54,3 +54,13 @@ def square_job(ctx: dict, *, x: int) -> int:
     if x < 0:
         raise ValueError(f"job {x}: negative input")
     return ctx["k"] * x * x
+
+
+def blas_pools_job(ctx: dict) -> list[tuple[str, int]]:
+    """For :class:`gazelib.core.compute.JobPool`: the BLAS thread pools of a job worker after it loaded scipy's
+    optimiser, which brings scipy's own OpenBLAS (loaded after the worker set its limits)."""
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    return sorted((Path(d["filepath"]).name, int(d["num_threads"])) for d in threadpool_info()
+                  if d.get("user_api") == "blas")

@@ -206,3 +206,17 @@ def test_job_pool_keeps_order_logs_and_errors(caplog):
     assert len({m.split("pid ")[1] for m in msgs}) <= 2
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         JobPool(fn=square_job, workers=0)
+
+
+def test_job_workers_limit_blas_loaded_after_them():
+    """Every BLAS library in a job worker runs one thread, also one loaded after the worker started (scipy's own
+    OpenBLAS, with its optimiser): left at a thread per core, two workers' L-BFGS-B calls made evaluate's
+    calibration jobs 4-5x slower than in one process (docs/speed.md)."""
+    from gazelib.core.compute import JobPool
+    from tests.compute_toy import blas_pools_job
+
+    with JobPool(fn=blas_pools_job, workers=2, context={}) as pool:
+        pools = pool.map([{}, {}])
+    for libs in pools:
+        assert any("scipy_openblas" in name for name, _ in libs), libs   # the late library is there
+        assert all(n == 1 for _, n in libs), libs

@@ -107,6 +107,78 @@ def test_whisper_on_known_synthetic_sentence():
     assert hyp["probability"].between(0, 1).all() and (hyp["source"] == "asr").all()
 
 
+# earlier words as a causal chunk's prompt (text.asr_chunk_context_words): with it, faster-whisper's long-form
+# loop re-decoded the silence after this sentence's last word as a second window and heard "Thank you"
+TAIL_PROMPT = "Can you see the green ball Watch the purple ball now The music was too loud last night"
+
+
+@pytest.fixture(scope="module")
+def chunk_audio():
+    """One causal chunk as extract_text cuts it: 0.2 s before the speech (asr_chunk_pad_s), 0.35 s after."""
+    from scipy.signal import resample_poly
+
+    from gazelib.demo.speech import synthesize
+
+    sp = synthesize(text="the red ball is moving", voice="en-us", rate=150)
+    return np.r_[np.zeros(3200), resample_poly(sp.audio, 16000, sp.sample_rate), np.zeros(5600)].astype(np.float32)
+
+
+@pytest.fixture()
+def encoder_runs(monkeypatch):
+    """Counts the Whisper encoder's runs (faster-whisper's own ``encode``, beneath the one-pass budget)."""
+    from faster_whisper import WhisperModel
+
+    runs = []
+    encode = WhisperModel.encode
+    monkeypatch.setattr(WhisperModel, "encode", lambda self, features: runs.append(1) or encode(self, features))
+    return runs
+
+
+def test_causal_chunk_is_decoded_in_one_window(chunk_audio, encoder_runs):
+    """``one_pass``: a chunk shorter than Whisper's 30 s window is encoded and decoded once. faster-whisper's
+    long-form loop encodes the rest after the last timed word again as a window of its own; on this chunk
+    that pass found only silence and made up words (Whisper's known silence hallucination)."""
+    from gazelib.features.transcript import normalise_word
+
+    asr = WhisperASR(model="tiny.en-packaged", language="en", cpu_threads=1)
+    looped = asr.transcribe(chunk_audio, prompt=TAIL_PROMPT)
+    n_looped = len(encoder_runs)
+    encoder_runs.clear()
+    one = asr.transcribe(chunk_audio, prompt=TAIL_PROMPT, one_pass=True)
+    assert n_looped >= 2 and len(encoder_runs) == 1, (n_looped, len(encoder_runs))
+    words = [normalise_word(w) for w in one["word"]]
+    assert words == "the red ball is moving".split(), list(one["word"])
+    # the first window's words are the same either way; the loop's second window only added to them
+    assert list(looped["word"][:len(one)]) == list(one["word"]) and len(looped) > len(one), list(looped["word"])
+    # audio longer than one window keeps the long-form loop (nothing of it may be left undecoded; without
+    # faster-whisper's VAD filter, which would cut the silence out)
+    encoder_runs.clear()
+    long_audio = np.r_[chunk_audio, np.zeros(16000 * 30, np.float32), chunk_audio]
+    both = WhisperASR(model="tiny.en-packaged", language="en", cpu_threads=1, vad_filter=False).transcribe(
+        long_audio, one_pass=True)
+    assert len(encoder_runs) >= 2 and both["start"].max() > 30, list(zip(both["word"], both["start"]))
+
+
+def test_streaming_transcript_encodes_each_chunk_once(chunk_audio, encoder_runs, monkeypatch):
+    """Through the causal recogniser extract_text and predict run: every chunk is decoded in one pass, so
+    the encoder runs at most once per chunk."""
+    from gazelib.core.params import load_params
+    from gazelib.features import transcript
+    from gazelib.features.text import text_config
+
+    chunks, passes = [], []
+    cut, decode = transcript.causal_chunks, WhisperASR.transcribe
+    monkeypatch.setattr(transcript, "causal_chunks", lambda **kw: chunks.extend(cut(**kw)) or chunks)
+    monkeypatch.setattr(WhisperASR, "transcribe", lambda self, audio, **kw: passes.append(kw.get("one_pass"))
+                        or decode(self, audio, **kw))
+    cfg = text_config(load_params())
+    audio = np.r_[chunk_audio, np.zeros(16000, np.float32), chunk_audio, np.zeros(8000, np.float32)]
+    words = transcript.transcribe_causal(asr=transcript.make_asr(cfg), audio=audio, t0=0.0, cfg=cfg)
+    assert len(chunks) >= 2 and passes == [True] * len(chunks), (chunks, passes)
+    assert 1 <= len(encoder_runs) <= len(chunks), (chunks, len(encoder_runs))
+    assert [transcript.normalise_word(w) for w in words["word"]] == 2 * "the red ball is moving".split()
+
+
 def test_no_speech_gives_empty_words_and_silent_features():
     asr = WhisperASR(model="tiny.en-packaged", language="en")
     words = asr.transcribe(np.zeros(16000 * 3, np.float32))

