@@ -12,7 +12,8 @@ command -v "$PY" >/dev/null || PY=python3
 VENV=${GAZELIB_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 stamp=$VENV/.gazelib-installed
-want=$(cat requirements.lock pyproject.toml scripts/setup.sh scripts/installer.lock 2>/dev/null | sha256sum | cut -d' ' -f1)
+want=$({ cat requirements.lock pyproject.toml scripts/setup.sh; cat scripts/installer.lock 2>/dev/null || true; } \
+  | sha256sum | cut -d' ' -f1)
 [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && exit 0
 
 pip_install() {
@@ -33,7 +34,7 @@ pip_install() {
 
 uv_install() {
   # uv (pinned and hashed in scripts/installer.lock) installs the lock's wheels side by side and compiles
-  # their bytecode as pip does (docs/install.md: 36 s for this lock here; the set-up with pip took 139 s).
+  # their bytecode as pip does (docs/install.md: 36 s for this lock here; the set-up with pip took 135 s).
   # It checks the same hashes; it reads pip's find-links (the local torch CPU wheel) from pip's config
   [ -f scripts/installer.lock ] || return 1
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps \

@@ -104,11 +104,15 @@ def test_every_import_of_the_package_is_declared():
 
 
 @pytest.mark.slow
-def test_setup_stops_with_pips_error_when_an_install_fails(tmp_path):
+@pytest.mark.parametrize("with_uv", [True, False], ids=["uv-then-pip", "pip-only"])
+def test_setup_stops_with_pips_error_when_an_install_fails(tmp_path, with_uv):
     """A lock entry whose hash does not match: setup exits non-zero with pip's own message and
-    writes no 'installed' stamp (it used to end every pip call in `|| true`)."""
+    writes no 'installed' stamp (it used to end every pip call in `|| true`). With uv (its pinned
+    installer.lock present) uv refuses the file first; without it pip alone runs."""
     (tmp_path / "scripts").mkdir()
     (tmp_path / "scripts" / "setup.sh").write_text((REPO / "scripts" / "setup.sh").read_text())
+    if with_uv:
+        (tmp_path / "scripts" / "installer.lock").write_text((REPO / "scripts" / "installer.lock").read_text())
     (tmp_path / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
     (tmp_path / "requirements.lock").write_text("six==1.17.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     venv = tmp_path / "venv"
@@ -116,6 +120,7 @@ def test_setup_stops_with_pips_error_when_an_install_fails(tmp_path):
     r = subprocess.run(["bash", "scripts/setup.sh"], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0
+    assert "installing requirements.lock with pip (uv not available or it failed)" in r.stderr
     assert "THESE PACKAGES DO NOT MATCH THE HASHES" in r.stderr
     assert "setup: 'pip install --require-hashes --no-deps -r requirements.lock' failed" in r.stderr
     assert not (venv / ".gazelib-installed").exists()
