@@ -69,6 +69,18 @@ def run_models(inp: Path, out: Path) -> None:
     secs["torch"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    from gazelib.features.image_models import ImageEncoder
+
+    emb, grid = ImageEncoder(model="efficientnet-lite0", grid_hw=(9, 16), threads=1).encode(
+        np.stack([cv2.resize(f, (224, 128), interpolation=cv2.INTER_AREA) for f in frames[:2]]))
+    res["image_emb"], res["image_grid"] = emb, grid
+    secs["image_encoder"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    res["train_weights"] = train_steps()
+    secs["train_steps"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
     asr = WhisperASR(model="tiny.en-packaged", language="en")
     words = asr.transcribe(audio)
     res["asr_start"], res["asr_end"] = words["start"].to_numpy(), words["end"].to_numpy()
@@ -76,6 +88,39 @@ def run_models(inp: Path, out: Path) -> None:
     secs["asr"] = time.perf_counter() - t0
     np.savez(out, **res)
     print(json.dumps({"seconds": {k: round(v, 2) for k, v in secs.items()}, "cpu": gazelib.core.cpu.describe()}))
+
+
+def train_steps(steps: int = 3) -> np.ndarray:
+    """The weights of the gaze model (all modalities, persistence path, dropout) after ``steps``
+    training steps on a fixed random batch: forward, the loss, backward, clipping and the optimiser's
+    step as gazelib.model.train runs them."""
+    import torch
+
+    from gazelib.model.net import ModelConfig, build_model
+    from gazelib.model.train import build_optimizer, compute_loss
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    b, t, cells, ch = 4, 30, 144, 8
+    cfg = ModelConfig(modalities=["track", "audio", "text", "visual"],
+                      input_dims={"track": 5, "audio": 6, "text": 7, "visual": 8}, grid_channels=ch, grid_h=9,
+                      grid_w=16, d_model=32, n_heads=4, dim_ff=64, persistence=True)
+    model = build_model(cfg)
+    batch = {"track": torch.rand(b, t, 5), "audio": torch.randn(b, t, 6), "text": torch.randn(b, t, 7),
+             "visual": torch.randn(b, t, 8), "grid": torch.randn(b, t, cells, ch), "track_map": torch.rand(b, t, cells),
+             "mask": torch.ones(b, t, 4), "pad": torch.zeros(b, t, dtype=torch.bool), "gaze": torch.rand(b, t, 2),
+             "inout": torch.ones(b, t), "valid": torch.ones(b, t, dtype=torch.bool)}
+    tcfg = {"lr": 0.002, "weight_decay": 0.01, "heatmap_sigma": 0.06, "heatmap_target": "cell",
+            "lambda_heatmap": 1.0, "lambda_inout": 0.5}
+    opt = build_optimizer(model, tcfg)
+    centres = model.centres
+    for _ in range(steps):
+        loss, _ = compute_loss(model(batch), batch, centres, tcfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
 def compare(a: Path, b: Path) -> dict:

@@ -141,3 +141,65 @@ def test_a_cpu_without_the_pinned_path_runs_native_and_says_so(monkeypatch, capl
         state = cpu.pin()
     assert state.mode == "native" and state.set == {} and dict(os.environ) == before
     assert why in caplog.text and "not pinned" in caplog.text
+
+
+def test_gazelib_torch_code_calls_no_vendor_dependent_kernel(trained, tmp_path):
+    """No switch pins the torch operators that run on MKL's vector math (sqrt, atan, ...; their last
+    bit depends on the CPU vendor, gazelib.core.cpu.VENDOR_DEPENDENT_TORCH_OPS): the image encoder
+    as loaded, the sentence embedder, training (forward, backward, the optimiser's step) and the
+    trained model's inference must call none of them. Before 0.6.0 the folded batch norms and AdamW's
+    step took torch.sqrt, and both gave other bytes on an (emulated) Intel CPU."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from gazelib.core.io import read_npz
+    from gazelib.core.normalize import fit_norm_stats
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.features.grid import grid_shape
+    from gazelib.features.image_models import ImageEncoder
+    from gazelib.features.text import TextEmbedder
+    from gazelib.model.checkpoint import model_from_checkpoint
+    from gazelib.model.train import train_variant
+    from tests.conftest import MODEL_CFG, TRAIN_CFG
+
+    params = trained["params"]
+    files = sorted((trained["root"] / "train_aligned").glob("*.npz"))
+    arrays = [read_npz(f) for f in files]
+    stats = fit_norm_stats(videos=arrays)
+    index = {"length": {f.stem: int(a["t"].size) for f, a in zip(files, arrays)},
+             "viewers": {f.stem: int(a["gaze"].shape[0]) for f, a in zip(files, arrays)}}
+    gshape = grid_shape(params["visual"])
+    frames = np.random.default_rng(0).integers(0, 256, (2, 128, 224, 3), dtype=np.uint8)
+    cfg = copy.deepcopy(TRAIN_CFG) | {"heatmap_target": "cell"}
+    with cpu.vendor_dependent_torch_calls() as calls:
+        ImageEncoder(model="efficientnet-lite0", grid_hw=gshape[1:], threads=1).encode(frames)
+        TextEmbedder(model=params["text"]["embedder"], threads=1).encode(["the red ball", "look over there"])
+        train_variant(variant="multimodal", modalities=["track", "audio", "text", "visual"], train_files=files,
+                      val_files=files[1:], index=index, stats=stats,
+                      grid_shape=(len(stats["grid"]["mean"]), *gshape[1:]), fps=params["align"]["fps"], cfg=cfg,
+                      model_cfg=MODEL_CFG | {"persistence": True, "dropout": 0.1}, out_dir=tmp_path / "seed0",
+                      seed=0)
+        model, _ = model_from_checkpoint(tmp_path / "seed0" / "best.pt")
+        ds = GazeWindows(files=files, stats=stats, cfg=cfg, grid_hw=gshape[1:], fps=params["align"]["fps"],
+                         lengths=index["length"], n_viewers=index["viewers"])
+        with torch.no_grad():
+            out = model.eval()(ds.batch(list(range(min(4, len(ds))))))
+    assert out["heatmap_logits"].numel() > 0
+    assert calls == [], f"vendor-dependent torch kernels called: {sorted(set(calls))} ({len(calls)} calls)"
+
+
+def test_the_recorder_sees_the_vendor_dependent_calls():
+    """The recorder of the test above is not blind: it reports torch.sqrt, pow(x, 0.5) and the
+    unfused AdamW step, and not pow(x, 2) or exp."""
+    import torch
+
+    x = torch.rand(8) + 0.1
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = torch.optim.AdamW([p])
+    p.grad = torch.ones(4)
+    with cpu.vendor_dependent_torch_calls() as calls:
+        torch.sqrt(x), x.pow(2), torch.exp(x), x ** 0.5
+        opt.step()
+    assert calls == ["sqrt", "pow", "sqrt"]

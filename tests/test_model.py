@@ -301,6 +301,24 @@ def test_a_model_param_edited_since_the_last_run_starts_training_fresh(tmp_path,
     assert "track_proj" not in load_checkpoint(tmp_path / "m" / "latest.pt")["model"]
 
 
+def test_a_checkpoint_of_the_unfused_optimizer_is_not_resumed(tmp_path, caplog):
+    """latest.pt written before 0.6.0 (AdamW without the fused kernel; no ``optimizer`` in its
+    metadata) is not resumed with the fused one: the run starts fresh and equals a run from scratch."""
+    from gazelib.model.train import OPTIMIZER
+
+    _train(tmp_path, tmp_path / "m", max_epochs=1)
+    latest = tmp_path / "m" / "latest.pt"
+    state = torch.load(latest, weights_only=False)
+    assert state["meta"]["optimizer"] == OPTIMIZER
+    del state["meta"]["optimizer"]
+    torch.save(state, latest)
+    with caplog.at_level("INFO"):
+        again = _train(tmp_path, tmp_path / "m", max_epochs=1)
+    assert "starting fresh" in caplog.text
+    fresh = _train(tmp_path, tmp_path / "fresh", max_epochs=1)
+    assert [h["val_loss"] for h in again["history"]] == [h["val_loss"] for h in fresh["history"]]
+
+
 def test_checkpoint_type_detection(tmp_path):
     _train(tmp_path, tmp_path / "m")
     ck = tmp_path / "m" / "best.pt"

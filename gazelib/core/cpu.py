@@ -78,6 +78,45 @@ AVX2_SWITCHES: dict[str, str] = {
                            "+movbe,+pclmul,+popcnt,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"),
 }
 
+# torch CPU operators that no switch pins: torch sends them to MKL's vector math library (VML, called in
+# its high-accuracy mode, not correctly rounded), whose last bit depends on the CPU vendor whatever
+# MKL_CBWR says. Measured under the pin on an AMD Zen 4 against an emulated Intel Haswell
+# (docs/reproducibility.md): sqrt (float32 and float64; 888 of 5000 float32 roots off the correctly
+# rounded value on the AMD CPU, 792 others on the Intel one), pow with exponent 0.5 (sqrt), atan,
+# asin, acos, tan; exp, log, tanh, erf, sigmoid, GELU, layer norm, softmax and 40 others were
+# identical. gazelib's own torch code calls none of them (tests/test_cpu_paths.py records the calls of
+# training, the image encoder, the sentence embedder and inference); numpy's sqrt is IEEE-exact.
+VENDOR_DEPENDENT_TORCH_OPS = ("sqrt", "_foreach_sqrt", "atan", "asin", "acos", "tan")
+VENDOR_DEPENDENT_POW_EXPONENTS = (0.5,)   # pow(x, 0.5) is sqrt
+
+
+def vendor_dependent_torch_calls():
+    """A context manager (a torch dispatch mode) that records every call of a
+    :data:`VENDOR_DEPENDENT_TORCH_OPS` operator (and pow to an exponent in
+    :data:`VENDOR_DEPENDENT_POW_EXPONENTS`) made while it is active: ``with ... as calls:`` gives
+    the list of operator names, in call order."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[str] = []
+
+        def __enter__(self):
+            super().__enter__()
+            return self.calls
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__.rstrip("_")
+            if name in VENDOR_DEPENDENT_TORCH_OPS or (
+                    name == "pow" and len(args) > 1 and not hasattr(args[1], "shape")
+                    and float(args[1]) in VENDOR_DEPENDENT_POW_EXPONENTS):
+                self.calls.append(name)
+            return func(*args, **(kwargs or {}))
+
+    return Recorder()
+
+
 # OpenCV's names of AVX-512 features -> the /proc/cpuinfo flag each needs. OpenCV warns about a
 # disabled feature the CPU lacks, so only those present are listed.
 OPENCV_AVX512 = {"AVX512F": "avx512f", "AVX512CD": "avx512cd", "AVX512BW": "avx512bw", "AVX512DQ": "avx512dq",

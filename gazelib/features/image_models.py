@@ -45,10 +45,14 @@ class SameConv2d(nn.Conv2d):
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold every ``conv -> BatchNorm`` pair of an EfficientNet-Lite0 in eval mode into the
     convolution (w * g / sqrt(v + eps), b - m * g / sqrt(v + eps)); the BN becomes Identity.
-    Same function, fewer passes over memory (outputs move by ~1e-5, float rounding)."""
+    Same function, fewer passes over memory (outputs move by ~1e-5, float rounding).
+
+    The square root is numpy's (IEEE, correctly rounded on every CPU): torch's CPU ``sqrt`` goes
+    through MKL's vector math, whose last bit depends on the CPU vendor
+    (:data:`gazelib.core.cpu.VENDOR_DEPENDENT_TORCH_OPS`), and gave other weights on an Intel CPU."""
 
     def fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
-        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        s = bn.weight / torch.from_numpy(np.sqrt((bn.running_var + bn.eps).numpy()))
         conv.weight = nn.Parameter(conv.weight * s.reshape(-1, 1, 1, 1), requires_grad=False)
         bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
         conv.bias = nn.Parameter((bias - bn.running_mean) * s + bn.bias, requires_grad=False)

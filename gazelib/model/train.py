@@ -71,6 +71,15 @@ def seed_everything(seed: int) -> None:
 
 
 HEATMAP_TARGETS = ("cell", "gaussian")
+# torch's fused AdamW kernel: its square root is the CPU's own (IEEE, the same last bit everywhere); the
+# default AdamW takes torch.sqrt, MKL's vector math, whose last bit depends on the CPU vendor
+# (gazelib.core.cpu.VENDOR_DEPENDENT_TORCH_OPS): the same run trained other weights on an Intel CPU
+OPTIMIZER = "adamw-fused"
+
+
+def build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+    """AdamW (``train.lr``, ``train.weight_decay``) through torch's fused kernel (:data:`OPTIMIZER`)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=True)
 
 
 def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
@@ -162,7 +171,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         log.info("%s: persistence path starts at the train floor (sigma %g, prior weight %g)", variant,
                  pf["sigma"], pf["w"])
     model = model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    opt = build_optimizer(model, cfg)
     epochs = cfg["epochs"]
     local_bs = d.local_batch(cfg["batch_size"])  # windows per rank and step; batch_size in one process
     n_batches = math.ceil(math.ceil(len(train_ds) / d.world) / local_bs)  # steps per epoch, on every rank
@@ -173,7 +182,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     centres = torch.tensor(cell_centres(gh, gw), dtype=torch.float32, device=device)
     meta = {"variant": variant, "modalities": list(modalities), "model_config": asdict(mcfg),
             "norm_stats_hash": stats_hash(stats), "gazelib_version": __version__, "fps": fps,
-            "train_cfg": cfg, "seed": seed}
+            "train_cfg": cfg, "seed": seed, "optimizer": OPTIMIZER}
     if d.active:
         meta["world_size"] = d.world
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
@@ -182,8 +191,10 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     if latest.exists():
         state = load_checkpoint(latest, expect={"variant": variant, "modalities": list(modalities),
                                                 "norm_stats_hash": meta["norm_stats_hash"]})
-        # the same train params and the same network (a model param edited since: start fresh)
-        if state["meta"].get("train_cfg") == cfg and state["meta"].get("model_config") == meta["model_config"]:
+        # the same train params, network and update rule (a model param edited since, or a checkpoint
+        # of the unfused AdamW before 0.6.0: start fresh)
+        if (state["meta"].get("train_cfg") == cfg and state["meta"].get("model_config") == meta["model_config"]
+                and state["meta"].get("optimizer") == OPTIMIZER):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
