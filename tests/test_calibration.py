@@ -173,7 +173,8 @@ def test_an_optimiser_failure_is_logged_and_counted(caplog):
     df = calibration_samples(preds=preds, labels=labels, ks=[0, 2, 5], lam=1.0, sigma=0.06, gh=GH, gw=GW,
                              frame_wh={"a": (640, 360)}, horizon_s=1.0).assign(seed=0)
     assert "a viewer 0, K = 2 s (lambda 1): calibration fit failed: " + out["fit_message"].split(" (")[0] in caplog.text
-    assert calibration_fit_failures(test=df, val={1.0: df, 10.0: df}) == {"test": 2, "val": 4}
+    assert calibration_fit_failures(test=df, val={1.0: df, 10.0: df}) == {"test": 2, "val": 4,
+                                                                         "test_fits": 4, "val_fits": 8}
 
 
 def _short_clips(*, n_videos: int, seconds: float, offset=(0.1, 0.05)):

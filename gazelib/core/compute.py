@@ -199,7 +199,8 @@ class _Collect(logging.Handler):
         self.records: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        try:   # the message's template travels too: the driver summarises repeated warnings by it
+            record.template = str(getattr(record, "template", record.msg))
             record.msg, record.args = record.getMessage(), None
             if record.exc_info:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
@@ -208,6 +209,7 @@ class _Collect(logging.Handler):
         except Exception:  # noqa: BLE001 - an odd record must not lose the video
             record = logging.makeLogRecord({"name": record.name, "levelno": record.levelno,
                                             "levelname": record.levelname, "msg": str(record.msg),
+                                            "template": str(getattr(record, "template", record.msg)),
                                             "created": record.created, "process": record.process})
         self.records.append(record)
 

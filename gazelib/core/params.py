@@ -7,6 +7,7 @@ unknown key also names the closest known one. ``gazelib params check`` runs the 
 """
 from __future__ import annotations
 
+import atexit
 import difflib
 import logging
 import math
@@ -33,9 +34,59 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return validate_params(raw, where=str(path))
 
 
+# warnings of one kind printed in full before the rest are only counted (RepeatedWarnings)
+WARNINGS_SHOWN = 3
+
+
+class RepeatedWarnings(logging.Filter):
+    """Prints the first ``shown`` warnings of each kind and counts the others; :meth:`summary` then
+    logs one line per kind with how many were held back and the last of them. A kind is a logger and
+    its message template (before the ``%`` arguments; a worker process's records keep theirs in
+    ``template``), so a corpus of hundreds of videos without sound, or the calibration's fits per
+    recording, print a few examples and a count, not a line each. Other levels always pass."""
+
+    def __init__(self, shown: int = WARNINGS_SHOWN):
+        super().__init__()
+        self.shown = shown
+        self.counts: dict[tuple[str, str], int] = {}
+        self.last: dict[tuple[str, str], str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or getattr(record, "summary", False):
+            return True
+        key = (record.name, str(getattr(record, "template", record.msg)))
+        n = self.counts[key] = self.counts.get(key, 0) + 1
+        if n <= self.shown:
+            return True
+        self.last[key] = record.getMessage()
+        return False
+
+    def summary(self) -> list[str]:
+        """One line per kind of warning that was held back (and forgets them)."""
+        lines = [f"{self.counts[key] - self.shown} more warnings like the {self.shown} above were not printed "
+                 f"({key[0]}); the last: {msg}" for key, msg in self.last.items()]
+        self.counts, self.last = {}, {}
+        return lines
+
+
 def setup_logging(level: str = "INFO") -> None:
+    """The stage scripts' logging: time, level, logger and message on stderr, repeated warnings
+    summarised (:class:`RepeatedWarnings`; the summary is logged when the process exits)."""
+    root = logging.getLogger()
+    before = list(root.handlers)   # a host's own handlers (pytest's, an application's) are left as they are
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    for handler in root.handlers:
+        if handler not in before:
+            repeated = RepeatedWarnings()
+            handler.addFilter(repeated)
+            atexit.register(log_summary, repeated)
+
+
+def log_summary(repeated: RepeatedWarnings) -> None:
+    """Log the warnings ``repeated`` held back, one line per kind."""
+    for line in repeated.summary():
+        log.warning(line, extra={"summary": True})
 
 
 # ---------------------------------------------------------------- schema helpers

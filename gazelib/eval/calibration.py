@@ -100,8 +100,11 @@ def fit_correction(*, log_prob: np.ndarray, target: np.ndarray, basis: np.ndarra
     res = minimize(loss_grad, np.zeros(basis.shape[1]), jac=True, method="L-BFGS-B",
                    options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-15})  # stop on the gradient, not on a flat loss
     finite = bool(np.all(np.isfinite(res.x)))
+    message = f"L-BFGS-B: {str(res.message).strip() or 'no message'}"
+    if res.status == 2:   # ABNORMAL: the line search found no lower loss from the last beta, which is kept
+        message += " (the line search found no lower loss; the last beta is used)"
     return CorrectionFit(beta=res.x if finite else np.zeros(basis.shape[1]), converged=bool(res.success) and finite,
-                         message=str(res.message) + ("" if finite else " (non-finite beta: no correction)"))
+                         message=message + ("" if finite else " (non-finite beta: no correction)"))
 
 
 def calibrate_recording(*, prob: np.ndarray, t: np.ndarray, gaze: np.ndarray, is_inframe: np.ndarray,

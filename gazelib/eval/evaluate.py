@@ -345,7 +345,7 @@ def run_evaluate(*, params: dict, variant: str, root: Path = Path(".")) -> dict:
     log.info("%s: leak check on %s: max |dlogit| %.3g, mass moved %.3g", variant, first,
              leak["max_abs_dlogit"], leak["max_prob_mass_moved"])
     per_seed = {int(s): summarise(samples[(samples["row"] == variant) & (samples["seed"] == s)]) for s in cfg["seeds"]}
-    model_mean = {k: float(np.nanmean([p[k] for p in per_seed.values()])) for k in per_seed[cfg["seeds"][0]]}
+    model_mean = {k: seed_mean([p[k] for p in per_seed.values()]) for k in per_seed[cfg["seeds"][0]]}
     metrics = {"model": model_mean, "model_per_seed": {f"seed{s}": v for s, v in per_seed.items()},
                **{name: summarise(samples[samples["row"] == name]) for name in floor_rows},
                "leak_check": leak, "variant": variant, "modalities": modalities, "seeds": list(cfg["seeds"]),
@@ -475,6 +475,10 @@ def calibration_summary(*, test, val: dict, model_samples: pd.DataFrame, ks: lis
                      f"{ci(r['ci95']['auc_vat'])} | {num(same.get('auc_vat'))} | {delta(r, 'auc_vat')} | "
                      f"{num(r['l2_vat'])} | {ci(r['ci95']['l2_vat'])} | {num(same.get('l2_vat'))} | "
                      f"{delta(r, 'l2_vat')} |")
+    fails = res["fit_failures"]
+    lines += ["", f"Fits the optimiser (L-BFGS-B) stopped before it converged: test {fails['test']} of "
+              f"{fails['test_fits']}, val {fails['val']} of {fails['val_fits']} (a fit: seed x video x viewer x K, "
+              "on val also x penalty). Each keeps its last finite correction; the log names the first few."]
     if not_scored:
         lines += ["", "Not scored (the clips are too short for these K):", ""]
         lines += [f"- {k}: {v}" for k, v in not_scored.items()]
@@ -504,14 +508,26 @@ def write_calibration_curve(*, path: Path, ks: list[float], rows: list[dict]) ->
     write_text(path, "\n".join(lines) + "\n")
 
 
+def seed_mean(values: list[float]) -> float:
+    """The mean over seeds of a metric, NaN seeds left out; NaN when no seed has it (``l2_vat_deg`` without
+    the corpus's screen geometry), without numpy's empty-slice warning."""
+    arr = np.asarray(values, np.float64)
+    return float("nan") if np.isnan(arr).all() else float(np.nanmean(arr))
+
+
 def calibration_fit_failures(*, test: pd.DataFrame, val: dict) -> dict:
     """How many per-recording calibration fits (seed x video x viewer x K, and lambda on val) the
-    optimiser did not finish (each is logged with its message)."""
-    def count(df: pd.DataFrame) -> int:
+    optimiser did not finish (``test``, ``val``; each is logged with its message) of how many fits
+    (``test_fits``, ``val_fits``: K > 0 with calibration samples)."""
+    def count(df: pd.DataFrame) -> tuple[int, int]:
         if df.empty or "fit_failed" not in df:
-            return 0
-        return int(df.drop_duplicates(["seed", "video_id", "viewer", "k_s"])["fit_failed"].sum())
-    return {"test": count(test), "val": int(sum(count(v) for v in val.values()))}
+            return 0, 0
+        fits = df[(df["k_s"] > 0) & (df["n_calibration"] > 0)].drop_duplicates(["seed", "video_id", "viewer", "k_s"])
+        return int(fits["fit_failed"].sum()), len(fits)
+    on_val = [count(v) for v in val.values()]
+    n_test, fits_test = count(test)
+    return {"test": n_test, "val": int(sum(n for n, _ in on_val)), "test_fits": fits_test,
+            "val_fits": int(sum(f for _, f in on_val))}
 
 
 def bias_summary(*, per_seed: dict, out: Path, variant: str, levels: list[str]) -> dict:

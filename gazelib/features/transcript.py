@@ -326,6 +326,12 @@ class WhisperASR:
         self.temperatures = tuple(float(x) for x in temperatures)
         self.utterance_gap_s = utterance_gap_s
         log.info("loaded faster-whisper model from %s (%s)", self.model_dir, compute_type)
+        # faster-whisper logs two info lines per decoded chunk (its duration, what its VAD removed): hundreds
+        # for one corpus. The chunks are summarised per video here; its warnings still show, and a level the
+        # user set on its logger is kept
+        library_log = logging.getLogger("faster_whisper")
+        if library_log.level == logging.NOTSET:
+            library_log.setLevel(logging.WARNING)
 
     def transcribe(self, audio: np.ndarray, t0: float = 0.0, prompt: str | None = None,
                    one_pass: bool = False) -> pd.DataFrame:

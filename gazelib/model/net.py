@@ -236,7 +236,9 @@ class GazeTransformer(nn.Module):
             embs = self._content_context(embs, mask, batch["pad"])
         x = self.fusion([embs[m] for m in self.modalities], mods)
         x = x + self.pos[:t].unsqueeze(0)
-        causal = torch.triu(torch.full((t, t), float("-inf"), device=x.device), diagonal=1)
+        # True above the diagonal: step t attends to steps <= t. Boolean like the padding mask (torch turns
+        # both into the same 0 / -inf float masks; a float mask beside a boolean one is deprecated)
+        causal = torch.ones((t, t), dtype=torch.bool, device=x.device).triu(diagonal=1)
         h = self.norm(self.encoder(x, mask=causal, src_key_padding_mask=batch["pad"]))
         # <W_q h, k> / sqrt(dc) + w^T k + b in one contraction over dc
         q = self.query(h) / math.sqrt(self.cfg.cell_dim) + self.cell_bias.weight[0]

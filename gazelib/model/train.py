@@ -130,7 +130,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
                   index: dict, stats: dict, grid_shape: tuple[int, int, int], fps: float, cfg: dict,
                   model_cfg: dict, out_dir: Path, seed: int, live=None, max_epochs: int | None = None,
                   dist: Dist | None = None, bias_inputs: list[Path] | None = None,
-                  persistence_init: dict | None = None) -> dict:
+                  persistence_init: dict | None = None, progress: bool = True) -> dict:
     """Train one variant; writes ``best.pt`` and ``latest.pt`` in ``out_dir``; resumes from latest.
 
     ``dist``: the process group (default: the one this process joined, else a single process). All
@@ -143,7 +143,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
 
     ``persistence_init``: the floors fitted on train (``models/floors/floors.json``); a model with the
     persistence path starts at that floor (its width, weight and centre prior), see
-    :meth:`gazelib.model.net.GazeTransformer.init_persistence`."""
+    :meth:`gazelib.model.net.GazeTransformer.init_persistence`. ``progress``: a bar per epoch (off when
+    seeds train side by side: their bars would interleave; each epoch's losses are logged either way)."""
     from tqdm import tqdm
 
     d = dist or current()
@@ -239,7 +240,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         tr = []
         for i_batch, batch in enumerate(tqdm(train_ds.batches(order, local_bs), total=n_batches,
                                              desc=f"{variant} seed {seed} epoch {epoch}", leave=False,
-                                             disable=not d.main)):
+                                             disable=not (d.main and progress))):
             batch = model_inputs(batch, device)
             # a second forward in the same step must call `model` (the plain module), not `net`
             with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
@@ -490,7 +491,8 @@ def _train_seeds_parallel(*, common: dict, root: Path, seeds: list, workers: int
     level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
     log.info("%s: training seeds %s in %d processes (train.seed_workers)", common["variant"], seeds, workers)
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        futures = {seed: pool.submit(_train_one_seed, {**common, "seed": seed, "root": root, "log_level": level})
+        futures = {seed: pool.submit(_train_one_seed, {**common, "seed": seed, "root": root, "log_level": level,
+                                                       "progress": False})
                    for seed in seeds}
         return {seed: fut.result() for seed, fut in futures.items()}
 

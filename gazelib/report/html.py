@@ -331,8 +331,6 @@ def choose_variant(*, cmp: dict, variants: list[str], wanted: str | None) -> str
 
 def make_clips(*, root: Path, variant: str, videos: list[str], cfg: dict) -> dict[str, str]:
     """A data URI per test video: the first ``clip_s`` seconds with ``variant``'s map (mean over viewers)."""
-    import warnings
-
     from gazelib.data.dataset import GazeWindows
     from gazelib.model.inference import predict
     from gazelib.core.layout import ALIGNED, index_maps, load_manifest, read_index, read_norm_stats
@@ -353,9 +351,7 @@ def make_clips(*, root: Path, variant: str, videos: list[str], cfg: dict) -> dic
     gh, gw = cm["grid_h"], cm["grid_w"]
     ds = GazeWindows(files=files, stats=stats, cfg=meta["train_cfg"], grid_hw=(gh, gw), fps=meta["fps"],
                      lengths=maps["length"], n_viewers=maps["viewers"], stride_s=meta["train_cfg"]["window_s"])
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*mismatched src_key_padding_mask and mask.*")
-        preds = predict(model=model, ds=ds)
+    preds = predict(model=model, ds=ds)
     manifest = load_manifest(root).set_index("video_id")
     out = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from pathlib import Path
 
 from gazelib.core.cache import hash_file, hash_obj
@@ -148,7 +147,5 @@ def predict_aligned(*, model, aligned_path: Path, stats: dict, meta: dict, batch
     cm = meta["model_config"]
     ds = GazeWindows(files=[aligned_path], stats=stats, cfg=cfg, grid_hw=(cm["grid_h"], cm["grid_w"]), fps=meta["fps"],
                      lengths={vid: int(arrays["t"].size)}, n_viewers={vid: 1}, stride_s=cfg["window_s"], cache_size=1)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*mismatched src_key_padding_mask and mask.*")
-        out = predict(model=model, ds=ds, batch_size=batch_size)[vid]
+    out = predict(model=model, ds=ds, batch_size=batch_size)[vid]
     return {"t": arrays["t"], "prob": out["prob"][0], "p_in": out["p_in"][0]}
