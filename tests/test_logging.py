@@ -90,3 +90,26 @@ def test_set_up_in_a_host_with_handlers_it_leaves_them_alone(caplog):
             log.warning("%s: repeated", i)
     assert len([r for r in caplog.records if r.name == "gazelib.toy"]) == WARNINGS_SHOWN + 4
     assert not any(isinstance(f, RepeatedWarnings) for h in logging.getLogger().handlers for f in h.filters)
+
+
+def test_a_video_without_transcript_warns_only_when_a_source_was_asked_for(tmp_path, caplog):
+    """The real text extractor: a video with no sound and no subtitles warns (text.sources asked for one); the
+    content-free bias clips, which ask for none, say it at info level (every demo run printed three warnings)."""
+    from gazelib.core.params import load_params
+    from gazelib.features.text import LazyTextEmbedder, extract_text_video, text_config
+
+    params = load_params()
+    cfg = text_config(params)
+    embedder = LazyTextEmbedder(model=cfg["embedder"], threads=1, batch_size=8)   # no words: never loads
+    item = {"video_id": "silent", "video_path": "", "subtitle_path": "", "has_audio": False, "duration_s": 2.0}
+
+    def levels(sources):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="gazelib.features.text"):
+            res = extract_text_video(item=item, cfg=cfg, out_dir=tmp_path / "text", embedder=embedder,
+                                     asr=None, sources=sources)
+        assert res["source"] == "none"
+        return [r.levelno for r in caplog.records if "no transcript source" in r.getMessage()]
+
+    assert levels(None) == [logging.WARNING]   # text.sources: [asr, subtitles], neither there
+    assert levels([]) == [logging.INFO]

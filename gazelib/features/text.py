@@ -340,7 +340,7 @@ def run_extract_text(*, params: dict, root: Path = Path(".")) -> dict:
 def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextEmbedder", asr,
                        sources: list[str] | None = None) -> dict:
     """Text features of one video (the extract_text stage and ``gazelib predict`` both call this):
-    the first source of ``sources`` (default ``cfg['sources']``) that exists gives the words;
+    the first source of ``sources`` (None: ``cfg["sources"]``; [] asks for none) that exists gives the words;
     subtitles are parsed only when used; no source leaves text unavailable (masked).
 
     ``item``: video_id, video_path, subtitle_path ("" if none), has_audio, duration_s; ``asr``: a
@@ -368,7 +368,8 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
     lookahead = check_lookahead(cfg["lookahead"])
     causal = lookahead == "none"
     words, source, asr_words = None, "none", None
-    for src in sources or cfg["sources"]:
+    wanted = list(cfg["sources"] if sources is None else sources)
+    for src in wanted:
         if src == "subtitles" and item["subtitle_path"]:
             # causal: a subtitle word is heard at its end
             words, source = (with_availability(subtitles()) if causal else subtitles()), "subtitles"
@@ -382,7 +383,10 @@ def extract_text_video(*, item: dict, cfg: dict, out_dir: Path, embedder: "TextE
             break
     if words is None:
         words = with_availability(empty_words()) if causal else empty_words()
-        log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
+        if wanted:
+            log.warning("%s: no transcript source (no audio for ASR, no subtitles); text is unavailable (masked)", vid)
+        else:   # the caller asked for none (the content-free bias clips): nothing is missing
+            log.info("%s: no transcript source asked for; text is unavailable (masked)", vid)
     feats = text_timeline(words=words, duration_s=item["duration_s"], hop_s=cfg["hop_s"],
                           rate_window_s=cfg["rate_window_s"], embedder=embedder, lookahead=lookahead,
                           hold_s=cfg["hold_s"] if causal else None)
