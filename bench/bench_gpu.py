@@ -7,7 +7,10 @@
 2. ``python -m bench.bench_gpu DIR`` on the GPU machine: the training step as ``train_variant`` runs it
    (autocast and GradScaler on CUDA) on real windows at batch 16, 64 and 256 for baseline and multimodal
    (ms per step, windows/s), then ``run_train`` itself on CUDA (2 seeds, 4 epochs) with its checkpoints
-   loaded back on the CPU and run over the test video (finite maps that sum to 1). Writes
+   loaded back on the CPU and run over the test video (finite maps that sum to 1); then those checkpoints in
+   eval mode on CUDA against the CPU on the same windows (padding included), and causality on CUDA (inputs
+   after step k replaced, outputs at steps <= k unchanged); then each variant trained twice with the same
+   seed on CUDA, its weights hashed (the same bytes?). Writes
    ``$OUT/gpu_check.json`` (or /tmp).
 """
 import json, os, sys, time, traceback
@@ -29,7 +32,7 @@ if "--make-root" in sys.argv:
     keep = ([*idx[idx.split == "train"].video_id[:4]] + [*idx[idx.split == "val"].video_id[:1]]
             + [*idx[idx.split == "test"].video_id[:1]])
     write_table(dst / "index.parquet", idx[idx.video_id.isin(keep)].reset_index(drop=True), meta=meta)
-    for name in [f"{v}.npz" for v in keep] + ["norm_stats.json"]:
+    for name in [f"{v}.npz" for v in keep] + ["norm_stats.json", "feature_params.json"]:
         shutil.copy(src / name, dst / name)
     for f in ("data/interim/manifest.parquet", "models/floors/floors.json", "params.yaml"):
         (dst_root / f).parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +115,70 @@ try:
     out["run_train"] = runs
 except Exception:
     out["run_train_error"] = traceback.format_exc(); print(out["run_train_error"], flush=True)
+# D. inference on CUDA: the seed-0 checkpoints in eval mode (the encoder's fast path, boolean causal and padding
+# masks) on CUDA against the CPU over the test video's windows, short windows padded at the end; then causality
+# on CUDA: every input after step k replaced by noise leaves the outputs at steps <= k unchanged
+try:
+    import numpy as np
+    parity = {}
+    for variant in ("baseline", "multimodal"):
+        model, _ = model_from_checkpoint(root / "models" / variant / "seed0" / "best.pt")
+        model.eval()
+        test = GazeWindows(files=split_files(root, index, "test"), stats=stats, cfg=cfg, grid_hw=(gh, gw),
+                           fps=meta["fps"], lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
+        batch = test.batch(list(range(min(len(test), 32))))
+        # windows of a whole test video are full: pad the last fifth of every other window, as a short window is
+        n_pad = batch["pad"].shape[1] // 5
+        batch["pad"][::2, -n_pad:] = True
+        with torch.no_grad():
+            cpu = model.cpu()(batch)
+            gpu = {k: v.cpu() for k, v in model.to(dev)(model_inputs(batch, dev)).items()}
+            valid = ~batch["pad"]
+            p_c = torch.softmax(cpu["heatmap_logits"], -1)[valid]
+            p_g = torch.softmax(gpu["heatmap_logits"], -1)[valid]
+            k = batch["pad"].shape[1] // 2
+            pert = {n: (v.clone() if v.is_floating_point() else v) for n, v in batch.items()}
+            g = torch.Generator().manual_seed(1)
+            for n, v in pert.items():
+                if v.is_floating_point() and v.dim() >= 2 and v.shape[1] == batch["pad"].shape[1]:
+                    v[:, k + 1:] = torch.randn(v[:, k + 1:].shape, generator=g)
+            gpu2 = model(model_inputs(pert, dev))["heatmap_logits"].cpu()
+            unpadded = model(model_inputs({**batch, "pad": torch.zeros_like(batch["pad"])}, dev))["heatmap_logits"].cpu()
+        parity[variant] = {
+            "windows": int(batch["pad"].shape[0]), "padded_steps": int(batch["pad"].sum()),
+            "finite_on_cuda": bool(torch.isfinite(gpu["heatmap_logits"][valid]).all()),
+            "max_abs_prob_diff": float((p_c - p_g).abs().max()),
+            "max_abs_inout_logit_diff": float((cpu["inout_logits"][valid] - gpu["inout_logits"][valid]).abs().max()),
+            "causal_max_abs_logit_change_at_or_before_k": float((gpu2[:, :k + 1] - gpu["heatmap_logits"][:, :k + 1]).abs().max()),
+            "after_k_changed": float((gpu2[:, k + 1:] - gpu["heatmap_logits"][:, k + 1:]).abs().max()),
+            "padding_changes_valid_steps_on_cuda": float((unpadded[valid] - gpu["heatmap_logits"][valid]).abs().max()),
+        }
+        print(variant, parity[variant], flush=True)
+    out["cuda_inference"] = parity
+except Exception:
+    out["cuda_inference_error"] = traceback.format_exc(); print(out["cuda_inference_error"], flush=True)
+# E. the same seed twice on CUDA: the same weights?
+try:
+    import hashlib
+    import shutil
+    det = {}
+    for variant in ("baseline", "multimodal"):
+        digests = []
+        for _ in range(2):
+            p = json.loads(json.dumps(params))
+            p["train"].update({"seeds": [0], "seed_workers": 1, "epochs": 3})
+            shutil.rmtree(root / "models" / variant, ignore_errors=True)   # a rerun would resume, not train
+            run_train(params=p, variant=variant, root=root)
+            model, _ = model_from_checkpoint(root / "models" / variant / "seed0" / "best.pt")
+            h = hashlib.sha256()
+            for name, tensor in model.state_dict().items():
+                h.update(name.encode()); h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            digests.append(h.hexdigest()[:16])
+        det[variant] = {"weights_sha256": digests, "identical": digests[0] == digests[1]}
+        print(variant, det[variant], flush=True)
+    out["cuda_same_seed_twice"] = det
+except Exception:
+    out["cuda_same_seed_twice_error"] = traceback.format_exc(); print(out["cuda_same_seed_twice_error"], flush=True)
 out["total_s"] = round(time.time() - t_start, 1)
 save()
 print(json.dumps(out, indent=1, default=str))
