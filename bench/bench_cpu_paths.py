@@ -3,6 +3,7 @@
     python -m bench.bench_cpu_paths inputs VIDEO OUT.npz            # decode frames + audio once
     python -m bench.bench_cpu_paths run OUT.npz RESULT.npz           # run the models on them
     python -m bench.bench_cpu_paths compare A.npz B.npz              # largest differences
+    python -m bench.bench_cpu_paths whisper OUT.npz RESULT.npz       # the recogniser's steps alone
 
 ``run`` under ``qemu-x86_64 -cpu Haswell`` (Debian's qemu-user) sees a real AVX2-only CPU, which is
 how docs/reproducibility.md measured what the libraries without a switch (onnxruntime's MLAS) do
@@ -123,6 +124,27 @@ def train_steps(steps: int = 3) -> np.ndarray:
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy()
 
 
+def whisper_steps(inp: Path, out: Path, seconds: float = 10.0) -> None:
+    """The speech recogniser's steps apart, on the first ``seconds`` of the audio: the log-mel features
+    (numpy), the encoder's output for that 30 s window (CTranslate2: oneDNN's convolutions and GEMMs,
+    its own kernels), then the words of the whole audio as the text stage decodes it (one thread).
+    Tells where two CPUs part: under emulation a few minutes, where ``run`` takes twenty."""
+    import ctranslate2
+    from faster_whisper.audio import pad_or_trim
+
+    from gazelib.features.transcript import WhisperASR
+
+    audio = np.load(inp)["audio"]
+    asr = WhisperASR(model="tiny.en-packaged", language="en", cpu_threads=1)
+    feats = asr.model.feature_extractor(audio[: int(seconds * 16000)])
+    window = np.ascontiguousarray(pad_or_trim(feats)[None].astype(np.float32))
+    enc = np.array(asr.model.model.encode(ctranslate2.StorageView.from_array(window)))
+    words = asr.transcribe(audio)
+    np.savez(out, mel=feats, encoder=enc, asr_start=words["start"].to_numpy(), asr_end=words["end"].to_numpy(),
+             asr_prob=words["probability"].to_numpy(), asr_words=words["word"].to_numpy().astype(str))
+    print(json.dumps({"words": len(words), "cpu": gazelib.core.cpu.describe()}))
+
+
 def compare(a: Path, b: Path) -> dict:
     za, zb = np.load(a), np.load(b)
     out = {}
@@ -147,6 +169,9 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("run")
     p.add_argument("inp", type=Path)
     p.add_argument("out", type=Path)
+    p = sub.add_parser("whisper")
+    p.add_argument("inp", type=Path)
+    p.add_argument("out", type=Path)
     p = sub.add_parser("compare")
     p.add_argument("a", type=Path)
     p.add_argument("b", type=Path)
@@ -155,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         make_inputs(args.video, args.out)
     elif args.cmd == "run":
         run_models(args.inp, args.out)
+    elif args.cmd == "whisper":
+        whisper_steps(args.inp, args.out)
     else:
         print(json.dumps(compare(args.a, args.b), indent=1))
 

@@ -120,6 +120,35 @@ def test_unpinned_kernels_change_the_outputs_on_an_avx512_cpu(runs):
     assert any(k.startswith("data/interim/") for k in pinned)
 
 
+def test_both_copies_of_onednn_run_their_avx_kernels():
+    """CTranslate2 and torch each link their own oneDNN; under the pin both report the AVX ISA and run
+    AVX convolutions (capped at AVX2, CTranslate2's brgemm convolutions and GEMMs gave the recogniser
+    other bits on an Intel Sapphire Rapids than on AVX2 CPUs: docs/reproducibility.md). Unpinned, on a
+    CPU with more than AVX, at least one reports more."""
+    code = ("import gazelib, numpy as np, torch, ctranslate2\n"
+            "from gazelib.features.transcript import resolve_whisper_model\n"
+            "torch.nn.functional.conv2d(torch.ones(1, 16, 64, 64), torch.ones(16, 16, 3, 3))\n"
+            "m = ctranslate2.models.Whisper(str(resolve_whisper_model('tiny.en-packaged')), device='cpu',"
+            " compute_type='int8', intra_threads=1)\n"
+            "m.encode(ctranslate2.StorageView.from_array(np.zeros((1, 80, 3000), np.float32)))\n")
+
+    def report(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env=_env(ONEDNN_VERBOSE="1", **extra),
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+        isa = [line.split("isa:", 1)[1] for line in out if ",info,cpu,isa:" in line]
+        convs = [line.split(",")[line.split(",").index("convolution") + 1] for line in out
+                 if ",exec,cpu,convolution," in line]
+        return isa, convs
+
+    isa, convs = report()
+    assert len(isa) == 2 and all(x == "Intel AVX" for x in isa), isa   # torch's copy and CTranslate2's
+    assert len(convs) >= 3 and all(c == "jit:avx" for c in convs), convs  # torch's conv, Whisper's two
+    native, _ = report(**{cpu.MODE_ENV: "native"})
+    assert len(native) == 2
+    if {"avx2", "fma"} <= cpu.cpu_flags():
+        assert all(x != "Intel AVX" for x in native), native
+
+
 def test_child_env_carries_the_pin_and_opencv_lists_only_present_features():
     env = cpu.child_env()
     assert env[cpu.MODE_ENV] == "avx2" and env["CT2_FORCE_CPU_ISA"] == "AVX2" and env["ATEN_CPU_CAPABILITY"] == "avx2"

@@ -52,9 +52,12 @@ AVX2_SWITCHES: dict[str, str] = {
     # ... and its GEMM backend: by default MKL on GenuineIntel CPUs and oneDNN elsewhere, so the
     # same wheel ran different int8 GEMMs on Intel and AMD. oneDNN everywhere, capped below.
     "CT2_USE_MKL": "0",
-    # oneDNN (in CTranslate2 and in torch): no AVX-512 / AMX / AVX2-VNNI kernels
-    "ONEDNN_MAX_CPU_ISA": "AVX2",
-    "DNNL_MAX_CPU_ISA": "AVX2",
+    # oneDNN (in CTranslate2 and in torch): its AVX kernels, one step below the rest. Capped at AVX2, the
+    # recogniser's encoder (oneDNN's brgemm convolutions and GEMMs) gave other bits on an Intel Sapphire
+    # Rapids than on emulated Haswell and AMD CPUs, though every one reported the same AVX2 kernels; capped
+    # at AVX the three gave the same words, times and probabilities (docs/reproducibility.md)
+    "ONEDNN_MAX_CPU_ISA": "AVX",
+    "DNNL_MAX_CPU_ISA": "AVX",
     # torch's ATen vectorised kernels
     "ATEN_CPU_CAPABILITY": "avx2",
     # MKL (linked into torch and CTranslate2; torch's float GEMM and exp/log): conditional numerical
