@@ -17,6 +17,7 @@ import json, os, sys, time, traceback
 from pathlib import Path
 t_start = time.time()
 import gazelib  # noqa: F401
+import numpy as np
 import torch
 out = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -59,6 +60,9 @@ try:
     cfg = {k: v for k, v in params["train"].items() if k != "seeds"}
     ds = GazeWindows(files=split_files(root, index, "train"), stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=meta["fps"],
                      lengths=maps["length"], n_viewers=maps["viewers"])
+    # the test video in whole windows: what parts C and D run the trained checkpoints over
+    test = GazeWindows(files=split_files(root, index, "test"), stats=stats, cfg=cfg, grid_hw=(gh, gw), fps=meta["fps"],
+                       lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
     dev = torch.device("cuda")
     centres = torch.tensor(cell_centres(gh, gw), dtype=torch.float32, device=dev)
     steps = {}
@@ -105,10 +109,7 @@ try:
                          "best_val_loss": {k: v["best_val_loss"] for k, v in seeds.items()}}
         model, _ = model_from_checkpoint(root / "models" / variant / "seed0" / "best.pt")
         model = model.cpu()
-        test = GazeWindows(files=split_files(root, index, "test"), stats=stats, cfg=cfg, grid_hw=(gh, gw),
-                           fps=meta["fps"], lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
         pr = predict(model=model, ds=test)
-        import numpy as np
         runs[variant]["cpu_predict_finite"] = bool(all(np.isfinite(v["prob"]).all() for v in pr.values()))
         runs[variant]["cpu_predict_prob_sums"] = float(np.mean([v["prob"].sum(-1).mean() for v in pr.values()]))
         print(variant, runs[variant], flush=True)
@@ -119,13 +120,10 @@ except Exception:
 # masks) on CUDA against the CPU over the test video's windows, short windows padded at the end; then causality
 # on CUDA: every input after step k replaced by noise leaves the outputs at steps <= k unchanged
 try:
-    import numpy as np
     parity = {}
     for variant in ("baseline", "multimodal"):
         model, _ = model_from_checkpoint(root / "models" / variant / "seed0" / "best.pt")
         model.eval()
-        test = GazeWindows(files=split_files(root, index, "test"), stats=stats, cfg=cfg, grid_hw=(gh, gw),
-                           fps=meta["fps"], lengths=maps["length"], n_viewers=maps["viewers"], stride_s=cfg["window_s"])
         batch = test.batch(list(range(min(len(test), 32))))
         # windows of a whole test video are full: pad the last fifth of every other window, as a short window is
         n_pad = batch["pad"].shape[1] // 5
