@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gazelib.core.params import ParamsError, default, load_params, schema_defaults, validate_params
@@ -152,6 +152,7 @@ PATHS = [p for p in _all_paths(RAW) if p[0] != "variants" and p[:2] not in (("im
 
 @settings(max_examples=60, deadline=None)
 @given(where=st.sampled_from(PATHS), junk=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+@example(where=("compute", "workers", "default"), junk="_")   # a mapping with fixed keys inside a union
 def test_any_unknown_key_is_rejected_by_name(where, junk):
     parent = copy.deepcopy(RAW)
     d = parent
@@ -162,6 +163,16 @@ def test_any_unknown_key_is_rejected_by_name(where, junk):
     d[junk] = 1
     with pytest.raises(ParamsError, match=rf"{'.'.join(where[:-1] + (junk,))}: unknown key"):
         validate_params(parent)
+
+
+def test_a_mistyped_worker_stage_is_named_with_the_stages_that_exist():
+    bad = _with("compute.workers", {"default": 0, "extract_txt": 2})
+    with pytest.raises(ParamsError) as e:
+        validate_params(bad)
+    lines = str(e.value).splitlines()[1:]
+    assert [ln.strip() for ln in lines] == [
+        "compute.workers.default: Input should be greater than or equal to 1, got 0",
+        "compute.workers.extract_txt: unknown key (did you mean compute.workers.extract_text?)"]
 
 
 def test_warmup_frac_reproduces_the_old_integer_warmup():

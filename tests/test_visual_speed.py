@@ -33,6 +33,9 @@ def _pool_grid_per_map(maps: dict, gh: int, gw: int) -> np.ndarray:
        extra_h=st.integers(0, 19), extra_w=st.integers(0, 19), seed=st.integers(0, 2**31))
 @example(gh=9, gw=16, kh=20, kw=20, extra_h=0, extra_w=0, seed=1)     # the demo's work size and grid
 @example(gh=9, gw=16, kh=20, kw=20, extra_h=1, extra_w=3, seed=2)
+@example(gh=1, gw=1, kh=2, kw=2, extra_h=0, extra_w=0, seed=0)       # exact halving: OpenCV's 2x2 path
+@example(gh=2, gw=2, kh=2, kw=2, extra_h=0, extra_w=0, seed=1)
+@example(gh=1, gw=3, kh=2, kw=1, extra_h=0, extra_w=3, seed=0)
 def test_stacked_pooling_is_the_per_map_resizes(gh, gw, kh, kw, extra_h, extra_w, seed):
     """Integer cell sizes (the demo's 320x180 to 16x9: 20 px cells) and any other size (``extra``)."""
     h, w = gh * kh + extra_h, gw * kw + extra_w

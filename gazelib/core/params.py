@@ -11,6 +11,7 @@ import atexit
 import difflib
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
@@ -132,8 +133,35 @@ def _dotted(loc) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _is_bad_fixed_key(err: dict) -> bool:
+    """A key outside a mapping's fixed key set (``compute.workers: {default: 1, _: 1}``): pydantic
+    reports it as a literal error at ``(..., field, <union branch>, key, "[key]")``."""
+    return err["type"] == "literal_error" and len(err["loc"]) >= 4 and err["loc"][-1] == "[key]"
+
+
+def _fixed_key_errors(errors: list[dict]) -> list[dict]:
+    """``errors`` without the union's other branches' complaints about a field that has a bad fixed key
+    (``compute.workers`` is a count or a mapping: a mapping with a bad key is not a count either, which
+    only hides the real message)."""
+    bad = [(err["loc"][:-3], err["loc"][-3]) for err in errors if _is_bad_fixed_key(err)]
+    errors = [err for err in errors
+              if not any(err["loc"][:len(field)] == field and len(err["loc"]) > len(field)
+                         and err["loc"][len(field)] != branch for field, branch in bad)]
+    # a mapping given where a union also allows a scalar: drop the scalar branch's "not a valid integer"
+    deeper = {err["loc"][:-2] for err in errors if len(err["loc"]) >= 3}
+    return [err for err in errors
+            if not (isinstance(err["input"], dict) and err["type"].endswith("_type") and len(err["loc"]) >= 2
+                    and err["loc"][:-1] in deeper)]
+
+
 def _message(err: dict) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list["))))
+    if _is_bad_fixed_key(err):
+        field, key = err["loc"][:-3], err["loc"][-2]
+        known = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f"did you mean {_dotted(field + (close[0],))}?" if close else f"known keys: {', '.join(known)}"
+        return f"{_dotted(field + (key,))}: unknown key ({hint})"
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "list[", "dict["))))
     path = _dotted(loc)
     if err["type"] == "extra_forbidden":
         parent = _model_at(loc[:-1])
@@ -197,7 +225,7 @@ def validate_params(raw, *, where: str = "params.yaml") -> dict:
     try:
         Params.model_validate(raw)
     except ValidationError as e:
-        lines = sorted({_message(err) for err in e.errors()})
+        lines = sorted({_message(err) for err in _fixed_key_errors(e.errors())})
         raise ParamsError(f"{where}: {len(lines)} invalid param(s):\n  " + "\n  ".join(lines)) from None
     filled: list[str] = []
     params = _fill(raw, schema_defaults(), Params, "", filled)

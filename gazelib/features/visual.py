@@ -292,9 +292,13 @@ def pool_grid(maps: dict, gh: int, gw: int) -> np.ndarray:
     out[:3] = lab.transpose(2, 0, 1) * np.float32(1 / 255.0)
     # the one-channel maps pooled four at a time (OpenCV's area resize takes up to 4 channels at
     # any scale): each channel's cells are those of resizing it alone (tests/test_visual_speed.py),
-    # and a call on four channels costs less than four calls
-    for k in range(3, len(GRID_CHANNELS), 4):
-        names = GRID_CHANNELS[k:k + 4]
+    # and a call on four channels costs less than four calls. An exact halving in both axes takes
+    # OpenCV's 2x2 SIMD path, whose sums differ by one float32 ulp between 1 and 4 channels: there
+    # each map is pooled alone.
+    h, w = maps["lab"].shape[:2]
+    group = 1 if (h, w) == (2 * gh, 2 * gw) else 4
+    for k in range(3, len(GRID_CHANNELS), group):
+        names = GRID_CHANNELS[k:k + group]
         stacked = maps[names[0]] if len(names) == 1 else np.dstack([maps[c] for c in names])
         pooled = cv2.resize(stacked, (gw, gh), interpolation=cv2.INTER_AREA).reshape(gh, gw, len(names))
         out[k:k + len(names)] = pooled.transpose(2, 0, 1)

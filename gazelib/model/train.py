@@ -413,8 +413,7 @@ def run_train(*, params: dict, variant: str, root: Path = Path("."), max_epochs:
         else:
             live = _live(root / "reports" / "train" / variant / f"seed{seed}") if d.main else None
             result = train_variant(**common, out_dir=out_dir, seed=seed, live=live, dist=d)
-            if live is not None:
-                live.end()
+            end_live(live)
         if not d.main:  # rank 0 writes every file
             continue
         curves(path=root / "reports" / "train" / variant / f"seed{seed}" / "curves.png",
@@ -476,8 +475,7 @@ def _train_one_seed(args: dict) -> dict:
     try:
         return train_variant(**args, out_dir=root / "models" / args["variant"] / f"seed{seed}", live=live)
     finally:
-        if live is not None:
-            live.end()
+        end_live(live)
 
 
 def _train_seeds_parallel(*, common: dict, root: Path, seeds: list, workers: int) -> dict:
@@ -495,6 +493,23 @@ def _train_seeds_parallel(*, common: dict, root: Path, seeds: list, workers: int
                                                        "progress": False})
                    for seed in seeds}
         return {seed: fut.result() for seed, fut in futures.items()}
+
+
+def end_live(live) -> None:
+    """Close a dvclive run, tolerating one known race. Under ``dvc exp run`` dvclive's ``Live.end`` ends
+    by deleting the VS Code signal file ``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED`` with a check then a
+    remove (``dvclive.vscode.cleanup_dvclive_step_completed``); two seed workers ending together both
+    pass the check and the second ``remove`` raises FileNotFoundError, failing the stage after training
+    finished. The deletion is the last thing ``end`` does, so a missing signal file is ignored; any other
+    error is raised."""
+    if live is None:
+        return
+    try:
+        live.end()
+    except FileNotFoundError as err:
+        if Path(str(err.filename or "")).name != "DVCLIVE_STEP_COMPLETED":
+            raise
+        log.debug("dvclive: %s already removed by another seed worker", err.filename)
 
 
 def _live(path: Path):
