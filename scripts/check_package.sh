@@ -17,7 +17,9 @@ grep -oE '^[A-Za-z0-9._-]+==[^ ]+' requirements.lock > "$work/constraints.txt"
 mkdir "$work/src"
 git ls-files -z | xargs -0 cp --parents -t "$work/src"
 out=$work/pip.log
-if ! "$work/venv/bin/python" -m pip install -q --disable-pip-version-check -c "$work/constraints.txt" \
+# --no-compile: pip's bytecode for ~190 packages is a third of this check's time (130 s with it, 86 s
+# without, one run each here) and checks nothing; importing every gazelib module below compiles ours
+if ! "$work/venv/bin/python" -m pip install -q --no-compile --disable-pip-version-check -c "$work/constraints.txt" \
     "$work/src[all]" >"$out" 2>&1; then
   cat "$out" >&2
   echo "check_package: pip install .[all] failed" >&2
