@@ -64,3 +64,11 @@ def blas_pools_job(ctx: dict) -> list[tuple[str, int]]:
 
     return sorted((Path(d["filepath"]).name, int(d["num_threads"])) for d in threadpool_info()
                   if d.get("user_api") == "blas")
+
+
+def context_digest_job(ctx: dict, *, salt: int) -> str:
+    """For :class:`gazelib.core.compute.JobPool`: the sha256 of the shared context's array (and a salt), so a
+    context that arrived in a worker changed or cut short shows."""
+    import hashlib
+
+    return hashlib.sha256(ctx["a"].tobytes() + str(salt).encode()).hexdigest()

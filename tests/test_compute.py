@@ -208,6 +208,29 @@ def test_job_pool_keeps_order_logs_and_errors(caplog):
         JobPool(fn=square_job, workers=0)
 
 
+def test_job_pool_sends_a_large_context_through_a_file_it_removes():
+    """A context of megabytes (evaluate's labels and tables) reaches every worker intact through a temporary
+    file. Passed in the worker's start arguments it filled the new process's pipe, and starting the second
+    worker waited until the first had imported its modules; the start arguments now stay far below a pipe's
+    64 KiB buffer. The file goes with the pool."""
+    import pickle
+
+    import numpy as np
+
+    from gazelib.core.compute import JobPool
+    from tests.compute_toy import context_digest_job
+
+    ctx = {"a": np.random.default_rng(0).random(1_000_000)}      # 8 MB
+    jobs = [{"salt": i} for i in range(4)]
+    serial = [context_digest_job(ctx, **j) for j in jobs]
+    with JobPool(fn=context_digest_job, workers=2, context=ctx) as pool:
+        assert pool.map(jobs) == serial
+        assert len(pickle.dumps(pool._ex._initargs)) < 4096      # type: ignore[union-attr]
+        folder = pool._context_dir
+        assert folder is not None and folder.is_dir()
+    assert not folder.exists()
+
+
 def test_job_workers_limit_blas_loaded_after_them():
     """Every BLAS library in a job worker runs one thread, also one loaded after the worker started (scipy's own
     OpenBLAS, with its optimiser): left at a thread per core, two workers' L-BFGS-B calls made evaluate's

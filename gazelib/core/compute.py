@@ -402,13 +402,16 @@ def worker_summary(outcomes: list[Outcome]) -> list[dict[str, Any]]:
 _JOB_STATE: dict = {}
 
 
-def _jobs_init(fn: Callable, context: Any, threads: int, blas_threads: int | None, log_level: int, cwd: str) -> None:
+def _jobs_init(fn: Callable, context_file: str, threads: int, blas_threads: int | None, log_level: int,
+               cwd: str) -> None:
     collect = _Collect()
     root = logging.getLogger()
     root.addHandler(collect)
     root.setLevel(log_level)
     os.chdir(cwd)
     WorkerSpec(factory=fn, threads=threads, blas_threads=blas_threads).set_threads()
+    with open(context_file, "rb") as f:
+        context = pickle.load(f)
     _JOB_STATE.update(fn=fn, context=context, collect=collect)
 
 
@@ -440,7 +443,10 @@ def torch_threads(n: int) -> Iterator[None]:
 class JobPool:
     """Runs ``fn(context, **job)`` for lists of jobs, in job order: in this process (``workers`` 1) or in
     ``workers`` spawned processes kept for the pool's life. ``fn`` must be a module-level function;
-    ``context`` (what every job reads: labels, per-video tables) goes to each worker once. Every worker
+    ``context`` (what every job reads: labels, per-video tables) goes to each worker once, through a
+    temporary file: passed as an initializer argument it is written into the new process's pipe, and a
+    write larger than the pipe's buffer waits until that process has imported its modules (2-3 s), so
+    the workers started one after another instead of together. Every worker
     sets ``threads`` torch threads (default: this process's count) and one BLAS thread: two workers with
     two OpenBLAS threads each on two cores ran evaluate slower than one process (56 s against 49 s),
     with one 38 s, and the scoring's BLAS calls gave the same bytes with 1 and 2 threads (docs/speed.md);
@@ -458,6 +464,7 @@ class JobPool:
         self.fn, self.workers, self.context, self.what = fn, workers, context, what
         self.threads = int(threads or torch.get_num_threads())
         self._ex: Executor | None = None
+        self._context_dir: Path | None = None
 
     def __enter__(self) -> "JobPool":
         return self
@@ -466,6 +473,11 @@ class JobPool:
         if self._ex is not None:
             self._ex.shutdown(wait=True, cancel_futures=True)
             self._ex = None
+        if self._context_dir is not None:
+            import shutil
+
+            shutil.rmtree(self._context_dir, ignore_errors=True)
+            self._context_dir = None
 
     def map(self, jobs: list[dict]) -> list:
         if self.workers <= 1 or len(jobs) <= 1 and self._ex is None:
@@ -475,10 +487,16 @@ class JobPool:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
+            import tempfile
+
             log.info("%s: %d processes", self.what, self.workers)
+            self._context_dir = Path(tempfile.mkdtemp(prefix="gazelib-jobs-"))
+            context_file = self._context_dir / "context.pkl"
+            with open(context_file, "wb") as f:
+                pickle.dump(self.context, f, protocol=pickle.HIGHEST_PROTOCOL)
             self._ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
                                            initializer=_jobs_init,
-                                           initargs=(self.fn, self.context, self.threads, 1,
+                                           initargs=(self.fn, str(context_file), self.threads, 1,
                                                      _root_level(), os.getcwd()))
         out = []
         for result, records in self._ex.map(_jobs_run, jobs):
