@@ -58,7 +58,8 @@ if "$VENV/bin/python" -m pip show -q gazelib >/dev/null 2>&1; then
   "$VENV/bin/python" -m pip uninstall -q -y gazelib
 fi
 pip_install --no-deps --no-build-isolation -e .
-# soundfile: its manylinux wheel bundles libsndfile, the pure one does not (then transformers fails to import)
-"$VENV/bin/python" -c "import torch, gazelib, av, cv2, faster_whisper, silero_vad, dvc, ray, onnx, pymovements, soundfile" \
+# gazelib first (it pins the CPU path before numpy and torch load, and warns otherwise); soundfile: its
+# manylinux wheel bundles libsndfile, the pure one does not (then transformers fails to import)
+"$VENV/bin/python" -c "import gazelib, torch, av, cv2, faster_whisper, silero_vad, dvc, ray, onnx, pymovements, soundfile" \
   || { echo "setup: install incomplete: the imports above fail in $VENV" >&2; exit 1; }
 echo "$want" > "$stamp"
