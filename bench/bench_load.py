@@ -106,7 +106,7 @@ import torch
 from gazelib.data.dataset import GazeWindows
 from gazelib.eval.evaluate import eval_map_shape, predict, sauc_negatives, score_rows
 from gazelib.core.layout import read_labels
-from gazelib.eval.metrics import resize_bilinear
+from gazelib.metrics import resize_bilinear
 from gazelib.model.net import build_model
 from gazelib.model.train import make_model_config
 torch.manual_seed(0)

@@ -4,4 +4,4 @@ from gazelib.core.cpu import pin as _pin_cpu_path
 
 _pin_cpu_path()
 
-__version__ = "0.6.2"  # the one place: pyproject.toml reads it; bump it with every release (CHANGELOG.md)
+__version__ = "0.7.0"  # the one place: pyproject.toml reads it; bump it with every release (CHANGELOG.md)

@@ -101,7 +101,7 @@ def score_vs_floors(*, model, corpus: dict, floors: dict, cfg: dict, evaluate_cf
     from gazelib.model.inference import predict
     from gazelib.eval.evaluate import sauc_negatives, score_rows, summarise
     from gazelib.model.floors import floor_predictions
-    from gazelib.eval.metrics import resize_bilinear
+    from gazelib.metrics import resize_bilinear
 
     test = corpus["files"]["test"]
     ds = GazeWindows(files=test, stats=corpus["stats"], cfg=cfg, grid_hw=(GH, GW), fps=FPS,

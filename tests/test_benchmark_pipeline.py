@@ -46,7 +46,7 @@ def test_centre_prior_row_recomputed_independently(run):
 
     from gazelib.eval.evaluate import eval_map_shape, sauc_negatives
     from gazelib.core.layout import FLOORS, index_grid, load_manifest, read_index, read_labels, split_files
-    from gazelib.eval.metrics import resize_bilinear
+    from gazelib.metrics import resize_bilinear
 
     root, p = run
     index, meta = read_index(root)

@@ -17,7 +17,7 @@ from gazelib.eval.calibration import (
     fit_logit_correction,
     gaussian_targets,
 )
-from gazelib.eval.metrics import vat_metrics
+from gazelib.metrics import vat_metrics
 
 GH, GW = 9, 16
 

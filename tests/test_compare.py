@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 
 from gazelib.eval.contrasts import compare_rows
 from gazelib.eval.compare import render_report
-from gazelib.eval.metrics import MEAN_KEYS
+from gazelib.metrics import MEAN_KEYS
 
 N_PER_VIDEO = 50
 

@@ -69,7 +69,11 @@ def _make_repo(root: Path, base_params: dict) -> None:
     # the ingest manifest train reads the corpus's provenance from (corpus.yaml synthetic:)
     write_table(root / "data" / "interim" / "manifest.parquet", pd.DataFrame({"video_id": [r["video_id"] for r in rows]}),
                 meta={"synthetic": None})
+    # a train floor to start the persistence path at, so every rank takes train.floor_guard's decisions too
+    write_json(root / "models" / "floors" / "floors.json",
+               {"prior": [1 / 12] * 12, "persistence": {"sigma": 0.2, "w": 0.5}})
     params = copy.deepcopy(base_params)
+    assert params["model"]["persistence"] and params["train"]["floor_guard"]
     params["train"].update({**TRAIN_CFG, "epochs": EPOCHS, "seeds": [0], "nproc": 2})
     params["model"].update(MODEL_CFG)
     params["variants"] = {VARIANT: {"modalities": ["track", "audio", "visual"]}}
@@ -152,6 +156,9 @@ def test_two_process_ddp_trains_checkpoints_and_resumes(tmp_path, base_params):
     assert sorted(p.name for p in seed_dir.iterdir()) == ["best.pt", "latest.pt"]
     metrics = json.loads((ddp / "reports" / "metrics" / "train" / f"{VARIANT}.json").read_text())
     assert metrics["world_size"] == 2 and metrics["seeds"]["seed0"]["epochs_run"] == EPOCHS
+    # started at the floor, under the guard: the start's val figures travel with the run
+    assert "persistence path starts at the train floor" in first.stderr and "floor_val" in full
+    assert metrics["seeds"]["seed0"]["kept_epoch"] == load_checkpoint(seed_dir / "best.pt")["epoch"]
 
     # the checkpoint loads in one process; its val loss there is the one the ranks agreed on,
     # and close to a single-process run's

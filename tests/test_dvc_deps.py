@@ -44,8 +44,8 @@ def test_stage_deps_are_exactly_the_folders_of_the_code_it_runs(name):
 
 
 def test_closure_folders_cover_every_file():
-    files = {"gazelib/__init__.py", "gazelib/eval/metrics.py", "gazelib/gaze/importers/diem.py"}
-    assert closure_folders(files) == {"gazelib/__init__.py", "gazelib/eval", "gazelib/gaze"}
+    files = {"gazelib/__init__.py", "gazelib/metrics.py", "gazelib/eval/compare.py", "gazelib/gaze/importers/diem.py"}
+    assert closure_folders(files) == {"gazelib/__init__.py", "gazelib/metrics.py", "gazelib/eval", "gazelib/gaze"}
 
 
 def test_every_stage_script_has_a_stage():
@@ -79,8 +79,17 @@ def _base(name: str) -> str:
     return name.split("@")[0]
 
 
-def test_editing_a_metric_reruns_scoring_only():
-    stale = _stale_after_editing("gazelib/eval/metrics.py")
+def test_editing_a_metric_reruns_training_and_scoring_not_features():
+    """The metrics' math (gazelib/metrics.py) scores the test rows and, through train.floor_guard, picks
+    the epoch a track model keeps: an edit reruns both, never the features."""
+    stale = _stale_after_editing("gazelib/metrics.py")
+    assert {_base(s) for s in stale} <= SCORING | {"train"}, sorted(stale)
+    assert {"train@baseline", "evaluate@multimodal", "compare", "report"} <= stale
+    assert not {_base(s) for s in stale} & (UPSTREAM - {"train"})
+
+
+def test_editing_the_evaluation_protocol_reruns_scoring_only():
+    stale = _stale_after_editing("gazelib/eval/evaluate.py")
     assert {_base(s) for s in stale} <= SCORING, sorted(stale)
     assert {"evaluate@multimodal", "compare", "report"} <= stale
     assert not {_base(s) for s in stale} & UPSTREAM

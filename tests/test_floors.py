@@ -7,7 +7,7 @@ import pytest
 from gazelib.eval.evaluate import score_rows, summarise
 from gazelib.model.floors import fit_floors, floor_predictions, gaussian_cells
 from gazelib.core.cells import gaze_cell
-from gazelib.eval.metrics import resize_bilinear
+from gazelib.metrics import resize_bilinear
 
 GH, GW = 9, 16
 SIGMAS = [0.02, 0.03, 0.05, 0.08, 0.12, 0.18]

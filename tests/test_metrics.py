@@ -22,7 +22,7 @@ from PIL import Image
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from gazelib.core import cells as C
-from gazelib.eval import metrics as M
+from gazelib import metrics as M
 
 RES = 64
 

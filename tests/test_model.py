@@ -107,7 +107,7 @@ def test_persistence_path_starts_at_the_persistence_mixture(xy, w0, s0, flags):
     model.init_persistence(prior=prior, sigma=s0, weight=w0)   # as training does from the train floor
     plain = build_model(_cfg("gated", modalities=("track",)))
     plain.load_state_dict({k: v for k, v in model.state_dict().items()
-                           if not k.startswith(("persist_head", "prior_logit"))})
+                           if not k.startswith(("persist_head", "prior_logit", "inout_floor_logit"))})
     plain.eval()
     batch = _batch(b=1, t=6)
     batch["track"][0, :, 0:2] = torch.tensor(xy, dtype=torch.float32)
@@ -445,3 +445,39 @@ def test_persistence_path_exports_to_onnx_with_parity(tmp_path):
         b["track"][..., 4] = 1.0
     p = parity(model=model, onnx_model=OnnxGazeModel(tmp_path / "m.onnx", threads=1), batches=batches)
     assert p["max_abs_dprob"] <= 1e-4 and p["max_abs_dp_in"] <= 1e-4, p
+
+
+def test_the_floor_start_gives_the_floors_in_frame_probability_by_the_last_gaze_state():
+    """init_persistence with the floor's p(in | last gaze in, out, none): before any training the flag is
+    the floor's, whatever the content; the in/out head then learns on top of it."""
+    torch.manual_seed(3)
+    model = build_model(_cfg("gated", persistence=True)).eval()
+    p_in = [0.97, 0.4, 0.8]
+    model.init_persistence(prior=None, sigma=0.1, weight=0.5, p_in=p_in)
+    batch = _batch(b=3, t=5)
+    batch["track"][0, :, 2], batch["track"][0, :, 4] = 1.0, 1.0     # last gaze known, in frame
+    batch["track"][1, :, 2], batch["track"][1, :, 4] = 0.0, 1.0     # known, out of frame
+    batch["track"][2, :, 4] = 0.0                                   # none
+    batch["mask"][2, :, 3] = 0.0
+    got = torch.sigmoid(model(batch)["inout_logits"])
+    for row, want in enumerate(p_in):
+        torch.testing.assert_close(got[row], torch.full((5,), want), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="3 probabilities"):
+        model.init_persistence(prior=None, sigma=0.1, weight=0.5, p_in=[0.5, 1.0, 0.5])
+
+
+def test_a_persistence_checkpoint_without_the_inout_floor_loads_as_it_predicted(tmp_path):
+    """A track model saved before 0.7.0 has no in/out floor term: it loads with that term at zero, so its
+    flag is what its own head gave."""
+    from gazelib.model.checkpoint import CHECKPOINT_TYPE, model_from_checkpoint
+    from dataclasses import asdict
+
+    torch.manual_seed(4)
+    model = build_model(_cfg("gated", persistence=True)).eval()
+    weights = {k: v for k, v in model.state_dict().items() if k != "inout_floor_logit"}
+    torch.save({"type": CHECKPOINT_TYPE, "meta": {"model_config": asdict(model.cfg)}, "model": weights},
+               tmp_path / "old.pt")
+    loaded, _ = model_from_checkpoint(tmp_path / "old.pt")
+    batch = _batch()
+    assert torch.equal(loaded.inout_floor_logit, torch.zeros(3))
+    torch.testing.assert_close(loaded(batch)["inout_logits"], model(batch)["inout_logits"])

@@ -149,7 +149,9 @@ def test_repro_runs_end_to_end_and_is_then_a_noop(clone):
     # stale the stages that import from its folder, nothing upstream or beside them
     variants = ("baseline", "multimodal", "content_only", "track_visual")
     scoring = {"score_floors", "attribution", "compare", "report", "horizons"} | {f"evaluate@{v}" for v in variants}
-    for code, want in (("gazelib/eval/metrics.py", scoring),     # a metric: the scoring stages only
+    for code, want in (("gazelib/eval/evaluate.py", scoring),     # the protocol: the scoring stages only
+                       # a metric's math: scoring, and training, whose floor guard scores val with auc_vat
+                       ("gazelib/metrics.py", scoring | {f"train@{v}" for v in variants}),
                        ("gazelib/report/html.py", {"report"}),   # the report: itself only
                        ("gazelib/model/net.py", {f"{s}@{v}" for s in ("train", "evaluate") for v in variants}
                         | {"report", "horizons", "floors", "score_floors"})):  # the report loads models to draw its clips

@@ -87,7 +87,7 @@ from PIL import Image  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from gazelib.eval import metrics as M  # noqa: E402
+from gazelib import metrics as M  # noqa: E402
 
 
 @settings(max_examples=80, deadline=None)

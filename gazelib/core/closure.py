@@ -123,7 +123,8 @@ def closure(script: Path, root: Path = ROOT) -> set[str]:
 
 def closure_folders(files: Iterable[str]) -> set[str]:
     """The DVC code deps covering root-relative package ``files``: the package folder of each
-    (``gazelib/eval`` for ``gazelib/eval/metrics.py``), or the file itself at the package's top level."""
+    (``gazelib/eval`` for ``gazelib/eval/compare.py``), or the file itself at the package's top level
+    (``gazelib/metrics.py``)."""
     out = set()
     for f in files:
         parts = f.split("/")

@@ -39,6 +39,8 @@ import logging
 import os
 import pickle
 import resource
+import shutil
+import tempfile
 import time
 import traceback
 from contextlib import contextmanager
@@ -474,8 +476,6 @@ class JobPool:
             self._ex.shutdown(wait=True, cancel_futures=True)
             self._ex = None
         if self._context_dir is not None:
-            import shutil
-
             shutil.rmtree(self._context_dir, ignore_errors=True)
             self._context_dir = None
 
@@ -486,8 +486,6 @@ class JobPool:
         if self._ex is None:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
-
-            import tempfile
 
             log.info("%s: %d processes", self.what, self.workers)
             self._context_dir = Path(tempfile.mkdtemp(prefix="gazelib-jobs-"))

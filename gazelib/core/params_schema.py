@@ -263,6 +263,7 @@ class TrainCfg(Group):
     lr: PosFloat = 0.002
     weight_decay: NonNegFloat = 0.01
     patience: PosInt = 4
+    floor_guard: bool = True
     warmup_frac: Annotated[float, Field(ge=0, le=1)] = 0.05
     grad_clip: PosFloat = 1.0
     heatmap_target: Literal["cell", "gaussian"] = "cell"

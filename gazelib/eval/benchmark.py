@@ -2,7 +2,7 @@ r"""Benchmark-protocol saliency: one predicted map per frame against the fixatio
 
 This is the protocol of the video-saliency benchmarks (DHF1K, DIEM and the audio-visual sets of
 STAViS / DiffSal / CASP-Net, the MIT saliency benchmark for images), *beside* the per-viewer family
-of :mod:`gazelib.eval.metrics` (one viewer's one fixation per sample). Every name here starts with
+of :mod:`gazelib.metrics` (one viewer's one fixation per sample). Every name here starts with
 ``bench_`` so the two families are never mistaken for each other (docs/benchmark.md).
 
 Per frame (one evaluation step of ``align.fps``):
@@ -349,7 +349,7 @@ def score_row(*, row: str, seed: int, probs: dict, per_video: dict, gh: int, gw:
     video_id, step and every ``bench_*``."""
     import pandas as pd
 
-    from gazelib.eval.metrics import resize_bilinear
+    from gazelib.metrics import resize_bilinear
 
     frames = []
     for vid in sorted(probs):

@@ -150,7 +150,7 @@ def calibration_samples_by_lambda(*, preds: dict, labels: dict, ks: list[float],
                                   horizon_s: float) -> dict[float, pd.DataFrame]:
     """:func:`calibration_samples` for each penalty of ``lambdas`` (lambda -> table, the same rows in the
     same order as one call per lambda). K = 0 fits nothing, so its rows are scored once and shared."""
-    from gazelib.eval.metrics import l2_diag, vat_metrics
+    from gazelib.metrics import l2_diag, vat_metrics
 
     if not ks or min(ks) < 0:
         raise ValueError(f"evaluate.calibration_s must list seconds >= 0, got {ks}")

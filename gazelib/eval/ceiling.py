@@ -17,7 +17,7 @@ Two families, two curves:
   >= K); the predictor from the first k of A (k = 1..K) is scored against B's fixations and
   fixation map. K = min over test videos of floor(viewers / 2). ``splits`` random splits per frame;
   frames averaged per video, then videos.
-- **per-viewer family** (``auc_vat``, ``nss``, ... of :mod:`gazelib.eval.metrics`): each in-frame sample
+- **per-viewer family** (``auc_vat``, ``nss``, ... of :mod:`gazelib.metrics`): each in-frame sample
   of viewer v with at least K' other in-frame observers (K' = min over test videos of viewers - 1)
   is predicted from the first k of a random order of those others (k = 1..K'), scored by
   :func:`gazelib.eval.evaluate.score_rows`; pooled over samples as the per-viewer rows are.
@@ -49,7 +49,7 @@ from gazelib.eval.benchmark import (  # noqa: F401  (CHANCE, percent_of_ceiling:
     score_frames)
 from gazelib.model.floors import gaussian_cells
 from gazelib.stats.intervals import contrast_interval, leave_one_out_weights
-from gazelib.eval.metrics import LOWER_IS_BETTER, resize_bilinear
+from gazelib.metrics import LOWER_IS_BETTER, resize_bilinear
 
 log = logging.getLogger(__name__)
 

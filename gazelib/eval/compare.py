@@ -13,7 +13,7 @@ from gazelib.eval.headline import answer_headline, rows_headline
 from gazelib.eval.contrasts import compare_rows
 from gazelib.core.io import read_table, write_json, write_text
 from gazelib.core.layout import ANSWER, ASR, ATTRIBUTION, COMPARE, ROWS, VALIDATION, eval_metrics
-from gazelib.eval.metrics import MEAN_KEYS, POOLED_KEYS
+from gazelib.metrics import MEAN_KEYS, POOLED_KEYS
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gazelib.eval.metrics import LOWER_IS_BETTER, MEAN_KEYS, POOLED_KEYS, average_precision
+from gazelib.metrics import LOWER_IS_BETTER, MEAN_KEYS, POOLED_KEYS, average_precision
 from gazelib.stats.intervals import MIN_CLUSTERS, METHOD, contrast_interval, holm, leave_one_out_weights, pooled_means, too_few_clusters
 
 

@@ -9,7 +9,7 @@ every valid (viewer, step) sample into one table row with
   family (``nss``, ``cc``, ``sim``, ``kl``, ``auc_judd``, ``sauc``, ``ig``) of the map that row
   predicts for that viewer and frame, resized bilinearly to an evaluation map of
   ``saliency_width`` columns (rows from the frame's aspect), scored against that viewer's
-  fixation (pysaliency definitions, per fixation; see :mod:`gazelib.eval.metrics`);
+  fixation (pysaliency definitions, per fixation; see :mod:`gazelib.metrics`);
 - every valid sample: ``p_in`` and the label, for the pooled ``inout_ap`` / ``out_ap``.
 
 Predictions come from non-overlapping windows of ``window_s`` covering every step.
@@ -24,7 +24,7 @@ import torch
 
 from gazelib.data.dataset import GazeWindows, max_track_age, prepare_arrays, read_aligned, window_batch
 from gazelib.model.inference import predict
-from gazelib.eval.metrics import (
+from gazelib.metrics import (
     MEAN_KEYS,
     cell_hits,
     inout_metrics,
@@ -195,7 +195,7 @@ def test_context(*, params: dict, root: Path, aois: bool = True) -> dict:
     negatives), AOIs per sample (``aois``; the horizons score no AOI metric, so they skip them and get
     ``None``), the corpus geometry and the output grid."""
     from gazelib.aoi.model_level import load_video_aois, prepare_video
-    from gazelib.eval.metrics import resize_bilinear
+    from gazelib.metrics import resize_bilinear
 
     index, meta = read_index(root)
     floors = json.loads((root / FLOORS).read_text())

@@ -36,7 +36,7 @@ from gazelib.core.layout import (
     eval_metrics,
     index_maps, read_index, read_labels, split_files,
 )
-from gazelib.eval.metrics import LOWER_IS_BETTER, POOLED_KEYS
+from gazelib.metrics import LOWER_IS_BETTER, POOLED_KEYS
 from gazelib.core.params import check_horizons  # noqa: F401  (re-exported: the check lives with the params schema)
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,16 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path, *, model, optimizer, scheduler, epoch: int, best: float, bad_epochs: int,
-                    meta: dict, history: list, scaler=None) -> None:
-    """``model`` is the plain module (never the DDP wrapper), so checkpoints load the same anywhere."""
+                    meta: dict, history: list, scaler=None, floor_val: dict | None = None) -> None:
+    """``model`` is the plain module (never the DDP wrapper), so checkpoints load the same anywhere.
+    ``floor_val``: the floor start's validation figures an epoch must not lose to (``train.floor_guard``),
+    kept for a resumed run."""
     state = {"type": CHECKPOINT_TYPE, "meta": meta, "model": model.state_dict(),
              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "epoch": epoch,
              "best": best, "bad_epochs": bad_epochs, "history": json.dumps(history),
              "rng_torch": torch.get_rng_state(), "rng_numpy": json.dumps(_np_state())}
+    if floor_val is not None:
+        state["floor_val"] = json.dumps(floor_val)
     if scaler is not None and scaler.is_enabled():  # AMP on CUDA only: CPU checkpoints keep their bytes
         state["scaler"] = scaler.state_dict()
         state["rng_cuda"] = torch.cuda.get_rng_state()  # dropout on the GPU draws from its own generator
@@ -62,6 +66,10 @@ def model_from_checkpoint(path: str | Path, expect: dict | None = None):
     state = load_checkpoint(path, expect=expect)
     # a checkpoint from before 0.4.0 has no track_in_keys: its keys held the last gaze's map
     model = build_model(ModelConfig(**{"track_in_keys": True, **state["meta"]["model_config"]}))
-    model.load_state_dict(state["model"])
+    weights = dict(state["model"])
+    if "inout_floor_logit" in model.state_dict() and "inout_floor_logit" not in weights:
+        # a persistence model from before 0.7.0: no floor term in its in/out logits
+        weights["inout_floor_logit"] = torch.zeros(3)
+    model.load_state_dict(weights)
     return model.eval(), state
 

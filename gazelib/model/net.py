@@ -27,7 +27,8 @@ with g_t the last seen gaze (the track input, seen at t - horizon), N a Gaussian
 centres (per-axis width sigma_t) normalised over the cells, b a fixed log prior over the cells,
 and (logit w_t, log sigma_t) a linear map of [h_t, track age] whose bias starts at (logit
 ``persistence_prior_weight``, log ``persistence_sigma``), or, in training, at the persistence floor
-fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b;
+fitted on train (:meth:`GazeTransformer.init_persistence`: its width, weight and centre prior as b,
+and s_t = 0 at the start, so the model starts as the floor itself;
 b stays fixed, the floor's centre prior is fitted leave-one-video-out and a learned per-cell bias
 overfits a small train split, the head s_t learns any residual).
 The spatial head alone would have to place a sharp peak at an arbitrary point through a dot product
@@ -189,19 +190,26 @@ class GazeTransformer(nn.Module):
         if self.use_persistence:
             ys, xs = torch.meshgrid((torch.arange(cfg.grid_h) + 0.5) / cfg.grid_h,
                                     (torch.arange(cfg.grid_w) + 0.5) / cfg.grid_w, indexing="ij")
-            # as gazelib.eval.metrics.cell_centres: (x, y), row-major
+            # as gazelib.metrics.cell_centres: (x, y), row-major
             self.register_buffer("centres", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), persistent=False)
             self.persist_head = nn.Linear(d + 1, 3)   # [h_t, age] -> logit w, log sigma_x, log sigma_y
             self.register_buffer("prior_logit", torch.zeros(n_cells))   # the floor's log centre prior, fixed
+            # the floor's in-frame logit by the last gaze's state (in, out, none), added to the in/out head's
+            self.register_buffer("inout_floor_logit", torch.zeros(3))
             nn.init.zeros_(self.persist_head.weight)
             self.init_persistence(prior=None, sigma=cfg.persistence_sigma, weight=cfg.persistence_prior_weight)
 
     @torch.no_grad()
-    def init_persistence(self, *, prior, sigma: float, weight: float) -> None:
+    def init_persistence(self, *, prior, sigma: float, weight: float, p_in=None) -> None:
         """Start the persistence path at a fitted persistence floor (:func:`gazelib.model.floors.fit_floors`):
         its Gaussian width ``sigma``, its weight ``weight`` of the centre prior ``prior`` [cells] (added
-        to the head's map as a fixed log prior, a buffer saved with the weights; None: uniform). With the head's own map near zero at
-        initialisation, the model then starts at the floor and training can only move it from there."""
+        to the head's map as a fixed log prior, a buffer saved with the weights; None: uniform). The head's
+        own scores start at exactly zero (its last query layer and the cell bias zeroed, as ReZero does: the
+        keys are not zero, so their gradients are not either), so the heatmap is the floor's mixture to
+        float32 rounding, and training can only move it from there. ``p_in``: the floor's in-frame
+        probability given the last seen gaze in frame, out of frame, none
+        (``p_in_given_last_in_out_none``); the in/out head then starts at zero on top of those logits,
+        so the flag starts as the floor's too."""
         if not self.use_persistence:
             raise ValueError("init_persistence: this model has no persistence path (model.persistence, track)")
         if not (0 < weight < 1 and sigma > 0):
@@ -213,6 +221,16 @@ class GazeTransformer(nn.Module):
                                  f"got {prior.numel()}")
             self.prior_logit.copy_(torch.log(prior / prior.sum()))
         self.persist_head.bias.copy_(torch.tensor([math.log(weight / (1 - weight)), math.log(sigma), math.log(sigma)]))
+        for p in (self.query[-1].weight, self.query[-1].bias, self.cell_bias.weight, self.cell_bias.bias):
+            p.zero_()
+        if p_in is not None:
+            p_in = torch.as_tensor(p_in, dtype=torch.float64).reshape(-1)
+            if p_in.numel() != 3 or not bool(((p_in > 0) & (p_in < 1)).all()):
+                raise ValueError(f"init_persistence: p_in needs 3 probabilities in (0, 1) (last gaze in, out, none), "
+                                 f"got {p_in.tolist()}")
+            self.inout_floor_logit.copy_(torch.logit(p_in).float())
+            self.inout_head.weight.zero_()
+            self.inout_head.bias.zero_()
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``batch``: per-modality [B,T,D], ``grid`` [B,T,Gh*Gw,C] (cells row-major), ``track_map`` [B,T,Gh*Gw],
@@ -260,9 +278,15 @@ class GazeTransformer(nn.Module):
         logits = logits + self.cell_bias.bias
         if self.track_gain is not None:
             logits = logits + self.track_gain(h) * batch["track_map"]
+        inout = self.inout_head(h).squeeze(-1)
         if self.use_persistence:
-            logits = self._persistence(logits, h, batch["track"], mask[..., MODALITY_INDEX["track"]])
-        return {"heatmap_logits": logits, "inout_logits": self.inout_head(h).squeeze(-1)}
+            avail = mask[..., MODALITY_INDEX["track"]]
+            logits = self._persistence(logits, h, batch["track"], avail)
+            track = batch["track"]
+            known = (avail > 0.5) & (track[..., 4] > 0.5)
+            f = self.inout_floor_logit
+            inout = inout + torch.where(known, torch.where(track[..., 2] > 0.5, f[0], f[1]), f[2])
+        return {"heatmap_logits": logits, "inout_logits": inout}
 
     def _legacy_logits(self, batch: dict, mask: torch.Tensor, q: torch.Tensor, expand) -> torch.Tensor:
         """The cell scores of a ``track_in_keys`` model (checkpoints before 0.4.0; the last gaze's map in

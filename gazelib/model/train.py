@@ -14,6 +14,13 @@ to sum 1 (the minimiser of CE against a blurred target is the gaze distribution 
 Under ``torchrun`` the same loop runs data-parallel (``gazelib.model.distributed``): the model in DDP, each
 rank a shard of every epoch's order, losses averaged over all ranks' batches so every rank takes the
 same early-stopping decision, and rank 0 alone writing checkpoints, metrics and dvclive.
+
+Which epoch is kept (``best.pt``): the one with the lowest validation loss, and for a track variant
+that starts at the persistence floor (``model.persistence``, ``train.floor_guard``) that start is a
+candidate too, and an epoch replaces it only if on val it is no worse than the start on either
+primary metric: heatmap loss (the gaze cell's likelihood, IG's side) and ``auc_vat``
+(:func:`val_auc_vat`). Training maximises the likelihood alone, and an epoch can gain likelihood on
+val while it ranks the cells worse than the floor (docs/model.md).
 """
 from __future__ import annotations
 
@@ -85,7 +92,7 @@ def build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
 def heatmap_targets(gaze: torch.Tensor, centres: torch.Tensor, sigma: float, kind: str = "gaussian") -> torch.Tensor:
     """[B,T,2] gaze -> [B,T,cells] target distribution (sum 1): a Gaussian of width ``sigma``
     around the gaze (``gaussian``), or the one-hot cell it falls in (``cell``, clipped into the frame
-    as :func:`gazelib.eval.metrics.gaze_cell`). The torch twin of the numpy Gaussians over the cells
+    as :func:`gazelib.metrics.gaze_cell`). The torch twin of the numpy Gaussians over the cells
     (:func:`gazelib.core.cells.centre_sq_dists`, :func:`gazelib.core.cells.gaussian_log_kernel`)."""
     d2 = ((gaze.unsqueeze(-2) - centres) ** 2).sum(-1)
     if kind == "cell":   # the nearest centre is the cell the point falls in (clipped outside the frame)
@@ -168,7 +175,8 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     model = build_model(mcfg)
     if model.use_persistence and persistence_init is not None:
         pf = persistence_init["persistence"]
-        model.init_persistence(prior=persistence_init["prior"], sigma=pf["sigma"], weight=pf["w"])
+        model.init_persistence(prior=persistence_init["prior"], sigma=pf["sigma"], weight=pf["w"],
+                               p_in=pf.get("p_in_given_last_in_out_none"))
         log.info("%s: persistence path starts at the train floor (sigma %g, prior weight %g)", variant,
                  pf["sigma"], pf["w"])
     model = model.to(device)
@@ -188,6 +196,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         meta["world_size"] = d.world
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     start_epoch, best, bad, history = 0, float("inf"), 0, []
+    floor_val = None   # the floor start's val heatmap loss and auc_vat, under train.floor_guard
     latest = out_dir / "latest.pt"
     if latest.exists():
         state = load_checkpoint(latest, expect={"variant": variant, "modalities": list(modalities),
@@ -207,6 +216,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             np.random.set_state((ns[0], np.array(ns[1], dtype=np.uint32), ns[2], ns[3], ns[4]))
             start_epoch, best, bad = state["epoch"] + 1, state["best"], state["bad_epochs"]
             history = json.loads(state["history"])
+            floor_val = json.loads(state["floor_val"]) if "floor_val" in state else None
             log.info("%s: resumed from %s at epoch %d (saved by %d process(es), now %d)", variant, latest,
                      start_epoch, state["meta"].get("world_size", 1), d.world)
         else:
@@ -222,13 +232,18 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     net = d.wrap(model)  # DDP under torchrun (after resume: it broadcasts rank 0's weights); else model
     if start_epoch == 0 and persistence_init is not None and model.use_persistence:
         # the starting point (the train floor) is a candidate too: an epoch must beat it on val to replace it
-        init_val = validation_loss(model, val_ds, centres, cfg, device, d)["loss"]
-        if np.isfinite(init_val):
-            best = init_val
+        init = validation_loss(model, val_ds, centres, cfg, device, d)
+        if np.isfinite(init["loss"]):
+            best = init["loss"]
+            if cfg["floor_guard"]:   # ... and not lose to it on either primary metric (module docstring)
+                floor_val = {"epoch": -1, "val_heatmap_ce": init["heatmap_ce"],
+                             "val_auc_vat": val_auc_vat(model, val_ds, cfg, device)}
             if d.main:
                 save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=-1,
-                                best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler)
-            log.info("%s: val loss %.4f at the persistence floor (the start)", variant, init_val)
+                                best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler,
+                            floor_val=floor_val)
+            log.info("%s: val loss %.4f at the persistence floor (the start)%s", variant, init["loss"],
+                     f", val auc_vat {floor_val['val_auc_vat']:.4f}" if floor_val else "")
     t_start = time.time()
     n_samples: float = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
@@ -280,13 +295,23 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             log.warning("%s: no validation windows: early stopping follows the training loss", variant)
         score = val["loss"] if len(val_ds) else row["train_loss"]
         improved = score < best - 1e-4
+        if improved and floor_val is not None:
+            row["val_auc_vat"] = val_auc_vat(model, val_ds, cfg, device)
+            improved = (val["heatmap_ce"] <= floor_val["val_heatmap_ce"]
+                        and row["val_auc_vat"] >= floor_val["val_auc_vat"])
+            if not improved:
+                log.info("%s epoch %d: val loss %.4f is lower, but against the floor start val heatmap loss "
+                         "%.4f vs %.4f, auc_vat %.4f vs %.4f: the start stays kept", variant, epoch, score,
+                         val["heatmap_ce"], floor_val["val_heatmap_ce"], row["val_auc_vat"], floor_val["val_auc_vat"])
         best, bad = (score, 0) if improved else (best, bad + 1)
         if improved and d.main:
             save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=epoch,
-                            best=best, bad_epochs=bad, meta=meta, history=history, scaler=scaler)
+                            best=best, bad_epochs=bad, meta=meta, history=history, scaler=scaler,
+                            floor_val=floor_val)
         if d.main:
             save_checkpoint(latest, model=model, optimizer=opt, scheduler=sched, epoch=epoch, best=best,
-                            bad_epochs=bad, meta=meta, history=history, scaler=scaler)
+                            bad_epochs=bad, meta=meta, history=history, scaler=scaler,
+                            floor_val=floor_val)
         log.info("%s epoch %d: train %.4f val %.4f%s", variant, epoch, row["train_loss"], val["loss"],
                  " (best)" if improved else "")
     wall = time.time() - t_start
@@ -294,7 +319,10 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
     if d.main and not (out_dir / "best.pt").exists() and latest.exists():
         (out_dir / "best.pt").write_bytes(latest.read_bytes())
     d.barrier()  # the other ranks return once rank 0's files are complete
-    return {"variant": variant, "epochs_run": len(history), "best_val_loss": best, "history": history,
+    # the epoch best.pt holds (-1: the floor start, no trained epoch beat it on val)
+    kept = load_checkpoint(out_dir / "best.pt")["epoch"] if (out_dir / "best.pt").exists() else None
+    return {"variant": variant, "epochs_run": len(history), "kept_epoch": kept, "best_val_loss": best,
+            "history": history,
             "train_windows": len(train_ds), "val_windows": len(val_ds), "wall_s": wall,
             "samples_per_s": n_samples / wall if wall > 0 else 0.0, "device": device.type,
             "n_params": sum(p.numel() for p in model.parameters()), "world_size": d.world}
@@ -349,6 +377,27 @@ def validation_loss(model, val_ds: GazeWindows, centres, cfg, device, d: Dist) -
     mine = chunks[d.rank::d.world]
     parts = d.gather(batch_losses(model, (val_ds.batch(c) for c in mine), centres, cfg, device))
     return {k: ordered_mean([[p[k] for p in rank] for rank in parts]) for k in parts[0][0]}
+
+
+def val_auc_vat(model, val_ds: GazeWindows, cfg, device) -> float:
+    """``auc_vat`` on the validation videos exactly as evaluate scores a test row: the maps of
+    :func:`gazelib.model.inference.predict` (each step once, as evaluate's windows give it),
+    :func:`gazelib.metrics.vat_metrics` on every valid in-frame (viewer, step) sample, videos in
+    sorted order, the mean; NaN without any. Every rank of a data-parallel run computes it on all of
+    val from the same weights, so they take the same decision."""
+    from gazelib.metrics import vat_metrics
+    from gazelib.model.inference import predict
+
+    preds = predict(model=model, ds=val_ds)
+    aucs = []
+    for vid in sorted(preds):
+        vt = val_ds.video(vid)
+        vv, tt = np.nonzero(vt.valid.astype(bool) & (vt.inout > 0))   # score_rows' samples, in its order
+        if vv.size:
+            heat = preds[vid]["prob"][vv, tt].astype(np.float64).reshape(-1, *val_ds.grid_hw)
+            aucs.append(vat_metrics(heatmaps=heat, gaze=vt.gaze[vv, tt].astype(np.float64))["auc_vat"])
+    auc = np.concatenate(aucs) if aucs else np.empty(0)
+    return float(np.nanmean(auc)) if np.isfinite(auc).any() else float("nan")
 
 
 def evaluate_loss(model, batches, centres, cfg, device) -> dict:
