@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from gazelib.model.checkpoint import model_from_checkpoint
@@ -145,3 +146,43 @@ def test_a_resumed_guarded_run_keeps_what_an_uninterrupted_one_keeps(tmp_path):
     a, b = (load_checkpoint(tmp_path / run / "model" / "best.pt") for run in ("one", "two"))
     assert a["epoch"] == b["epoch"] and a["floor_val"] == b["floor_val"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_without_in_frame_gaze_on_val_the_guard_compares_the_heatmap_loss_only(tmp_path, monkeypatch, caplog):
+    """Val videos whose gaze is all out of frame give no auc_vat (NaN, from the real files). The guard then
+    cannot rank and says so, and keeps the epoch the val loss alone keeps, instead of keeping the start
+    forever (here: a val split that has gaze, its auc_vat made NaN as such a split gives it)."""
+    import torch
+
+    from gazelib.data.dataset import GazeWindows
+    from gazelib.model import train as train_mod
+    from gazelib.model.checkpoint import load_checkpoint
+    from tests.pursuit_world import FPS as fps
+    from tests.pursuit_world import write_aligned
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    out = pursuit_corpus(tmp_path / "out", n_train=3, n_val=1, n_test=1, seed=5, duration_s=20.0)
+    for f in out["files"]["val"]:
+        write_aligned(f, {**out["arrays"][f.stem], "inout": np.zeros_like(out["arrays"][f.stem]["inout"])})
+    floors = world_floors(corpus=out, horizon_s=params["train"]["horizon_s"], evaluate_cfg=params["evaluate"])
+    model, cfg = _train(tmp_path / "out_start", params, out, floors, epochs=0)
+    val_ds = GazeWindows(files=out["files"]["val"], stats=out["stats"], cfg=cfg, grid_hw=(GH, GW), fps=fps,
+                         lengths=out["index"]["length"], n_viewers=out["index"]["viewers"], stride_s=cfg["window_s"])
+    assert np.isnan(train_mod.val_auc_vat(model, val_ds, cfg, torch.device("cpu")))
+
+    calls = []
+    monkeypatch.setattr(train_mod, "val_auc_vat", lambda *a: calls.append(1) or float("nan"))
+    corpus = pursuit_corpus(tmp_path / "aligned", n_train=3, n_val=1, n_test=1, seed=5, duration_s=20.0)
+    floors = world_floors(corpus=corpus, horizon_s=params["train"]["horizon_s"], evaluate_cfg=params["evaluate"])
+    _train(tmp_path / "start", params, corpus, floors, epochs=0)
+    with caplog.at_level("WARNING"):
+        _train(tmp_path / "run", params, corpus, floors, epochs=3)
+    assert "no in-frame gaze on the val videos" in caplog.text
+    assert len(calls) == 2                                   # the two starts only: nothing to rank afterwards
+    # the epoch the val loss alone keeps (the rule without the guard), from the same start
+    kept, loss = -1, load_checkpoint(tmp_path / "start" / "model" / "best.pt")["best"]
+    for h in json.loads(load_checkpoint(tmp_path / "run" / "model" / "latest.pt")["history"]):
+        if h["val_loss"] < loss - 1e-4:
+            kept, loss = h["epoch"], h["val_loss"]
+    assert kept >= 0   # this world has one, so the check below is not the start against itself
+    assert load_checkpoint(tmp_path / "run" / "model" / "best.pt")["epoch"] == kept

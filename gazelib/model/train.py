@@ -241,9 +241,12 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
             if d.main:
                 save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=-1,
                                 best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler,
-                            floor_val=floor_val)
+                                floor_val=floor_val)
             log.info("%s: val loss %.4f at the persistence floor (the start)%s", variant, init["loss"],
                      f", val auc_vat {floor_val['val_auc_vat']:.4f}" if floor_val else "")
+            if floor_val and not np.isfinite(floor_val["val_auc_vat"]):
+                log.warning("%s: no in-frame gaze on the val videos: train.floor_guard compares the heatmap "
+                            "loss only", variant)
     t_start = time.time()
     n_samples: float = 0
     stop_at = epochs if max_epochs is None else min(epochs, max_epochs)
@@ -296,9 +299,10 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         score = val["loss"] if len(val_ds) else row["train_loss"]
         improved = score < best - 1e-4
         if improved and floor_val is not None:
-            row["val_auc_vat"] = val_auc_vat(model, val_ds, cfg, device)
+            ranked = np.isfinite(floor_val["val_auc_vat"])   # NaN: no in-frame val sample to rank
+            row["val_auc_vat"] = val_auc_vat(model, val_ds, cfg, device) if ranked else float("nan")
             improved = (val["heatmap_ce"] <= floor_val["val_heatmap_ce"]
-                        and row["val_auc_vat"] >= floor_val["val_auc_vat"])
+                        and (not ranked or row["val_auc_vat"] >= floor_val["val_auc_vat"]))
             if not improved:
                 log.info("%s epoch %d: val loss %.4f is lower, but against the floor start val heatmap loss "
                          "%.4f vs %.4f, auc_vat %.4f vs %.4f: the start stays kept", variant, epoch, score,
