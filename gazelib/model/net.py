@@ -280,12 +280,13 @@ class GazeTransformer(nn.Module):
             logits = logits + self.track_gain(h) * batch["track_map"]
         inout = self.inout_head(h).squeeze(-1)
         if self.use_persistence:
-            avail = mask[..., MODALITY_INDEX["track"]]
-            logits = self._persistence(logits, h, batch["track"], avail)
             track = batch["track"]
-            known = (avail > 0.5) & (track[..., 4] > 0.5)
+            # the last seen gaze's state: known (this viewer's track available) and in frame or not
+            known = (mask[..., MODALITY_INDEX["track"]] > 0.5) & (track[..., 4] > 0.5)
+            last_in = track[..., 2] > 0.5
+            logits = self._persistence(logits, h, track, known & last_in)
             f = self.inout_floor_logit
-            inout = inout + torch.where(known, torch.where(track[..., 2] > 0.5, f[0], f[1]), f[2])
+            inout = inout + torch.where(known, torch.where(last_in, f[0], f[1]), f[2])
         return {"heatmap_logits": logits, "inout_logits": inout}
 
     def _legacy_logits(self, batch: dict, mask: torch.Tensor, q: torch.Tensor, expand) -> torch.Tensor:
@@ -301,9 +302,9 @@ class GazeTransformer(nn.Module):
         return torch.einsum("btcd,btd->btc", keys, q)
 
     def _persistence(self, logits: torch.Tensor, h: torch.Tensor, track: torch.Tensor,
-                     avail: torch.Tensor) -> torch.Tensor:
-        """log((1 - w) N(last gaze, sigma) + w softmax(logits + prior)) where the last gaze is known and
-        in frame, else log softmax(logits + prior). Within one step: causal as the track input is."""
+                     on: torch.Tensor) -> torch.Tensor:
+        """log((1 - w) N(last gaze, sigma) + w softmax(logits + prior)) where ``on`` (the last gaze is known
+        and in frame), else log softmax(logits + prior). Within one step: causal as the track input is."""
         out = self.persist_head(torch.cat([h, track[..., 3:4]], -1))
         sigma = torch.exp(out[..., 1:3].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX))        # [B,T,2]
         z = (self.centres - track[..., None, 0:2]) / sigma[..., None, :]             # [B,T,cells,2]
@@ -312,7 +313,6 @@ class GazeTransformer(nn.Module):
         w = out[..., 0:1]
         mixed = torch.logsumexp(torch.stack([nn.functional.logsigmoid(-w) + log_g,
                                              nn.functional.logsigmoid(w) + log_base]), 0)
-        on = (avail > 0.5) & (track[..., 4] > 0.5) & (track[..., 2] > 0.5)
         return torch.where(on[..., None], mixed, log_base)
 
     def _content_context(self, embs: dict, mask: torch.Tensor, pad: torch.Tensor) -> dict:

@@ -236,8 +236,7 @@ def train_variant(*, variant: str, modalities: list[str], train_files: list[Path
         if np.isfinite(init["loss"]):
             best = init["loss"]
             if cfg["floor_guard"]:   # ... and not lose to it on either primary metric (module docstring)
-                floor_val = {"epoch": -1, "val_heatmap_ce": init["heatmap_ce"],
-                             "val_auc_vat": val_auc_vat(model, val_ds, cfg, device)}
+                floor_val = {"val_heatmap_ce": init["heatmap_ce"], "val_auc_vat": val_auc_vat(model, val_ds, cfg, device)}
             if d.main:
                 save_checkpoint(out_dir / "best.pt", model=model, optimizer=opt, scheduler=sched, epoch=-1,
                                 best=best, bad_epochs=0, meta=meta, history=history, scaler=scaler,
